@@ -1,0 +1,182 @@
+"""Local-disk storage: ``file:///absolute/path``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from cloud_storage.base import ListPage, ObjectInfo, Storage, check_key
+from cloud_storage.registry import register_backend
+from exception_layer import InvalidKey, InvalidStorageUri, ObjectNotFound, StorageError
+
+_TMP_PREFIX = ".trainyard-upload-"
+
+
+def parse_file_uri(uri: str) -> Path:
+    """``file:///abs/dir`` -> ``Path('/abs/dir')``; refuses relative paths and hosts."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise InvalidStorageUri("A local storage address looks like file:///absolute/folder.")
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise InvalidStorageUri("A local storage folder must be an absolute path.")
+    return Path(path)
+
+
+class LocalStorage(Storage):
+    """Files in a directory. Uploads are written beside the target and renamed when complete."""
+
+    scheme = "file"
+    upload_chunk_size = 1024 * 1024
+
+    def __init__(self, uri: str, credentials: dict | None = None, client=None):
+        super().__init__(uri, credentials, client)
+        self.root = parse_file_uri(uri)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _path(self, key: str, *, folder: bool = False) -> Path:
+        check_key(key, folder=folder)
+        path = self.root.joinpath(key.rstrip("/")) if key.rstrip("/") else self.root
+        # A symlink inside the root must not lead outside of it.
+        resolved = path.resolve()
+        root = self.root.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise InvalidKey("This path leads outside the storage.")
+        return path
+
+    def _info(self, key: str, path: Path) -> ObjectInfo:
+        st = path.stat()
+        return ObjectInfo(key=key, size=st.st_size,
+                          modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    @staticmethod
+    def _page(items: list[tuple[str, bool]], page_size: int, page_token: str | None):
+        """Slice a sorted [(key, is_folder)] list after ``page_token``."""
+        if page_token:
+            items = [item for item in items if item[0] > page_token]
+        page, rest = items[:page_size], items[page_size:]
+        return page, (page[-1][0] if rest else None)
+
+    # -- the interface -----------------------------------------------------------------
+
+    def list(self, prefix: str = "", *, recursive: bool = False, page_size: int = 1000,
+             page_token: str | None = None) -> ListPage:
+        if prefix and not prefix.endswith("/"):
+            raise InvalidKey("A folder path must end with '/'.")
+        base = self._path(prefix, folder=True)
+        if not base.is_dir():
+            return ListPage()
+        items: list[tuple[str, bool]] = []
+        if recursive:
+            for dirpath, dirnames, filenames in os.walk(base):
+                dirnames[:] = [d for d in dirnames if not d.startswith(_TMP_PREFIX)]
+                rel = os.path.relpath(dirpath, base)
+                rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+                items.extend((prefix + rel + f, False) for f in filenames
+                             if not f.startswith(_TMP_PREFIX))
+        else:
+            with os.scandir(base) as entries:
+                for entry in entries:
+                    if entry.name.startswith(_TMP_PREFIX):
+                        continue
+                    if entry.is_dir():
+                        items.append((prefix + entry.name + "/", True))
+                    else:
+                        items.append((prefix + entry.name, False))
+        items.sort()
+        page, token = self._page(items, page_size, page_token)
+        result = ListPage(next_token=token)
+        for key, is_folder in page:
+            if is_folder:
+                result.folders.append(key)
+            else:
+                try:
+                    result.objects.append(self._info(key, self.root / key))
+                except FileNotFoundError:  # deleted while listing
+                    continue
+        return result
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"No file named {key}.")
+        return self._info(key, path)
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFound(f"No file named {key}.") from exc
+
+    def upload(self, key: str, stream: BinaryIO, *, size: int | None = None,
+               content_type: str | None = None) -> ObjectInfo:
+        path = self._path(key)
+        if path.is_dir():
+            raise StorageError(f"{key} is a folder.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(stream, out, self.upload_chunk_size)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self._info(key, path)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise ObjectNotFound(f"No file named {key}.") from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise StorageError("delete_prefix needs a folder key ending in '/'.")
+        base = self._path(prefix, folder=True)
+        if not base.is_dir():
+            return 0
+        count = sum(len(files) for _, _, files in os.walk(base))
+        if base == self.root:
+            for child in base.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(base)
+        return count
+
+    def make_folder(self, prefix: str) -> None:
+        self._path(prefix, folder=True).mkdir(parents=True, exist_ok=True)
+
+    def _has_marker(self, prefix: str) -> bool:
+        return self._path(prefix, folder=True).is_dir()
+
+    def copy(self, src: str, dst: str) -> ObjectInfo:
+        source = self._path(src)
+        if not source.is_file():
+            raise ObjectNotFound(f"No file named {src}.")
+        with open(source, "rb") as stream:
+            return self.upload(dst, stream)
+
+    def move(self, src: str, dst: str) -> ObjectInfo:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise ObjectNotFound(f"No file named {src}.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        return self._info(dst, target)
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise StorageError("The storage folder is not writable.")
+
+
+register_backend(LocalStorage)

@@ -1,0 +1,45 @@
+"""Backends registered by URI scheme; ``open_storage`` picks the class for a URI."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from cloud_storage.base import Storage
+from exception_layer import InvalidStorageUri
+
+_BACKENDS: dict[str, type[Storage]] = {}
+
+
+def register_backend(cls: type[Storage], *schemes: str) -> type[Storage]:
+    """Register ``cls`` for its ``scheme`` (and any extra ``schemes``)."""
+    for scheme in (cls.scheme, *schemes):
+        _BACKENDS[scheme] = cls
+    return cls
+
+
+def known_schemes() -> list[str]:
+    _load_builtin_backends()
+    return sorted(_BACKENDS)
+
+
+def backend_for(uri: str) -> type[Storage]:
+    """The backend class for ``uri``; the error lists the known schemes."""
+    _load_builtin_backends()
+    scheme = urlsplit(uri).scheme.lower() if isinstance(uri, str) else ""
+    if scheme not in _BACKENDS:
+        raise InvalidStorageUri(
+            f"Unknown storage scheme {scheme + '://' if scheme else '(none)'}; "
+            f"known schemes: {', '.join(s + '://' for s in sorted(_BACKENDS))}."
+        )
+    return _BACKENDS[scheme]
+
+
+def open_storage(uri: str, credentials: dict | None = None, client=None) -> Storage:
+    """Build the storage for ``uri`` with its backend class."""
+    return backend_for(uri)(uri, credentials=credentials, client=client)
+
+
+def _load_builtin_backends() -> None:
+    # Importing a backend module registers it; each imports its SDK lazily, so a missing
+    # cloud SDK only matters when that cloud is used.
+    import cloud_storage.local  # noqa: F401

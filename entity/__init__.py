@@ -1,0 +1,1 @@
+"""Domain objects and their repositories over the document store."""

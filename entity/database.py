@@ -1,0 +1,39 @@
+"""The database: every repository over one document store."""
+
+from __future__ import annotations
+
+from entity.execution import ExecutionRepository
+from entity.log_record import LogRepository
+from entity.mail_message import MailRepository
+from entity.model_version import ModelVersionRepository
+from entity.project import ProjectRepository
+from entity.store import DocumentStore, open_store
+from entity.user import UserRepository
+
+
+class Database:
+    """All repositories, sharing one store. Nothing connects until first used."""
+
+    def __init__(self, store: DocumentStore):
+        self.store = store
+        self.users = UserRepository(store.collection("users"))
+        self.projects = ProjectRepository(store.collection("projects"))
+        self.executions = ExecutionRepository(store.collection("executions"))
+        self.logs = LogRepository(store.collection("log_records"))
+        self.model_versions = ModelVersionRepository(store.collection("model_versions"))
+        self.mail = MailRepository(store.collection("mail_messages"))
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        return cls(open_store(url))
+
+    def repositories(self) -> list:
+        return [self.users, self.projects, self.executions, self.logs, self.model_versions,
+                self.mail]
+
+    def ensure_indexes(self) -> None:
+        for repo in self.repositories():
+            repo.ensure_indexes()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,191 @@
+"""SQLite backend of the document store: one table per collection, documents as JSON.
+
+Each thread gets its own connection (SQLite connections are not shared across threads), WAL lets
+readers and a writer work at once, and conditional updates run in ``BEGIN IMMEDIATE``
+transactions so that they are atomic across threads and processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from entity.store import OPERATORS, Collection, DocumentStore, Sort
+from exception_layer import DuplicateKey
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SQL_OPS = {"$ne": "IS NOT", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _field(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"Invalid field name {name!r}")
+    return f"json_extract(doc, '$.{name}')"
+
+
+def _sql_value(value):
+    # json_extract returns SQL values: booleans are 1/0, containers are JSON text.
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _where(filter: dict | None) -> tuple[str, list]:
+    clauses, params = [], []
+    for name, cond in (filter or {}).items():
+        column = "id" if name == "_id" else _field(name)
+        if isinstance(cond, dict) and cond and all(k in OPERATORS for k in cond):
+            for op, value in cond.items():
+                if op == "$in":
+                    values = list(value)
+                    if not values:
+                        clauses.append("0")
+                        continue
+                    clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                    params.extend(_sql_value(v) for v in values)
+                elif op == "$ne" and value is None:
+                    clauses.append(f"{column} IS NOT NULL")
+                elif op == "$ne":
+                    clauses.append(f"({column} IS NULL OR {column} != ?)")
+                    params.append(_sql_value(value))
+                else:
+                    clauses.append(f"{column} {_SQL_OPS[op]} ?")
+                    params.append(_sql_value(value))
+        elif cond is None:
+            clauses.append(f"{column} IS NULL")
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(_sql_value(cond))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _order(sort: Sort | None) -> str:
+    if not sort:
+        return " ORDER BY rowid"
+    return " ORDER BY " + ", ".join(
+        f"{'id' if f == '_id' else _field(f)} {'DESC' if d < 0 else 'ASC'}" for f, d in sort)
+
+
+class SqliteCollection(Collection):
+    def __init__(self, store: SqliteStore, name: str):
+        if not _NAME.match(name):
+            raise ValueError(f"Invalid collection name {name!r}")
+        self.store, self.name = store, name
+
+    def _conn(self) -> sqlite3.Connection:
+        return self.store.connection(self.name)
+
+    def insert(self, doc: dict) -> None:
+        try:
+            self._conn().execute(f"INSERT INTO {self.name} (id, doc) VALUES (?, ?)",
+                                 (doc["_id"], json.dumps(doc)))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateKey() from exc
+
+    def get(self, doc_id: str) -> dict | None:
+        row = self._conn().execute(f"SELECT doc FROM {self.name} WHERE id = ?",
+                                   (doc_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def find(self, filter=None, *, sort=None, skip=0, limit=0) -> list[dict]:
+        where, params = _where(filter)
+        sql = f"SELECT doc FROM {self.name}{where}{_order(sort)}"
+        if limit or skip:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit or -1, skip]
+        return [json.loads(r[0]) for r in self._conn().execute(sql, params)]
+
+    def count(self, filter=None) -> int:
+        where, params = _where(filter)
+        return self._conn().execute(f"SELECT COUNT(*) FROM {self.name}{where}",
+                                    params).fetchone()[0]
+
+    def _update(self, filter: dict, changes: dict, limit: int | None) -> int:
+        where, params = _where(filter)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sql = f"SELECT id, doc FROM {self.name}{where}"
+            if limit:
+                sql += f" LIMIT {int(limit)}"
+            rows = conn.execute(sql, params).fetchall()
+            for row_id, raw in rows:
+                doc = json.loads(raw)
+                doc.update(changes)
+                conn.execute(f"UPDATE {self.name} SET doc = ? WHERE id = ?",
+                             (json.dumps(doc), row_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def update_one(self, filter: dict, changes: dict) -> bool:
+        return self._update(filter, changes, 1) == 1
+
+    def update_many(self, filter: dict, changes: dict) -> int:
+        return self._update(filter, changes, None)
+
+    def delete_many(self, filter: dict) -> int:
+        where, params = _where(filter)
+        return self._conn().execute(f"DELETE FROM {self.name}{where}", params).rowcount
+
+    def ensure_index(self, fields: Sequence[str], *, unique: bool = False) -> None:
+        name = f"ix_{self.name}_{'_'.join(fields)}"
+        columns = ", ".join("id" if f == "_id" else _field(f) for f in fields)
+        self._conn().execute(
+            f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} "
+            f"ON {self.name} ({columns})")
+
+
+class SqliteStore(DocumentStore):
+    """``sqlite:///relative/or/absolute/path.db`` (``sqlite:///:memory:`` is refused: each
+    thread would see its own empty database)."""
+
+    def __init__(self, url: str):
+        path = unquote(urlsplit(url).path)
+        # sqlite:///data/x.db is relative, sqlite:////abs/x.db is absolute (SQLAlchemy's rule).
+        path = path[1:]
+        if not path or path == ":memory:":
+            raise ValueError("DATABASE_URL for SQLite must name a file")
+        self.path = os.path.abspath(path)
+        self._local = threading.local()
+        self._tables: set[str] = set()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def connection(self, table: str | None = None) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # after a fork, never reuse the parent's connections
+            self._local, self._pid = threading.local(), os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        if table and table not in self._tables:
+            with self._lock:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
+                             "(id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+                self._tables.add(table)
+        return conn
+
+    def collection(self, name: str) -> Collection:
+        return SqliteCollection(self, name)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,88 @@
+"""The document store behind the repositories: one small contract, two backends.
+
+The contract is a subset of MongoDB's: documents are JSON-like dicts with a string ``_id``;
+filters match top-level fields by equality (``None`` matches a missing field too) or with the
+operators ``$in``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``; updates set top-level fields.
+Dates are stored as ISO-8601 UTC strings, so they compare in order on every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+#: sort spec: [(field, 1 | -1), ...]
+Sort = Sequence[tuple[str, int]]
+OPERATORS = ("$in", "$ne", "$gt", "$gte", "$lt", "$lte")
+
+
+class Collection(ABC):
+    """One collection of documents."""
+
+    @abstractmethod
+    def insert(self, doc: dict) -> None:
+        """Insert ``doc`` (it must have an ``_id``); raise ``DuplicateKey`` on a taken key."""
+
+    @abstractmethod
+    def get(self, doc_id: str) -> dict | None:
+        """The document with this ``_id``, or None."""
+
+    @abstractmethod
+    def find(self, filter: dict | None = None, *, sort: Sort | None = None, skip: int = 0,
+             limit: int = 0) -> list[dict]:
+        """Documents matching ``filter``, sorted, paged (``limit=0``: no limit)."""
+
+    @abstractmethod
+    def count(self, filter: dict | None = None) -> int:
+        """How many documents match."""
+
+    @abstractmethod
+    def update_one(self, filter: dict, changes: dict) -> bool:
+        """Atomically set ``changes`` on one document matching ``filter``; True if one matched.
+
+        The match and the write are one atomic step: two callers racing with the same
+        conditional filter (``{"_id": x, "lock": None}``) cannot both win.
+        """
+
+    @abstractmethod
+    def update_many(self, filter: dict, changes: dict) -> int:
+        """Set ``changes`` on every matching document; returns how many matched."""
+
+    @abstractmethod
+    def delete_many(self, filter: dict) -> int:
+        """Delete every matching document; returns how many were deleted."""
+
+    @abstractmethod
+    def ensure_index(self, fields: Sequence[str], *, unique: bool = False) -> None:
+        """Create an index over ``fields`` if it does not exist."""
+
+    def find_one(self, filter: dict, *, sort: Sort | None = None) -> dict | None:
+        found = self.find(filter, sort=sort, limit=1)
+        return found[0] if found else None
+
+
+class DocumentStore(ABC):
+    """A database: named collections."""
+
+    @abstractmethod
+    def collection(self, name: str) -> Collection:
+        """The collection called ``name`` (created on first use)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections held by this process."""
+
+
+def open_store(url: str) -> DocumentStore:
+    """Open the store for a ``DATABASE_URL``: ``sqlite:///path`` or ``mongodb://...``.
+
+    Nothing connects here; connections are made on first use.
+    """
+    if url.startswith("sqlite:"):
+        from entity.sqlite_store import SqliteStore
+
+        return SqliteStore(url)
+    if url.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+        from entity.mongo_store import MongoStore
+
+        return MongoStore(url)
+    raise ValueError("DATABASE_URL must start with sqlite:/// or mongodb://")

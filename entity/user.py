@@ -1,0 +1,90 @@
+"""Users of the platform and their repository."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from entity.base import from_iso, new_id, to_iso, utcnow
+from entity.store import Collection
+
+PLATFORM_ROLES = ("admin", "member")
+
+
+@dataclass
+class User:
+    email: str
+    name: str
+    password_hash: str
+    role: str = "member"
+    active: bool = True
+    id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    # Flask-Login's protocol
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return self.id
+
+    def to_document(self) -> dict:
+        return {"_id": self.id, "email": self.email, "name": self.name,
+                "password_hash": self.password_hash, "role": self.role, "active": self.active,
+                "created_at": to_iso(self.created_at), "last_login_at": to_iso(self.last_login_at)}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> User:
+        return cls(id=doc["_id"], email=doc["email"], name=doc["name"],
+                   password_hash=doc["password_hash"], role=doc.get("role", "member"),
+                   active=doc.get("active", True), created_at=from_iso(doc["created_at"]),
+                   last_login_at=from_iso(doc.get("last_login_at")))
+
+    def to_public(self) -> dict:
+        """What the API shows (never the password hash)."""
+        return {"id": self.id, "email": self.email, "name": self.name, "role": self.role,
+                "active": self.active, "created_at": to_iso(self.created_at)}
+
+
+class UserRepository:
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        self.collection.ensure_index(["email"], unique=True)
+
+    def add(self, user: User) -> User:
+        self.collection.insert(user.to_document())
+        return user
+
+    def get(self, user_id: str) -> User | None:
+        doc = self.collection.get(user_id)
+        return User.from_document(doc) if doc else None
+
+    def get_by_email(self, email: str) -> User | None:
+        doc = self.collection.find_one({"email": email.strip().lower()})
+        return User.from_document(doc) if doc else None
+
+    def list(self) -> list[User]:
+        return [User.from_document(d) for d in self.collection.find(sort=[("email", 1)])]
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def save(self, user: User) -> None:
+        doc = user.to_document()
+        self.collection.update_one({"_id": user.id}, doc)

@@ -1,0 +1,41 @@
+"""Platform exceptions: one base class with a code, an HTTP status and a safe message."""
+
+from exception_layer.errors import (
+    AccessDenied,
+    ArtifactIntegrityError,
+    BadRequest,
+    Conflict,
+    DuplicateKey,
+    ExecutionInProgress,
+    InvalidKey,
+    InvalidStorageUri,
+    NotFound,
+    ObjectNotFound,
+    PayloadTooLarge,
+    PlatformError,
+    StorageAuthError,
+    StorageError,
+    StorageUnavailable,
+    Unauthenticated,
+    ValidationFailed,
+)
+
+__all__ = [
+    "AccessDenied",
+    "ArtifactIntegrityError",
+    "BadRequest",
+    "Conflict",
+    "DuplicateKey",
+    "ExecutionInProgress",
+    "InvalidKey",
+    "InvalidStorageUri",
+    "NotFound",
+    "ObjectNotFound",
+    "PayloadTooLarge",
+    "PlatformError",
+    "StorageAuthError",
+    "StorageError",
+    "StorageUnavailable",
+    "Unauthenticated",
+    "ValidationFailed",
+]

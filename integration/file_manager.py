@@ -1,0 +1,160 @@
+"""One project's files on whatever storage it uses.
+
+Paths here are relative to the project's folder (``<storage root>/<slug>/``) and checked before
+they reach the storage: no ``..``, absolute paths, backslashes, NUL or control characters, and
+nothing that resolves outside the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from cloud_storage import ListPage, ObjectInfo, Storage, check_key
+from exception_layer import InvalidKey, ObjectNotFound
+
+TRAINING = "training_batch_files/"
+PREDICTION = "prediction_batch_files/"
+ARCHIVE = "archive/"
+MODELS = "models/"
+OUTPUT = "prediction_output/"
+STANDARD_FOLDERS = (TRAINING, PREDICTION, ARCHIVE, MODELS, OUTPUT)
+#: folders the platform writes; users may read them but not upload into them
+SYSTEM_FOLDERS = (ARCHIVE, MODELS, OUTPUT)
+MAX_NAME_LENGTH = 255
+
+
+def check_path(path: str, *, folder: bool = False) -> str:
+    """Validate a user-supplied project-relative path; return it normalised.
+
+    Raises :class:`InvalidKey` with a message that says what is wrong.
+    """
+    if not isinstance(path, str):
+        raise InvalidKey("A path must be text.")
+    if folder and path and not path.endswith("/"):
+        path += "/"
+    if path.startswith("/"):
+        raise InvalidKey("Absolute paths are not allowed.")
+    if "\x00" in path:
+        raise InvalidKey("File names may not contain NUL characters.")
+    check_key(path, folder=folder)
+    for part in path.rstrip("/").split("/"):
+        if part and len(part.encode()) > MAX_NAME_LENGTH:
+            raise InvalidKey(f"A file or folder name may be at most {MAX_NAME_LENGTH} bytes.")
+        if part.startswith(".trainyard-"):
+            raise InvalidKey("Names starting with .trainyard- are reserved.")
+    return path
+
+
+def check_file_name(name: str) -> str:
+    """Validate a single file name (no folders in it)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidKey("A file name is required.")
+    if "/" in name:
+        raise InvalidKey("A file name may not contain '/'.")
+    return check_path(name)
+
+
+class ProjectFiles:
+    """The files of the project whose folder is ``slug`` on ``storage``."""
+
+    def __init__(self, storage: Storage, slug: str):
+        if not slug or "/" in slug:
+            raise InvalidKey("Invalid project folder.")
+        self.storage = storage
+        self.slug = slug
+        self.prefix = f"{slug}/"
+
+    def key(self, path: str, *, folder: bool = False) -> str:
+        """The storage key for a project-relative path (validated)."""
+        return self.prefix + check_path(path, folder=folder)
+
+    def relative(self, key: str) -> str:
+        if not key.startswith(self.prefix):
+            # A listing returned a key outside the project: never pass it on.
+            raise InvalidKey("A listed key is outside the project's folder.")
+        return key[len(self.prefix):]
+
+    def _relative_info(self, info: ObjectInfo) -> ObjectInfo:
+        return ObjectInfo(key=self.relative(info.key), size=info.size, modified=info.modified)
+
+    # -- layout ------------------------------------------------------------------------
+
+    def ensure_layout(self) -> None:
+        """Create the standard folders."""
+        for folder in STANDARD_FOLDERS:
+            self.storage.make_folder(self.prefix + folder)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def list(self, path: str = "", *, page_token: str | None = None,
+             page_size: int = 200) -> ListPage:
+        """Files and folders directly in ``path`` (a folder), paths relative to the project."""
+        key = self.key(path, folder=True) if path else self.prefix
+        page = self.storage.list(key, page_size=page_size, page_token=page_token)
+        return ListPage(objects=[self._relative_info(o) for o in page.objects],
+                        folders=[self.relative(f) for f in page.folders],
+                        next_token=page.next_token)
+
+    def list_files(self, folder: str) -> list[ObjectInfo]:
+        """Every file below ``folder`` (recursively), sorted by path."""
+        return [self._relative_info(o)
+                for o in self.storage.iter_objects(self.key(folder, folder=True))]
+
+    def stat(self, path: str) -> ObjectInfo:
+        return self._relative_info(self.storage.stat(self.key(path)))
+
+    def exists(self, path: str) -> bool:
+        return self.storage.exists(self.key(path))
+
+    def folder_exists(self, path: str) -> bool:
+        return self.storage.folder_exists(self.key(path, folder=True))
+
+    def open_read(self, path: str) -> BinaryIO:
+        return self.storage.open_read(self.key(path))
+
+    def iter_read(self, path: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        return self.storage.iter_read(self.key(path), chunk_size)
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.storage.read_bytes(self.key(path))
+
+    def sha256(self, path: str) -> str:
+        return self.storage.sha256(self.key(path))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def upload(self, path: str, stream: BinaryIO, *, size: int | None = None,
+               content_type: str | None = None) -> ObjectInfo:
+        info = self.storage.upload(self.key(path), stream, size=size, content_type=content_type)
+        return self._relative_info(info)
+
+    def upload_bytes(self, path: str, data: bytes) -> ObjectInfo:
+        return self._relative_info(self.storage.upload_bytes(self.key(path), data))
+
+    def make_folder(self, path: str) -> str:
+        key = self.key(path, folder=True)
+        self.storage.make_folder(key)
+        return self.relative(key)
+
+    def copy(self, src: str, dst: str) -> ObjectInfo:
+        return self._relative_info(self.storage.copy(self.key(src), self.key(dst)))
+
+    def move(self, src: str, dst: str) -> ObjectInfo:
+        return self._relative_info(self.storage.move(self.key(src), self.key(dst)))
+
+    def delete(self, path: str) -> None:
+        """Delete a file, or a whole folder when ``path`` ends with ``/``."""
+        if path.endswith("/"):
+            if not self.folder_exists(path):
+                raise ObjectNotFound(f"No folder named {path}.")
+            self.delete_folder(path)
+            return
+        self.storage.delete(self.key(path))
+
+    def delete_folder(self, path: str) -> int:
+        return self.storage.delete_prefix(self.key(path, folder=True))
+
+    def delete_all(self) -> int:
+        """Delete every file of the project (used when the project is deleted)."""
+        return self.storage.delete_prefix(self.prefix)
