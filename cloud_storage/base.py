@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,20 +43,25 @@ class ListPage:
     next_token: str | None = None
 
 
+def _is_control(char: str) -> bool:
+    # C0 and C1 control characters, DEL, and lone surrogates (which cannot be encoded to UTF-8)
+    return unicodedata.category(char) in ("Cc", "Cs")
+
+
 def check_key(key: str, *, folder: bool = False) -> str:
     """Return ``key`` if it is a well-formed relative key, else raise :class:`InvalidKey`.
 
-    Refuses empty segments, ``.`` and ``..``, backslashes, NUL and control characters, and
-    leading ``/``. A folder key may end with ``/``.
+    Refuses empty segments, ``.`` and ``..``, backslashes, NUL and control characters (C0, DEL
+    and C1), lone surrogates, and a leading ``/``. A folder key may end with ``/``.
     """
     if not isinstance(key, str):
         raise InvalidKey("A path must be text.")
-    body = key[:-1] if folder and key.endswith("/") else key
-    if body == "" and folder:
+    if key == "" and folder:  # the root
         return key
+    body = key[:-1] if folder and key.endswith("/") else key
     if body == "" or body.startswith("/"):
         raise InvalidKey("A path must be relative and not empty.")
-    if "\\" in body or any(ord(c) < 32 or ord(c) == 127 for c in body):
+    if "\\" in body or any(_is_control(c) for c in body):
         raise InvalidKey("A path may not contain backslashes or control characters.")
     for part in body.split("/"):
         if part in ("", ".", ".."):

@@ -120,22 +120,53 @@ class LocalStorage(Storage):
         path = self._path(key)
         if path.is_dir():
             raise StorageError(f"{key} is a folder.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        created = self._make_parents(key, path)
         try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(stream, out, self.upload_chunk_size)
-            os.replace(tmp, path)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+            except FileNotFoundError:  # a failed upload beside this one removed the folder
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(stream, out, self.upload_chunk_size)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            # An interrupted upload leaves nothing visible, not even the folders it created.
+            for folder in reversed(created):
+                try:
+                    folder.rmdir()
+                except OSError:  # another upload put something there meanwhile
+                    break
             raise
         return self._info(key, path)
+
+    def _make_parents(self, key: str, path: Path) -> list[Path]:
+        """Create the missing parent folders of ``path``; return them, outermost first."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        missing = []
+        parent = path.parent
+        while parent != self.root and not parent.is_dir() and not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        missing.reverse()
+        for folder in missing:
+            try:
+                folder.mkdir(exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise StorageError(f"A file is in the way of the folders of {key}.") from exc
+        if not path.parent.is_dir():
+            raise StorageError(f"A file is in the way of the folders of {key}.")
+        return missing
 
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
             path.unlink()
-        except (FileNotFoundError, IsADirectoryError) as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"No file named {key}.") from exc
 
     def delete_prefix(self, prefix: str) -> int:
@@ -147,7 +178,11 @@ class LocalStorage(Storage):
         count = sum(len(files) for _, _, files in os.walk(base))
         if base == self.root:
             for child in base.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                # a symlink is removed, never followed
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
         else:
             shutil.rmtree(base)
         return count

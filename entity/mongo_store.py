@@ -28,7 +28,8 @@ class MongoCollection(Collection):
         from pymongo.errors import DuplicateKeyError
 
         try:
-            self._coll.insert_one(dict(doc))
+            with self.store.write_lock:
+                self._coll.insert_one(dict(doc))
         except DuplicateKeyError as exc:
             raise DuplicateKey() from exc
 
@@ -49,12 +50,22 @@ class MongoCollection(Collection):
         return self._coll.count_documents(filter or {})
 
     def update_one(self, filter: dict, changes: dict) -> bool:
-        with self.store.write_lock:
-            return self._coll.update_one(filter, {"$set": changes}).matched_count == 1
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            with self.store.write_lock:
+                return self._coll.update_one(filter, {"$set": changes}).matched_count == 1
+        except DuplicateKeyError as exc:  # a unique index would be broken
+            raise DuplicateKey() from exc
 
     def update_many(self, filter: dict, changes: dict) -> int:
-        with self.store.write_lock:
-            return self._coll.update_many(filter, {"$set": changes}).matched_count
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            with self.store.write_lock:
+                return self._coll.update_many(filter, {"$set": changes}).matched_count
+        except DuplicateKeyError as exc:
+            raise DuplicateKey() from exc
 
     def delete_many(self, filter: dict) -> int:
         return self._coll.delete_many(filter).deleted_count

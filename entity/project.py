@@ -165,8 +165,13 @@ class Project:
         return self.members.get(user.id)
 
     def has_role(self, user, needed: str) -> bool:
+        """True if ``user``'s project role is ``needed`` or stronger.
+
+        An unknown stored role grants nothing; an unknown ``needed`` role raises ValueError.
+        """
+        floor = PROJECT_ROLES.index(needed)
         role = self.role_of(user)
-        return role is not None and PROJECT_ROLES.index(role) >= PROJECT_ROLES.index(needed)
+        return role in PROJECT_ROLES and PROJECT_ROLES.index(role) >= floor
 
     def to_document(self) -> dict:
         return {
@@ -228,8 +233,9 @@ class ProjectRepository:
     def save(self, project: Project) -> None:
         project.updated_at = utcnow()
         doc = project.to_document()
-        # The execution claim and the version counter are owned by claim/release/register.
-        for owned in ("active_execution_id", "next_version", "active_version"):
+        # _id is the filter, not a change; the execution claim and the version counter are
+        # owned by claim/release/set_versions.
+        for owned in ("_id", "active_execution_id", "next_version", "active_version"):
             doc.pop(owned)
         self.collection.update_one({"_id": project.id}, doc)
 

@@ -30,12 +30,17 @@ def _field(name: str) -> str:
 
 
 def _sql_value(value):
-    # json_extract returns SQL values: booleans are 1/0, containers are JSON text.
+    # json_extract returns SQL values: booleans are 1/0, containers are JSON text (minified by
+    # SQLite, keys in stored order); _placeholder passes containers through json() to match.
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value)
     return value
+
+
+def _placeholder(value) -> str:
+    return "json(?)" if isinstance(value, (dict, list)) else "?"
 
 
 def _where(filter: dict | None) -> tuple[str, list]:
@@ -45,24 +50,27 @@ def _where(filter: dict | None) -> tuple[str, list]:
         if isinstance(cond, dict) and cond and all(k in OPERATORS for k in cond):
             for op, value in cond.items():
                 if op == "$in":
-                    values = list(value)
-                    if not values:
-                        clauses.append("0")
-                        continue
-                    clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
-                    params.extend(_sql_value(v) for v in values)
+                    # As in MongoDB, None in the list matches a missing or null field.
+                    given = list(value)
+                    values = [v for v in given if v is not None]
+                    tests = [f"{column} IS NULL"] if len(values) != len(given) else []
+                    if values:
+                        marks = ", ".join(_placeholder(v) for v in values)
+                        tests.append(f"{column} IN ({marks})")
+                        params.extend(_sql_value(v) for v in values)
+                    clauses.append("(" + " OR ".join(tests) + ")" if tests else "0")
                 elif op == "$ne" and value is None:
                     clauses.append(f"{column} IS NOT NULL")
                 elif op == "$ne":
-                    clauses.append(f"({column} IS NULL OR {column} != ?)")
+                    clauses.append(f"({column} IS NULL OR {column} != {_placeholder(value)})")
                     params.append(_sql_value(value))
                 else:
-                    clauses.append(f"{column} {_SQL_OPS[op]} ?")
+                    clauses.append(f"{column} {_SQL_OPS[op]} {_placeholder(value)}")
                     params.append(_sql_value(value))
         elif cond is None:
             clauses.append(f"{column} IS NULL")
         else:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{column} = {_placeholder(cond)}")
             params.append(_sql_value(cond))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -123,6 +131,9 @@ class SqliteCollection(Collection):
                 conn.execute(f"UPDATE {self.name} SET doc = ? WHERE id = ?",
                              (json.dumps(doc), row_id))
             conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:  # a unique index would be broken
+            conn.execute("ROLLBACK")
+            raise DuplicateKey() from exc
         except BaseException:
             conn.execute("ROLLBACK")
             raise

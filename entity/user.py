@@ -60,6 +60,12 @@ class User:
                 "active": self.active, "created_at": to_iso(self.created_at)}
 
 
+def normalise_email(email: str) -> str:
+    """Emails are stored and looked up trimmed and lower-cased, so that the unique index holds
+    whatever case a person types."""
+    return email.strip().lower()
+
+
 class UserRepository:
     def __init__(self, collection: Collection):
         self.collection = collection
@@ -68,6 +74,8 @@ class UserRepository:
         self.collection.ensure_index(["email"], unique=True)
 
     def add(self, user: User) -> User:
+        """Insert ``user`` (email normalised); raises DuplicateKey if the email is taken."""
+        user.email = normalise_email(user.email)
         self.collection.insert(user.to_document())
         return user
 
@@ -76,7 +84,7 @@ class UserRepository:
         return User.from_document(doc) if doc else None
 
     def get_by_email(self, email: str) -> User | None:
-        doc = self.collection.find_one({"email": email.strip().lower()})
+        doc = self.collection.find_one({"email": normalise_email(email)})
         return User.from_document(doc) if doc else None
 
     def list(self) -> list[User]:
@@ -86,5 +94,8 @@ class UserRepository:
         return self.collection.count()
 
     def save(self, user: User) -> None:
+        """Write ``user`` back; raises DuplicateKey if its new email is taken."""
+        user.email = normalise_email(user.email)
         doc = user.to_document()
+        doc.pop("_id")
         self.collection.update_one({"_id": user.id}, doc)

@@ -59,8 +59,9 @@ class ProjectFiles:
     """The files of the project whose folder is ``slug`` on ``storage``."""
 
     def __init__(self, storage: Storage, slug: str):
-        if not slug or "/" in slug:
+        if not isinstance(slug, str) or not slug or "/" in slug:
             raise InvalidKey("Invalid project folder.")
+        check_key(slug)  # no '.', '..', backslash or control characters
         self.storage = storage
         self.slug = slug
         self.prefix = f"{slug}/"
