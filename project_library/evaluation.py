@@ -1,0 +1,226 @@
+"""Measuring a fitted model on held-out rows: metrics, plots and permutation importance.
+
+Plots are drawn on :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas
+directly, never through ``pyplot``: no global figure state, nothing to leak between executions
+running in the same process, and no display needed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+TOP_FEATURES = 15
+IMPORTANCE_ROWS = 2000
+IMPORTANCE_REPEATS = 5
+MAX_ROC_CLASSES = 10
+MAX_MATRIX_LABELS = 30
+
+
+def json_number(value) -> float | int | None:
+    """A JSON-safe Python number (NaN and infinities become None)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def json_label(value):
+    """A class label as a JSON-safe value (numpy scalars become Python ones)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return value
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def classification_metrics(model, X: pd.DataFrame, y: np.ndarray) -> dict:  # noqa: N803
+    """Accuracy, macro/weighted precision, recall and F1, ROC AUC and the confusion matrix.
+
+    ROC AUC is binary, or one-vs-rest macro for several classes; None when the model has no
+    ``predict_proba`` or the held-out rows lack a class.
+    """
+    predicted = model.predict(X)
+    labels = list(model.classes_)
+    metrics: dict = {"accuracy": json_number(accuracy_score(y, predicted))}
+    for average in ("macro", "weighted"):
+        metrics[f"precision_{average}"] = json_number(
+            precision_score(y, predicted, average=average, zero_division=0))
+        metrics[f"recall_{average}"] = json_number(
+            recall_score(y, predicted, average=average, zero_division=0))
+        metrics[f"f1_{average}"] = json_number(
+            f1_score(y, predicted, average=average, zero_division=0))
+    metrics["roc_auc"] = None
+    if hasattr(model, "predict_proba"):
+        try:
+            proba = model.predict_proba(X)
+            if len(labels) == 2:
+                metrics["roc_auc"] = json_number(roc_auc_score(y == labels[1], proba[:, 1]))
+            else:
+                metrics["roc_auc"] = json_number(
+                    roc_auc_score(y, proba, multi_class="ovr", labels=labels))
+        except ValueError:
+            metrics["roc_auc"] = None  # a class is missing from the held-out rows
+    metrics["confusion_matrix"] = confusion_matrix(y, predicted, labels=labels).tolist()
+    metrics["labels"] = [json_label(label) for label in labels]
+    values, counts = np.unique(y, return_counts=True)
+    majority = values[np.argmax(counts)]
+    metrics["baseline_accuracy"] = json_number(np.mean(y == majority))
+    return metrics
+
+
+def regression_metrics(model, X: pd.DataFrame, y: np.ndarray, y_train: np.ndarray) -> dict:  # noqa: N803
+    """MSE, RMSE, MAE and R², plus the RMSE of always predicting the training mean."""
+    predicted = model.predict(X)
+    mse = mean_squared_error(y, predicted)
+    baseline = np.full(len(y), float(np.mean(y_train)))
+    return {"mse": json_number(mse), "rmse": json_number(math.sqrt(mse)),
+            "mae": json_number(mean_absolute_error(y, predicted)),
+            "r2": json_number(r2_score(y, predicted)),
+            "baseline_rmse": json_number(math.sqrt(mean_squared_error(y, baseline)))}
+
+
+def feature_importance(model, X: pd.DataFrame, y: np.ndarray, *, scoring) -> list[dict]:  # noqa: N803
+    """Permutation importance of each input column on at most 2,000 held-out rows.
+
+    Returns the top 15 as ``[{"feature", "importance", "std"}]``, most important first.
+    """
+    if len(X) > IMPORTANCE_ROWS:
+        chosen = np.random.default_rng(0).choice(len(X), IMPORTANCE_ROWS, replace=False)
+        X, y = X.iloc[chosen], y[chosen]  # noqa: N806
+    result = permutation_importance(model, X, y, scoring=scoring, n_repeats=IMPORTANCE_REPEATS,
+                                    random_state=0, n_jobs=1)
+    order = np.argsort(result.importances_mean)[::-1][:TOP_FEATURES]
+    return [{"feature": str(X.columns[i]),
+             "importance": json_number(result.importances_mean[i]),
+             "std": json_number(result.importances_std[i])} for i in order]
+
+
+def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    figure.clear()
+    return buffer.getvalue()
+
+
+def plot_confusion_matrix(matrix: list[list[int]], labels: list) -> bytes:
+    """A confusion-matrix heat map with the counts written in the cells."""
+    size = min(len(labels), MAX_MATRIX_LABELS)
+    values = np.asarray(matrix)[:size, :size]
+    figure = _figure(max(4.8, 0.45 * size + 2), max(4.0, 0.45 * size + 1.5))
+    axes = figure.subplots()
+    image = axes.imshow(values, cmap="Blues")
+    figure.colorbar(image, ax=axes)
+    names = [str(label) for label in labels[:size]]
+    axes.set_xticks(range(size), names, rotation=45 if size > 4 else 0, ha="right")
+    axes.set_yticks(range(size), names)
+    axes.set_xlabel("Predicted")
+    axes.set_ylabel("Actual")
+    axes.set_title("Confusion matrix (held-out rows)")
+    if size <= 15:
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(size):
+            for j in range(size):
+                axes.text(j, i, str(values[i, j]), ha="center", va="center",
+                          color="white" if values[i, j] > threshold else "black")
+    return _png(figure)
+
+
+def plot_roc_curve(model, X: pd.DataFrame, y: np.ndarray) -> bytes | None:  # noqa: N803
+    """ROC curve(s): one for a binary problem, one-vs-rest per class otherwise (up to 10)."""
+    if not hasattr(model, "predict_proba"):
+        return None
+    labels = list(model.classes_)
+    proba = model.predict_proba(X)
+    figure = _figure()
+    axes = figure.subplots()
+    drawn = 0
+    shown = [labels[1]] if len(labels) == 2 else labels[:MAX_ROC_CLASSES]
+    for label in shown:
+        positive = y == label
+        if positive.all() or not positive.any():
+            continue
+        column = labels.index(label)
+        fpr, tpr, _ = roc_curve(positive, proba[:, column])
+        auc = roc_auc_score(positive, proba[:, column])
+        name = f"AUC {auc:.3f}" if len(labels) == 2 else f"{label} (AUC {auc:.3f})"
+        axes.plot(fpr, tpr, label=name)
+        drawn += 1
+    if not drawn:
+        return None
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set_xlabel("False positive rate")
+    axes.set_ylabel("True positive rate")
+    axes.set_title("ROC curve (held-out rows)" if len(labels) == 2
+                   else "ROC curves, one class vs the rest (held-out rows)")
+    axes.legend(loc="lower right", fontsize="small")
+    return _png(figure)
+
+
+def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray) -> bytes:
+    """Scatter of predictions against true values with the diagonal of perfect predictions."""
+    figure = _figure()
+    axes = figure.subplots()
+    axes.scatter(actual, predicted, s=12, alpha=0.6)
+    low = float(min(np.min(actual), np.min(predicted)))
+    high = float(max(np.max(actual), np.max(predicted)))
+    axes.plot([low, high], [low, high], linestyle="--", color="grey")
+    axes.set_xlabel("Actual")
+    axes.set_ylabel("Predicted")
+    axes.set_title("Predicted vs actual (held-out rows)")
+    return _png(figure)
+
+
+def plot_residuals(actual: np.ndarray, predicted: np.ndarray) -> bytes:
+    """Residuals (actual - predicted) against the predictions."""
+    figure = _figure()
+    axes = figure.subplots()
+    axes.scatter(predicted, actual - predicted, s=12, alpha=0.6)
+    axes.axhline(0, linestyle="--", color="grey")
+    axes.set_xlabel("Predicted")
+    axes.set_ylabel("Residual (actual - predicted)")
+    axes.set_title("Residuals (held-out rows)")
+    return _png(figure)
+
+
+def plot_feature_importance(importances: list[dict], metric: str) -> bytes | None:
+    """Horizontal bars of the permutation importances, most important on top."""
+    if not importances:
+        return None
+    figure = _figure(6.4, max(3.0, 0.35 * len(importances) + 1.2))
+    axes = figure.subplots()
+    ordered = importances[::-1]
+    axes.barh([item["feature"] for item in ordered],
+              [item["importance"] or 0.0 for item in ordered],
+              xerr=[item["std"] or 0.0 for item in ordered], color="tab:blue")
+    axes.set_xlabel(f"Drop in {metric} when the column is shuffled")
+    axes.set_title("Permutation feature importance (held-out rows)")
+    return _png(figure)

@@ -1,0 +1,174 @@
+"""Turning a project's typed batch frame into model features: one scikit-learn pipeline.
+
+Everything here is defined at module level so that a pickled pipeline can be loaded again
+(no lambdas, no closures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from entity.project import BatchSchema
+
+#: categorical columns with at most this many distinct values are one-hot encoded
+MAX_ONE_HOT_CATEGORIES = 20
+DATE_PARTS = ("year", "month", "day", "dayofweek")
+_DATE_ATTRIBUTES = {"year": "year", "month": "month", "day": "day", "dayofweek": "day_of_week"}
+
+
+class SelectColumns(BaseEstimator, TransformerMixin):
+    """Keep only ``columns`` of a DataFrame, in that order (extra input columns are ignored)."""
+
+    def __init__(self, columns=None):
+        self.columns = columns
+
+    def fit(self, X, y=None):  # noqa: N803 - scikit-learn's naming
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, X):  # noqa: N803
+        return X[list(self.columns)]
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray(list(self.columns), dtype=object)
+
+
+class DateFeatures(BaseEstimator, TransformerMixin):
+    """Expand date columns into numeric year, month, day and day-of-week features (NaN if no
+    date)."""
+
+    def fit(self, X, y=None):  # noqa: N803
+        self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, X):  # noqa: N803
+        parts = {}
+        for column in X.columns:
+            values = pd.to_datetime(X[column], errors="coerce")
+            for part in DATE_PARTS:
+                part_values = getattr(values.dt, _DATE_ATTRIBUTES[part])
+                parts[f"{column}_{part}"] = part_values.astype("float64")
+        return pd.DataFrame(parts, index=X.index)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray([f"{c}_{p}" for c in self.feature_names_in_ for p in DATE_PARTS],
+                          dtype=object)
+
+
+def to_float(X):  # noqa: N803
+    """Cast a frame (nullable booleans or integers) to float64 with NaN for missing values."""
+    return pd.DataFrame(X).astype("Float64").astype("float64")
+
+
+def to_text(X):  # noqa: N803
+    """Cast a frame of categories to object strings with NaN for missing values."""
+    frame = pd.DataFrame(X)
+    return frame.astype(object).where(frame.notna(), np.nan)
+
+
+@dataclass
+class FeaturePlan:
+    """Which columns feed the model, how, and which were dropped (with the reason)."""
+
+    numeric: list[str] = field(default_factory=list)
+    boolean: list[str] = field(default_factory=list)
+    one_hot: list[str] = field(default_factory=list)
+    ordinal: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def used(self) -> list[str]:
+        return self.numeric + self.boolean + self.one_hot + self.ordinal + self.dates
+
+
+def plan_features(frame: pd.DataFrame, schema: BatchSchema) -> FeaturePlan:
+    """Decide how each feature column of ``frame`` is used, from the schema and the data.
+
+    Ignored columns are dropped; so are columns with a single value (nothing to learn) and
+    id-like columns (a different text value in every row). Category columns with at most
+    :data:`MAX_ONE_HOT_CATEGORIES` values are one-hot encoded, others ordinal encoded.
+    """
+    plan = FeaturePlan()
+    for name in schema.ignored:
+        plan.dropped[name] = "ignored in the schema"
+    rows = len(frame)
+    for spec in schema.feature_columns:
+        values = frame[spec.name]
+        distinct = int(values.nunique(dropna=True))
+        if distinct == 0:
+            plan.dropped[spec.name] = "it has no values"
+            continue
+        if distinct == 1:
+            plan.dropped[spec.name] = "it has the same value in every row that has one"
+            continue
+        if spec.type == "category" and rows >= 20 and distinct == rows:
+            plan.dropped[spec.name] = "it looks like an identifier (a different value in every row)"
+            continue
+        if spec.type in ("integer", "float"):
+            plan.numeric.append(spec.name)
+        elif spec.type == "boolean":
+            plan.boolean.append(spec.name)
+        elif spec.type == "date":
+            plan.dates.append(spec.name)
+        elif distinct <= MAX_ONE_HOT_CATEGORIES:
+            plan.one_hot.append(spec.name)
+        else:
+            plan.ordinal.append(spec.name)
+    return plan
+
+
+def build_preprocessor(plan: FeaturePlan, *, scale: bool) -> Pipeline:
+    """The feature pipeline for ``plan``; ``scale`` adds standardisation (linear models, KNN).
+
+    Numeric: median imputation; boolean: 0/1 with most-frequent imputation; low-cardinality
+    categories: most-frequent imputation + one-hot (unknown values ignored); high-cardinality:
+    most-frequent imputation + ordinal codes (unknown values -1); dates: year, month, day,
+    day of week with median imputation.
+    """
+
+    def scaled(steps: list) -> list:
+        return [*steps, ("scale", StandardScaler())] if scale else steps
+
+    branches = []
+    if plan.numeric:
+        branches.append(("numeric", Pipeline(scaled([
+            ("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="median")),
+        ])), plan.numeric))
+    if plan.boolean:
+        branches.append(("boolean", Pipeline([
+            ("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="most_frequent")),
+        ]), plan.boolean))
+    if plan.one_hot:
+        branches.append(("one_hot", Pipeline([
+            ("to_text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]), plan.one_hot))
+    if plan.ordinal:
+        branches.append(("ordinal", Pipeline(scaled([
+            ("to_text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)),
+        ])), plan.ordinal))
+    if plan.dates:
+        branches.append(("dates", Pipeline(scaled([
+            ("expand", DateFeatures()),
+            ("impute", SimpleImputer(strategy="median")),
+        ])), plan.dates))
+    return Pipeline([
+        ("select", SelectColumns(plan.used)),
+        ("columns", ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=True)),
+    ])

@@ -1,0 +1,415 @@
+"""Training a project's model from its training batch files.
+
+Stages: validating -> loading -> preprocessing -> training -> evaluating -> saving. A test split
+(20 %) is held out first; candidate algorithms are compared by cross-validation on the rest with
+the project's selection metric; the best is refitted on the training part and measured on the
+held-out rows.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.base import clone
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+
+from entity.project import Project
+from integration.file_manager import TRAINING, ProjectFiles
+from project_library import evaluation
+from project_library.batch_archive import check_cancelled, validate_and_archive
+from project_library.model_artifacts import save_model_version, version_folder
+from project_library.preprocessing import FeaturePlan, build_preprocessor, plan_features
+from project_library.reporting import Reporter, TrainingFailed
+
+MIN_ROWS = 10
+TEST_SIZE = 0.2
+MAX_KNN_ROWS = 50_000
+LARGE_DATA_ROWS = 100_000
+RANDOM_STATE = 0
+#: selection metric -> (scikit-learn scorer for binary/regression, for multiclass)
+SCORERS = {
+    "accuracy": ("accuracy", "accuracy"),
+    "f1": ("f1_macro", "f1_macro"),
+    "roc_auc": ("roc_auc", "roc_auc_ovr"),
+    "rmse": ("neg_root_mean_squared_error",) * 2,
+    "mae": ("neg_mean_absolute_error",) * 2,
+    "r2": ("r2", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+# Overall progress (percent) at the start of each stage.
+STAGE_START = {"validating": 0, "loading": 20, "preprocessing": 25, "training": 30,
+               "evaluating": 80, "saving": 92}
+
+
+@dataclass
+class Candidate:
+    name: str
+    estimator: object
+    needs_scaling: bool
+
+
+def candidate_models(problem_type: str, rows: int) -> list[Candidate]:
+    """The algorithms tried for ``problem_type`` on ``rows`` rows (KNN only up to 50,000)."""
+    if problem_type == "classification":
+        found = [
+            Candidate("LogisticRegression", LogisticRegression(max_iter=1000), True),
+            Candidate("RandomForestClassifier", RandomForestClassifier(
+                n_estimators=200, n_jobs=1, random_state=RANDOM_STATE), False),
+            Candidate("HistGradientBoostingClassifier", HistGradientBoostingClassifier(
+                random_state=RANDOM_STATE), False),
+        ]
+        if rows <= MAX_KNN_ROWS:
+            found.append(Candidate("KNeighborsClassifier", KNeighborsClassifier(n_jobs=1), True))
+        return found
+    return [
+        Candidate("Ridge", Ridge(), True),
+        Candidate("RandomForestRegressor", RandomForestRegressor(
+            n_estimators=200, n_jobs=1, random_state=RANDOM_STATE), False),
+        Candidate("HistGradientBoostingRegressor", HistGradientBoostingRegressor(
+            random_state=RANDOM_STATE), False),
+    ]
+
+
+def json_params(estimator) -> dict:
+    """The estimator's own parameters as JSON-safe values."""
+    params = {}
+    for key, value in sorted(estimator.get_params(deep=False).items()):
+        if isinstance(value, (np.generic,)):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        if value is None or isinstance(value, (bool, int, float, str)):
+            params[key] = value
+        else:
+            params[key] = repr(value)
+    return params
+
+
+def library_versions() -> dict:
+    """The versions a pickled model depends on."""
+    return {"python": platform.python_version(), "sklearn": sklearn.__version__,
+            "pandas": pd.__version__, "numpy": np.__version__}
+
+
+class _Progress:
+    """Monotonic progress reports, mapped per stage onto the overall percentage."""
+
+    def __init__(self, reporter: Reporter, starts: dict[str, int]):
+        self.reporter = reporter
+        self.starts = starts
+        self.stages = list(starts)
+        self.last = -1
+
+    def __call__(self, stage: str, fraction: float = 0.0) -> None:
+        start = self.starts[stage]
+        index = self.stages.index(stage)
+        end = self.starts[self.stages[index + 1]] if index + 1 < len(self.stages) else 100
+        percent = int(start + (end - start) * min(max(fraction, 0.0), 1.0))
+        if percent > self.last:
+            self.last = percent
+            self.reporter.progress(stage, percent)
+
+
+def _target_array(values: pd.Series, problem_type: str, target: str, target_type: str):
+    if problem_type == "regression":
+        if target_type not in ("integer", "float"):
+            raise TrainingFailed(
+                f"The target '{target}' is a {target_type} column; a regression predicts "
+                "numbers. Make the target numeric or make the project a classification.")
+        return values.astype("float64").to_numpy()
+    if target_type == "integer":
+        return values.astype("int64").to_numpy()
+    if target_type == "boolean":
+        return values.astype(bool).to_numpy()
+    if target_type == "float":
+        return values.astype("float64").to_numpy()
+    if target_type == "date":
+        raise TrainingFailed(f"The target '{target}' is a date column; it cannot be a class.")
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def _can_stratify(y: np.ndarray, test_size: float) -> bool:
+    _, counts = np.unique(y, return_counts=True)
+    return counts.min() >= 2 and len(y) * test_size >= len(counts) \
+        and len(y) * (1 - test_size) >= len(counts)
+
+
+def _cv_splitter(problem_type: str, y: np.ndarray):
+    folds = 3 if len(y) > LARGE_DATA_ROWS else 5
+    folds = max(2, min(folds, len(y)))
+    if problem_type == "classification":
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if smallest >= 2:
+            return StratifiedKFold(n_splits=min(folds, smallest), shuffle=True,
+                                   random_state=RANDOM_STATE)
+    return KFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
+
+
+def _warning_summary(caught: list) -> str:
+    kinds = sorted({w.category.__name__ for w in caught})
+    return f" ({len(caught)} warnings: {', '.join(kinds)})" if kinds else ""
+
+
+def _format(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def train_project(files: ProjectFiles, *, project: Project, execution_id: str, version: int,
+                  reporter: Reporter, should_stop: Callable[[], bool] | None = None,
+                  candidates: Sequence[str] | None = None) -> dict:
+    """Train, evaluate and save model version ``version`` of ``project``.
+
+    The saved model is the one fitted on the training part (80 %) only, not refitted on all
+    rows: the held-out metrics then describe exactly the model that is saved and served.
+
+    Args:
+        files: the project's files.
+        project: the project (schema, problem type, selection metric, time budget).
+        execution_id: names the archive folder ``archive/<execution_id>/``.
+        version: the model version number; files go to ``models/v<version>/``.
+        reporter: receives log lines and progress.
+        should_stop: polled between files and between candidates; True cancels.
+        candidates: restrict the algorithms tried to these names (default: all that suit the
+            problem type and the data size).
+
+    Returns:
+        ``{"algorithm", "metrics", "leaderboard", "params", "schema", "data_fingerprint",
+        "library_versions", "artifacts", "plots", "validation", "problem_type", "features"}``,
+        all JSON-serialisable. ``artifacts`` maps each file name in ``models/v<N>/`` to its
+        SHA-256.
+
+    Raises:
+        NoBatchFiles: ``training_batch_files/`` is empty.
+        AllFilesInvalid: every file broke the schema.
+        TrainingFailed: the data cannot make a model (too few rows, a single class, no usable
+            feature, every candidate failed).
+        ExecutionCancelled: ``should_stop()`` became true.
+    """
+    schema = project.schema
+    problem_type = project.problem_type
+    metric = project.selection_metric
+    progress = _Progress(reporter, STAGE_START)
+    started = time.monotonic()
+
+    # -- validating ----------------------------------------------------------------------
+    progress("validating")
+    intake = validate_and_archive(
+        files, folder=TRAINING, schema=schema, execution_id=execution_id, require_target=True,
+        reporter=reporter, progress=lambda f: progress("validating", f), should_stop=should_stop,
+        purpose="training")
+
+    # -- loading -------------------------------------------------------------------------
+    progress("loading")
+    check_cancelled(should_stop)
+    frame = pd.concat([batch.frame for batch in intake.good], ignore_index=True)
+    reporter.log(f"Loaded {len(frame)} rows and {frame.shape[1]} columns from "
+                 f"{len(intake.good)} files.", stage="loading")
+    fingerprint = {"files": [{"name": b.name, "sha256": b.sha256, "rows": len(b.frame)}
+                             for b in intake.good],
+                   "rows": len(frame), "columns": int(frame.shape[1])}
+
+    # -- preprocessing -------------------------------------------------------------------
+    progress("preprocessing")
+    target = schema.target
+    target_spec = schema.column(target)
+    missing_target = frame[target].isna()
+    if missing_target.any():
+        reporter.log(f"Dropped {int(missing_target.sum())} rows without a value in the target "
+                     f"'{target}'.", stage="preprocessing", level="WARNING")
+        frame = frame[~missing_target].reset_index(drop=True)
+    if len(frame) < MIN_ROWS:
+        raise TrainingFailed(f"Only {len(frame)} rows have a target value; at least {MIN_ROWS} "
+                             "are needed to train and test a model.")
+    y = _target_array(frame[target], problem_type, target, target_spec.type)
+    X = frame.drop(columns=[target])  # noqa: N806 - scikit-learn's naming
+    classes: list = []
+    if problem_type == "classification":
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise TrainingFailed(f"Every row has the same target value "
+                                 f"'{evaluation.json_label(classes[0])}'; a classifier needs at "
+                                 "least two different classes to learn from.")
+        summary = ", ".join(f"{evaluation.json_label(c)}: {n}"
+                            for c, n in list(zip(classes, counts, strict=True))[:10])
+        more = f" and {len(classes) - 10} more" if len(classes) > 10 else ""
+        reporter.log(f"{len(classes)} classes ({summary}{more}).", stage="preprocessing")
+        if len(classes) > 50 and len(classes) > len(y) / 2:
+            reporter.log(f"The target has {len(classes)} different values for {len(y)} rows; "
+                         "is this really a classification problem?", stage="preprocessing",
+                         level="WARNING")
+
+    stratified = problem_type == "classification" and _can_stratify(y, TEST_SIZE)
+    X_train, X_test, y_train, y_test = train_test_split(  # noqa: N806
+        X, y, test_size=TEST_SIZE, random_state=RANDOM_STATE,
+        stratify=y if stratified else None)
+    reporter.log(f"Held out {len(X_test)} rows for testing"
+                 f"{' (stratified by class)' if stratified else ''}; {len(X_train)} rows for "
+                 "model selection and fitting.", stage="preprocessing")
+    plan = plan_features(X_train, schema)
+    for column, why in plan.dropped.items():
+        reporter.log(f"Not using column '{column}': {why}.", stage="preprocessing")
+    if not plan.used:
+        raise TrainingFailed("No column is usable as a feature: every column besides the target "
+                             "is ignored, constant or an identifier.")
+    reporter.log(_plan_summary(plan), stage="preprocessing")
+
+    # -- training ------------------------------------------------------------------------
+    progress("training")
+    multiclass = problem_type == "classification" and len(classes) > 2
+    scoring = SCORERS[metric][1 if multiclass else 0]
+    splitter = _cv_splitter(problem_type, y_train)
+    options = candidate_models(problem_type, len(X_train))
+    if candidates is not None:
+        options = [c for c in options if c.name in set(candidates)]
+        if not options:
+            raise TrainingFailed("None of the requested algorithms suits this problem.")
+    budget = project.time_budget_seconds
+    reporter.log(f"Comparing {len(options)} algorithms by {splitter.get_n_splits()}-fold "
+                 f"cross-validation on {metric}"
+                 f"{f' within {budget} s' if budget else ''}.", stage="training")
+    leaderboard: list[dict] = []
+    pipelines: dict[str, Pipeline] = {}
+    for index, candidate in enumerate(options):
+        check_cancelled(should_stop)
+        elapsed = time.monotonic() - started
+        if budget and leaderboard and elapsed > budget:
+            skipped = ", ".join(c.name for c in options[index:])
+            reporter.log(f"Time budget of {budget} s used up after {elapsed:.0f} s; not trying "
+                         f"{skipped}.", stage="training", level="WARNING")
+            break
+        preprocessor = build_preprocessor(plan, scale=candidate.needs_scaling)
+        pipeline = Pipeline([("preprocess", preprocessor),
+                             ("model", clone(candidate.estimator))])
+        began = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                scores = cross_validate(pipeline, X_train, y_train, cv=splitter, scoring=scoring,
+                                        n_jobs=1, error_score=np.nan)
+            except ValueError as exc:
+                reporter.log(f"{candidate.name} failed: {str(exc).splitlines()[0][:200]}",
+                             stage="training", level="WARNING")
+                progress("training", (index + 1) / len(options))
+                continue
+        took = time.monotonic() - began
+        values = scores["test_score"]
+        if np.isnan(values).all():
+            reporter.log(f"{candidate.name} failed on every fold.", stage="training",
+                         level="WARNING")
+            progress("training", (index + 1) / len(options))
+            continue
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        mean = float(np.nanmean(values)) * sign
+        std = float(np.nanstd(values))
+        fit_seconds = float(np.mean(scores["fit_time"]))
+        leaderboard.append({"algorithm": candidate.name, "cv_mean": evaluation.json_number(mean),
+                            "cv_std": evaluation.json_number(std),
+                            "fit_seconds": round(fit_seconds, 3),
+                            "params": json_params(candidate.estimator)})
+        pipelines[candidate.name] = pipeline
+        reporter.log(f"{candidate.name}: {metric} {mean:.4f} ± {std:.4f} "
+                     f"(fit {fit_seconds:.2f} s per fold, {took:.1f} s in all)"
+                     f"{_warning_summary(caught)}", stage="training")
+        progress("training", (index + 1) / len(options))
+    if not leaderboard:
+        raise TrainingFailed("Every algorithm failed on this data; see the log for why.")
+    leaderboard.sort(key=lambda row: row["cv_mean"], reverse=metric not in LOWER_IS_BETTER)
+    best = leaderboard[0]
+    algorithm = best["algorithm"]
+    model = pipelines[algorithm]
+    check_cancelled(should_stop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X_train, y_train)
+    reporter.log(f"Chose {algorithm} ({metric} {best['cv_mean']:.4f} ± {best['cv_std']:.4f}) "
+                 f"and fitted it on {len(X_train)} rows.", stage="training")
+
+    # -- evaluating ----------------------------------------------------------------------
+    progress("evaluating")
+    check_cancelled(should_stop)
+    plots: dict[str, bytes] = {}
+    if problem_type == "classification":
+        metrics = evaluation.classification_metrics(model, X_test, y_test)
+        plots["plots/confusion_matrix.png"] = evaluation.plot_confusion_matrix(
+            metrics["confusion_matrix"], metrics["labels"])
+        roc = evaluation.plot_roc_curve(model, X_test, y_test)
+        if roc:
+            plots["plots/roc_curve.png"] = roc
+        reporter.log(f"Held-out accuracy {_format(metrics['accuracy'])} (always guessing the "
+                     f"most common class: {_format(metrics['baseline_accuracy'])}), F1 macro "
+                     f"{_format(metrics['f1_macro'])}, ROC AUC {_format(metrics['roc_auc'])}.",
+                     stage="evaluating")
+    else:
+        metrics = evaluation.regression_metrics(model, X_test, y_test, y_train)
+        predicted = model.predict(X_test)
+        plots["plots/predicted_vs_actual.png"] = evaluation.plot_predicted_vs_actual(
+            y_test, predicted)
+        plots["plots/residuals.png"] = evaluation.plot_residuals(y_test, predicted)
+        reporter.log(f"Held-out RMSE {_format(metrics['rmse'])} (always predicting the mean: "
+                     f"{_format(metrics['baseline_rmse'])}), MAE {_format(metrics['mae'])}, "
+                     f"R² {_format(metrics['r2'])}.", stage="evaluating")
+    progress("evaluating", 0.4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        importances = evaluation.feature_importance(model, X_test[plan.used], y_test,
+                                                    scoring=scoring)
+    metrics["feature_importance"] = importances
+    importance_plot = evaluation.plot_feature_importance(importances, metric)
+    if importance_plot:
+        plots["plots/feature_importance.png"] = importance_plot
+    if importances:
+        top = ", ".join(item["feature"] for item in importances[:5])
+        reporter.log(f"Most important columns: {top}.", stage="evaluating")
+    metrics.update({"selection_metric": metric, "cv_mean": best["cv_mean"],
+                    "cv_std": best["cv_std"], "n_train": len(X_train), "n_test": len(X_test)})
+
+    # -- saving --------------------------------------------------------------------------
+    progress("saving")
+    check_cancelled(should_stop)
+    params = json_params(model.named_steps["model"])
+    features = {"numeric": plan.numeric, "boolean": plan.boolean, "one_hot": plan.one_hot,
+                "ordinal": plan.ordinal, "dates": plan.dates, "dropped": plan.dropped}
+    versions = library_versions()
+    card = {"version": int(version), "execution_id": execution_id, "algorithm": algorithm,
+            "problem_type": problem_type, "target": target, "metrics": metrics,
+            "params": params, "features": features, "schema": schema.to_dict(),
+            "data_fingerprint": fingerprint, "library_versions": versions}
+    artifacts = save_model_version(
+        files, version, model=model,
+        documents={"metrics.json": card, "leaderboard.json": leaderboard},
+        binaries=plots)
+    reporter.log(f"Saved model version {version} ({len(artifacts)} files) in "
+                 f"{version_folder(version)}.", stage="saving")
+    progress("saving", 1.0)
+    return {"algorithm": algorithm, "metrics": metrics, "leaderboard": leaderboard,
+            "params": params, "schema": schema.to_dict(), "data_fingerprint": fingerprint,
+            "library_versions": versions, "artifacts": artifacts, "plots": sorted(plots),
+            "validation": [r.to_dict() for r in intake.reports], "problem_type": problem_type,
+            "features": features}
+
+
+def _plan_summary(plan: FeaturePlan) -> str:
+    parts = []
+    for label, columns in (("numeric", plan.numeric), ("yes/no", plan.boolean),
+                           ("one-hot encoded", plan.one_hot), ("ordinal encoded", plan.ordinal),
+                           ("date", plan.dates)):
+        if columns:
+            parts.append(f"{len(columns)} {label}")
+    return f"Using {len(plan.used)} feature columns: {', '.join(parts)}."

@@ -1,0 +1,59 @@
+"""Guessing a schema from a sample CSV."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from exception_layer import ValidationFailed
+from project_library.schema_inference import filename_pattern, infer_schema
+
+SAMPLE = "\n".join(
+    [",customer_id,age,income,city,member,signup,churned"]
+    + [f"{i},C{1000 + i},{20 + i % 50},{1000.5 + i * 3.25},{['Paris', 'Lyon', 'Nice'][i % 3]},"
+       f"{'yes' if i % 2 else 'no'},2024-01-{1 + i % 28:02d},{['stay', 'leave'][i % 2]}"
+       for i in range(40)]
+) + "\n"
+
+
+def test_infers_types_target_ignored_and_pattern():
+    schema = infer_schema(SAMPLE.encode(), "customers_20240101_093000.csv")
+
+    types = {c.name: c.type for c in schema.columns}
+    assert types == {"Unnamed: 0": "integer", "customer_id": "category", "age": "integer",
+                     "income": "float", "city": "category", "member": "boolean",
+                     "signup": "date", "churned": "category"}
+    assert schema.target == "churned"
+    assert sorted(schema.ignored) == ["Unnamed: 0", "customer_id"]
+    assert schema.filename_pattern == r"^customers_\d{8}_\d{6}\.csv$"
+    assert re.fullmatch(schema.filename_pattern, "customers_20250302_101010.csv")
+    assert not re.fullmatch(schema.filename_pattern, "customers_2025_101010.csv")
+
+
+def test_unique_measurements_are_not_mistaken_for_identifiers():
+    rows = "\n".join(f"{(i * 7919) % 1000 + i},{i % 2}" for i in range(30))
+    schema = infer_schema(("amount,label\n" + rows + "\n").encode(), "x.csv")
+    assert schema.ignored == []
+    assert schema.column("amount").type == "integer"
+
+
+def test_pattern_from_the_wafer_example():
+    assert filename_pattern("wafer_08012020_120000.csv") == r"^wafer_\d{8}_\d{6}\.csv$"
+    assert filename_pattern("data (1).v2.csv") == r"^data\ \(\d{1}\)\.v\d{1}\.csv$"
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (b"", "empty"),
+    (b"   \n\n", "empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "PNG image"),
+    (b"Once upon a time there was a file\nthat was not a CSV at all\n", "no commas"),
+    (b"1,2,3\n4,5,6\n", "no header"),
+    ("name,city\nJos\u00e9,M\u00e1laga\n".encode("latin-1"), "not UTF-8"),
+    (b"a;b;c\n1;2;3\n", "semicolons"),
+    (b"a,b\n", "no data rows"),
+])
+def test_refuses_what_is_not_a_csv_sample(data, words):
+    with pytest.raises(ValidationFailed) as caught:
+        infer_schema(data, "sample.csv")
+    assert words in caught.value.message
