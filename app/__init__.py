@@ -1,1 +1,135 @@
-"""app"""
+"""The Trainyard application factory."""
+
+from __future__ import annotations
+
+import atexit
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, redirect, request, url_for
+from flask_login import current_user
+from flask_mail import Message
+
+from app.config import load_config
+from app.extensions import csrf, login_manager, mail, socketio
+from controllers import api, auth, health, pages
+from controllers.live import register_live_events
+from controllers.services import Services
+from entity.database import Database
+from entity.mail_message import MailMessage
+from exception_layer import Unauthenticated
+from exception_layer.handlers import register_error_handlers, render_error
+from integration.notifications import Notifier
+from integration.storage_bridge import StorageResolver
+from logging_layer.setup import configure_logging
+from thread_layer.runner import ExecutionRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+#: endpoints reachable without logging in
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz", "api.login",
+                    "api.setup"}
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = True) -> Flask:
+    """Build the app: settings, database, storage, mail, Socket.IO, runner, routes.
+
+    Args:
+        config: settings that override the environment (tests pass DATA_DIR and friends).
+        start_runner: start the background execution threads (scripts that only read the
+            database pass False).
+    Raises:
+        app.config.ConfigError: a setting has a value that cannot be used.
+    """
+    settings = load_config(overrides=config)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"), instance_path=settings["INSTANCE_DIR"])
+    app.config.update(settings)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings["SESSION_COOKIE_SECURE"],
+                      WTF_CSRF_TIME_LIMIT=None)
+    configure_logging(settings["LOG_LEVEL"])
+
+    db = Database.from_url(settings["DATABASE_URL"])
+    db.ensure_indexes()
+    resolver = StorageResolver(settings["STORAGE_URI"])
+
+    # Trainyard itself decides between SMTP and the outbox; Flask-Mail must not silently
+    # drop mail because TESTING is on.
+    app.config["MAIL_SUPPRESS_SEND"] = False
+    mail.init_app(app)
+    notifier = Notifier(db.mail, _smtp_sender(app) if settings["MAIL_SERVER"] else None,
+                        settings["PUBLIC_URL"])
+
+    socketio.init_app(app, async_mode="threading",
+                      message_queue=settings["SOCKETIO_MESSAGE_QUEUE"])
+
+    def publish(event: str, payload: dict, room: str) -> None:
+        socketio.emit(event, payload, to=room)
+
+    runner = ExecutionRunner(
+        db=db, resolver=resolver, notifier=notifier, publish=publish, context=app.app_context,
+        max_workers=settings["MAX_CONCURRENT_EXECUTIONS"], threads=settings["EXECUTION_THREADS"],
+        heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
+        stale_after_seconds=settings["STALE_AFTER_SECONDS"])
+    app.extensions["trainyard"] = Services(db=db, resolver=resolver, notifier=notifier,
+                                           runner=runner)
+
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        user = db.users.get(user_id)
+        return user if user is not None and user.active else None
+
+    csrf.init_app(app)
+    csrf.exempt(api.login)
+    csrf.exempt(api.setup)
+    for blueprint in (auth.bp, pages.bp, api.bp, health.bp):
+        app.register_blueprint(blueprint)
+    register_live_events(socketio)
+    register_error_handlers(app)
+    _install_guards(app, db)
+
+    with app.app_context():
+        runner.recover()
+    if start_runner:
+        runner.start()
+        atexit.register(runner.shutdown)
+    return app
+
+
+def _smtp_sender(app: Flask):
+    def send(message: MailMessage) -> None:
+        with app.app_context():
+            mail.send(Message(subject=message.subject, recipients=message.recipients,
+                              body=message.body_text, html=message.body_html or None))
+    return send
+
+
+def _install_guards(app: Flask, db: Database) -> None:
+    @app.before_request
+    def require_login():
+        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+            return None
+        if current_user.is_authenticated:
+            return None
+        if request.path.startswith("/api/"):
+            return render_error(Unauthenticated())
+        if db.users.count() == 0:
+            return redirect(url_for("auth.setup"))
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response

@@ -1,0 +1,66 @@
+"""Run Trainyard: ``python -m app`` (what ``make run`` does).
+
+Serves with gunicorn (one process, many threads: the embedded runner, SQLite and Socket.IO live
+in that process) on ``TRAINYARD_HOST:TRAINYARD_PORT``. ``python -m app --dev`` uses Werkzeug's
+development server instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
+    parser.add_argument("--dev", action="store_true", help="use the development server")
+    args = parser.parse_args(argv)
+    load_dotenv(Path.cwd() / ".env")
+
+    from app.config import ConfigError, load_config
+
+    try:
+        settings = load_config()
+    except ConfigError as exc:
+        print(f"Trainyard cannot start: {exc}", file=sys.stderr)
+        return 2
+    host, port = settings["TRAINYARD_HOST"], settings["TRAINYARD_PORT"]
+    print(f"Trainyard on http://{host}:{port}  (data in {settings['DATA_DIR']})", flush=True)
+    if args.dev:
+        from app import create_app
+        from app.extensions import socketio
+
+        socketio.run(create_app(), host=host, port=port, allow_unsafe_werkzeug=True)
+        return 0
+    _serve_with_gunicorn(host, port, settings["TRAINYARD_THREADS"])
+    return 0
+
+
+def _serve_with_gunicorn(host: str, port: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("control_socket_disable", True)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            # Built inside the worker process, so the runner's threads live there.
+            from app import create_app
+
+            return create_app()
+
+    Server().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

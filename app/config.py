@@ -1,0 +1,158 @@
+"""Configuration: every setting comes from the environment (or ``.env``), has a documented
+default, and a bad value stops start-up with a message naming the variable.
+
+See ``.env.example`` for the list. Secrets that are not given are generated on first start into
+the instance folder (mode 0600), so nothing ships with a default secret.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting has a value Trainyard cannot use; the message names the variable."""
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}")
+        return number
+    return parse
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+#: name -> (parser, default, description); a default of None means "unset"
+SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
+    "TRAINYARD_HOST": (_text, "127.0.0.1", "Address the web server listens on."),
+    "TRAINYARD_PORT": (_int(1, 65535), 5000, "Port the web server listens on."),
+    "TRAINYARD_THREADS": (_int(4, 1000), 64,
+                          "Web server threads (each open live-log websocket holds one)."),
+    "DATA_DIR": (_text, "data", "Folder for the embedded database and local storage."),
+    "INSTANCE_DIR": (_text, "instance", "Folder for generated secrets (mode 0600)."),
+    "DATABASE_URL": (_text, None,
+                     "sqlite:///path.db (default: DATA_DIR/trainyard.db) or mongodb://..."),
+    "STORAGE_URI": (_text, None, "Default storage of projects (default: file://DATA_DIR/storage)."),
+    "SECRET_KEY": (_text, None, "Signs sessions; generated into INSTANCE_DIR when unset."),
+    "PUBLIC_URL": (_text, None, "Address of Trainyard in links sent by mail "
+                                "(default: http://TRAINYARD_HOST:TRAINYARD_PORT)."),
+    "MAIL_SERVER": (_text, None, "SMTP server; when unset, mails are kept in the outbox page."),
+    "MAIL_PORT": (_int(1, 65535), 25, "SMTP port."),
+    "MAIL_USE_TLS": (_bool, False, "Use STARTTLS."),
+    "MAIL_USE_SSL": (_bool, False, "Use SMTP over SSL."),
+    "MAIL_USERNAME": (_text, None, "SMTP user name."),
+    "MAIL_PASSWORD": (_text, None, "SMTP password."),
+    "MAIL_DEFAULT_SENDER": (_text, "trainyard@localhost", "From address of Trainyard's mails."),
+    "MAX_UPLOAD_MB": (_int(1, 1024 * 1024), 1024, "Largest upload request accepted, in MB."),
+    "MAX_UPLOAD_FILES": (_int(1, 10000), 100, "Most files in one upload."),
+    "MAX_CONCURRENT_EXECUTIONS": (_int(1, 64), 2,
+                                  "Executions running at once in this process; more wait queued."),
+    "EXECUTION_THREADS": (_int(1, 256), 1,
+                          "CPU threads each execution's worker process may use."),
+    "HEARTBEAT_SECONDS": (_int(1, 3600), 5, "How often a running execution heartbeats."),
+    "STALE_AFTER_SECONDS": (_int(5, 86400), 60,
+                            "An execution without heartbeat for this long is interrupted."),
+    "SOCKETIO_MESSAGE_QUEUE": (_text, None,
+                               "redis://... so several processes publish live logs."),
+    "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Server log level."),
+    "SESSION_COOKIE_SECURE": (_bool, False, "Send the session cookie over HTTPS only."),
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Parse every setting from ``environ`` (default: ``os.environ``), then apply ``overrides``.
+
+    Raises:
+        ConfigError: naming the first variable whose value cannot be used.
+    """
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    config: dict[str, Any] = {}
+    for name, (parse, default, _doc) in SETTINGS.items():
+        if name in overrides:
+            config[name] = overrides.pop(name)
+            continue
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            config[name] = default
+            continue
+        try:
+            config[name] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} {exc}.") from None
+    config.update(overrides)  # extra Flask settings (TESTING, ...)
+
+    data_dir = Path(config["DATA_DIR"]).resolve()
+    config["DATA_DIR"] = str(data_dir)
+    config["INSTANCE_DIR"] = str(Path(config["INSTANCE_DIR"]).resolve())
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{data_dir / 'trainyard.db'}"
+    if not config["STORAGE_URI"]:
+        config["STORAGE_URI"] = (data_dir / "storage").as_uri()
+    if not config["PUBLIC_URL"]:
+        host = config["TRAINYARD_HOST"]
+        shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+        config["PUBLIC_URL"] = f"http://{shown}:{config['TRAINYARD_PORT']}"
+    config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
+    if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
+        raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL cannot both be true.")
+    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_MB"] * 1024 * 1024
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = instance_secret(config["INSTANCE_DIR"], "secret_key")
+    return config
+
+
+def instance_secret(instance_dir: str, name: str) -> str:
+    """Read the secret ``name`` from the instance folder, generating it (mode 0600) if absent."""
+    folder = Path(instance_dir)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    if not path.exists():
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(value)
+        return value
+    return path.read_text().strip()
+
+
+def describe_settings() -> str:
+    """The settings as ``.env.example`` lines (used to keep that file current)."""
+    lines = []
+    for name, (_parse, default, doc) in SETTINGS.items():
+        lines.append(f"# {doc}")
+        lines.append(f"# {name}={'' if default is None else default}")
+    return "\n".join(lines) + "\n"

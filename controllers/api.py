@@ -1,0 +1,264 @@
+"""The JSON API under ``/api/v1``: every action of the pages, with HTTP status codes and one
+error shape, ``{"error": {"code": ..., "message": ...}}``.
+
+Authentication is the session cookie for now (``POST /api/v1/session``); state-changing calls
+send the CSRF token that the session endpoint returns in the ``X-CSRFToken`` header.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import generate_csrf
+
+from controllers import operations as ops
+from controllers.access import load_project, require_admin, require_user, visible_projects
+from controllers.accounts import authenticate, create_first_admin
+from controllers.services import services
+from exception_layer import BadRequest
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_PER_PAGE = 200
+
+
+def _body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object (Content-Type: application/json).")
+    return data
+
+
+def _paging() -> tuple[int, int]:
+    try:
+        page = int(request.args.get("page", 1))
+        per_page = int(request.args.get("per_page", 50))
+    except ValueError:
+        raise BadRequest("page and per_page must be whole numbers.") from None
+    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+        raise BadRequest(f"page starts at 1; per_page is from 1 to {MAX_PER_PAGE}.")
+    return page, per_page
+
+
+def _paged(items: list, page: int, per_page: int, total: int):
+    return jsonify({"items": items, "page": page, "per_page": per_page, "total": total})
+
+
+def _slice(items: list):
+    page, per_page = _paging()
+    start = (page - 1) * per_page
+    return _paged(items[start:start + per_page], page, per_page, len(items))
+
+
+# -- session -----------------------------------------------------------------------------
+
+@bp.post("/setup")
+def setup():
+    """Create the first administrator (only while no account exists)."""
+    data = _body()
+    user = create_first_admin(data.get("email", ""), data.get("name", ""),
+                              data.get("password", ""), data.get("password", ""))
+    login_user(user)
+    return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()}), 201
+
+
+@bp.post("/session")
+def login():
+    """Log in; answers the user and the CSRF token for later calls."""
+    data = _body()
+    user = authenticate(str(data.get("email", "")), str(data.get("password", "")))
+    login_user(user)
+    return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
+
+
+@bp.get("/session")
+def session_info():
+    user = require_user()
+    return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
+
+
+@bp.delete("/session")
+def logout():
+    require_user()
+    logout_user()
+    return "", 204
+
+
+# -- projects ----------------------------------------------------------------------------
+
+@bp.get("/projects")
+def list_projects():
+    return _slice([p.to_public() for p in visible_projects()])
+
+
+@bp.post("/projects")
+def create_project():
+    project = ops.create_project(_body(), require_user())
+    return jsonify(project.to_public()), 201
+
+
+@bp.get("/projects/<project_id>")
+def get_project(project_id):
+    return jsonify(load_project(project_id=project_id).to_public())
+
+
+@bp.patch("/projects/<project_id>")
+def update_project(project_id):
+    project = load_project(project_id=project_id, need="editor")
+    return jsonify(ops.update_project(project, _body()).to_public())
+
+
+@bp.delete("/projects/<project_id>")
+def delete_project(project_id):
+    ops.delete_project(load_project(project_id=project_id, need="owner"))
+    return "", 204
+
+
+@bp.post("/schema/infer")
+def infer_schema():
+    require_user()
+    return jsonify({"schema": ops.infer_schema(request.files.get("sample"))})
+
+
+# -- files -------------------------------------------------------------------------------
+
+@bp.get("/projects/<project_id>/files")
+def list_files(project_id):
+    project = load_project(project_id=project_id)
+    return jsonify(ops.list_folder(project, request.args.get("path", ""),
+                                   request.args.get("page_token")))
+
+
+@bp.post("/projects/<project_id>/files")
+def upload_files(project_id):
+    project = load_project(project_id=project_id, need="editor")
+    stored = ops.upload_files(project, request.args.get("path", ""),
+                              request.files.getlist("files"))
+    return jsonify({"uploaded": stored}), 201
+
+
+@bp.get("/projects/<project_id>/files/content")
+def download_file(project_id):
+    project = load_project(project_id=project_id)
+    return ops.download_response(project, request.args.get("path", ""))
+
+
+@bp.delete("/projects/<project_id>/files")
+def delete_file(project_id):
+    project = load_project(project_id=project_id, need="editor")
+    ops.delete_path(project, request.args.get("path", ""))
+    return "", 204
+
+
+@bp.post("/projects/<project_id>/folders")
+def make_folder(project_id):
+    project = load_project(project_id=project_id, need="editor")
+    path = _body().get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise BadRequest("Give the folder's path, e.g. {\"path\": \"training_batch_files/2026/\"}.")
+    return jsonify({"path": ops.make_folder(project, path.strip())}), 201
+
+
+# -- executions --------------------------------------------------------------------------
+
+@bp.post("/projects/<project_id>/executions")
+def start_execution(project_id):
+    project = load_project(project_id=project_id, need="editor")
+    data = _body()
+    kind = data.get("kind")
+    if kind not in ("train", "predict"):
+        raise BadRequest('kind must be "train" or "predict".')
+    execution = ops.start_execution(project, kind, current_user, data.get("version"))
+    return jsonify(execution.to_public()), 202
+
+
+@bp.get("/projects/<project_id>/executions")
+def list_executions(project_id):
+    project = load_project(project_id=project_id)
+    page, per_page = _paging()
+    db = services().db
+    items = db.executions.list_for_project(project.id, skip=(page - 1) * per_page,
+                                           limit=per_page)
+    return _paged([e.to_public() for e in items], page, per_page,
+                  db.executions.count_for_project(project.id))
+
+
+def _execution(project_id: str, execution_id: str, need: str = "viewer"):
+    project = load_project(project_id=project_id, need=need)
+    return project, ops.load_execution(project, execution_id)
+
+
+@bp.get("/projects/<project_id>/executions/<execution_id>")
+def get_execution(project_id, execution_id):
+    return jsonify(_execution(project_id, execution_id)[1].to_public())
+
+
+@bp.post("/projects/<project_id>/executions/<execution_id>/cancel")
+def cancel_execution(project_id, execution_id):
+    _, execution = _execution(project_id, execution_id, need="editor")
+    return jsonify(services().runner.cancel(execution).to_public()), 202
+
+
+@bp.get("/projects/<project_id>/executions/<execution_id>/logs")
+def execution_logs(project_id, execution_id):
+    _, execution = _execution(project_id, execution_id)
+    try:
+        after_seq = int(request.args.get("after_seq", 0))
+        limit = int(request.args.get("limit", 1000))
+    except ValueError:
+        raise BadRequest("after_seq and limit must be whole numbers.") from None
+    if after_seq < 0 or not 1 <= limit <= 5000:
+        raise BadRequest("after_seq is 0 or more; limit is from 1 to 5000.")
+    records = services().db.logs.list(execution.id, after_seq=after_seq, limit=limit)
+    return jsonify({"items": [r.to_public() for r in records],
+                    "last_seq": records[-1].seq if records else after_seq,
+                    "status": services().db.executions.get(execution.id).status})
+
+
+@bp.get("/projects/<project_id>/executions/<execution_id>/output")
+def execution_output(project_id, execution_id):
+    project, execution = _execution(project_id, execution_id)
+    page, per_page = _paging()
+    return jsonify(ops.output_page(project, execution, page, per_page))
+
+
+@bp.get("/projects/<project_id>/executions/<execution_id>/output.csv")
+def execution_output_csv(project_id, execution_id):
+    project, execution = _execution(project_id, execution_id)
+    ops.output_page(project, execution, 1, 1)  # 404 unless there is an output
+    return ops.download_response(project, execution.result["output_path"])
+
+
+# -- model versions ----------------------------------------------------------------------
+
+@bp.get("/projects/<project_id>/models")
+def list_models(project_id):
+    project = load_project(project_id=project_id)
+    versions = services().db.model_versions.list_for_project(project.id)
+    return _slice([v.to_public() | {"active": v.version == project.active_version}
+                   for v in versions])
+
+
+@bp.get("/projects/<project_id>/models/<version>")
+def get_model(project_id, version):
+    project = load_project(project_id=project_id)
+    found = ops.load_version(project, version)
+    return jsonify(found.to_public() | {"active": found.version == project.active_version})
+
+
+@bp.post("/projects/<project_id>/models/<version>/promote")
+def promote_model(project_id, version):
+    project = load_project(project_id=project_id, need="editor")
+    promoted = ops.promote_version(project, version)
+    return jsonify(promoted.to_public() | {"active": True})
+
+
+# -- administration ----------------------------------------------------------------------
+
+@bp.get("/outbox")
+def outbox():
+    require_admin()
+    page, per_page = _paging()
+    db = services().db
+    items = db.mail.list(skip=(page - 1) * per_page, limit=per_page)
+    return _paged([m.to_public() for m in items], page, per_page, db.mail.count())

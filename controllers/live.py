@@ -1,0 +1,47 @@
+"""Live logs over Socket.IO: a browser joins its project's room and gets the lines it missed,
+then the live ones. Joining checks the same project role as the pages."""
+
+from __future__ import annotations
+
+from flask_login import current_user
+from flask_socketio import SocketIO, emit, join_room
+
+from controllers.services import services
+from logging_layer.execution_logger import project_room
+
+
+def register_live_events(socketio: SocketIO) -> None:
+    """Attach the Socket.IO event handlers."""
+
+    @socketio.on("connect")
+    def connect(auth=None):
+        # Anonymous sockets are refused outright.
+        return bool(current_user.is_authenticated)
+
+    @socketio.on("join")
+    def join(data):
+        if not current_user.is_authenticated:
+            emit("join_error", {"message": "Please log in."})
+            return
+        if not isinstance(data, dict):
+            emit("join_error", {"message": "join needs {project_id, execution_id, after_seq}."})
+            return
+        db = services().db
+        project = db.projects.get(str(data.get("project_id") or ""))
+        if project is None or project.role_of(current_user) is None:
+            emit("join_error", {"message": "No such project."})
+            return
+        join_room(project_room(project.id))
+        execution_id = data.get("execution_id") or project.active_execution_id
+        execution = db.executions.get(str(execution_id)) if execution_id else None
+        if execution is None or execution.project_id != project.id:
+            return
+        try:
+            after_seq = max(0, int(data.get("after_seq") or 0))
+        except (TypeError, ValueError):
+            after_seq = 0
+        # Joined first, then replayed: a line written meanwhile may arrive twice (the client
+        # drops repeated seq numbers) but never goes missing.
+        for record in db.logs.list(execution.id, after_seq=after_seq):
+            emit("log", record.to_public())
+        emit("execution", db.executions.get(execution.id).to_public())

@@ -1,0 +1,333 @@
+"""What the pages and the API both do, written once: each function takes plain input, checks
+it, acts through the services, and raises a PlatformError when the input is wrong."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from urllib.parse import quote
+
+from flask import Response, current_app, stream_with_context
+
+from controllers.services import services
+from entity.execution import Execution
+from entity.project import METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
+from exception_layer import (
+    AccessDenied,
+    BadRequest,
+    Conflict,
+    DuplicateKey,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from integration.file_manager import (
+    PREDICTION,
+    SYSTEM_FOLDERS,
+    TRAINING,
+    check_file_name,
+    check_path,
+)
+
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+UPLOAD_HEAD_BYTES = 64 * 1024
+MAX_NAME, MAX_DESCRIPTION = 100, 2000
+
+
+# -- projects --------------------------------------------------------------------------------
+
+def _parse_recipients(raw) -> list[str]:
+    if raw is None or raw == "":
+        return []
+    items = raw if isinstance(raw, list) else re.split(r"[,;\s]+", str(raw))
+    addresses = [str(a).strip() for a in items if str(a).strip()]
+    bad = [a for a in addresses if not _EMAIL.match(a)]
+    if bad:
+        raise ValidationFailed("Some recipients are not e-mail addresses.",
+                               details={"recipients": f"Not an e-mail address: {', '.join(bad)}"})
+    return list(dict.fromkeys(addresses))
+
+
+def _parse_schema(data: dict) -> BatchSchema:
+    raw = data.get("schema")
+    if raw is None and "schema_json" in data:
+        try:
+            raw = json.loads(data.get("schema_json") or "{}")
+        except ValueError:
+            raise ValidationFailed("The schema could not be read.",
+                                   details={"schema": "Not valid JSON."}) from None
+    if raw is None:
+        raise ValidationFailed("The batch-file schema is missing.",
+                               details={"schema": "Describe the columns of the batch files."})
+    if isinstance(raw, dict) and data.get("filename_pattern") and not raw.get("filename_pattern"):
+        raw = {**raw, "filename_pattern": data["filename_pattern"]}
+    return BatchSchema.from_dict(raw).validate()
+
+
+def _project_fields(data: dict, *, creating: bool) -> dict:
+    """Check the editable fields of a project; returns them, or raises ValidationFailed."""
+    errors: dict[str, str] = {}
+    fields: dict = {}
+    if creating or "name" in data:
+        name = str(data.get("name") or "").strip()
+        if not name:
+            errors["name"] = "A project needs a name."
+        elif len(name) > MAX_NAME:
+            errors["name"] = f"At most {MAX_NAME} characters."
+        elif not slugify(name):
+            errors["name"] = "The name needs at least one letter or digit."
+        fields["name"] = name
+    if creating or "description" in data:
+        description = str(data.get("description") or "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            errors["description"] = f"At most {MAX_DESCRIPTION} characters."
+        fields["description"] = description
+    if creating or "problem_type" in data:
+        problem = data.get("problem_type")
+        if problem not in PROBLEM_TYPES:
+            errors["problem_type"] = "Choose classification or regression."
+        fields["problem_type"] = problem
+    if "metric" in data:
+        metric = data.get("metric") or None
+        problem = fields.get("problem_type") or data.get("_current_problem_type")
+        if metric and problem in METRICS and metric not in METRICS[problem]:
+            errors["metric"] = f"For {problem} choose one of {', '.join(METRICS[problem])}."
+        fields["metric"] = metric
+    if "time_budget_seconds" in data:
+        raw = data.get("time_budget_seconds")
+        if raw in (None, ""):
+            fields["time_budget_seconds"] = None
+        else:
+            try:
+                budget = int(raw)
+                if not 10 <= budget <= 7 * 24 * 3600:
+                    raise ValueError
+                fields["time_budget_seconds"] = budget
+            except (TypeError, ValueError):
+                errors["time_budget_seconds"] = "A whole number of seconds from 10 to 604800."
+    if creating or "recipients" in data:
+        try:
+            fields["recipients"] = _parse_recipients(data.get("recipients"))
+        except ValidationFailed as exc:
+            errors.update(exc.details)
+    if creating or "schema" in data or "schema_json" in data:
+        try:
+            fields["schema"] = _parse_schema(data)
+        except ValidationFailed as exc:
+            errors.update(exc.details or {"schema": exc.message})
+    if errors:
+        raise ValidationFailed("Please correct the marked fields.", details=errors)
+    return fields
+
+
+def create_project(data: dict, user) -> Project:
+    """Create a project owned by ``user`` and its folders."""
+    fields = _project_fields(data, creating=True)
+    db = services().db
+    slug = slugify(fields["name"])
+    if db.projects.get_by_slug(slug) is not None:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "name": "A project with this name already exists."})
+    project = Project(owner_id=user.id, slug=slug, **fields)
+    try:
+        db.projects.add(project)
+    except DuplicateKey:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "name": "A project with this name already exists."}) from None
+    services().resolver.files(project).ensure_layout()
+    return project
+
+
+def update_project(project: Project, data: dict) -> Project:
+    """Change a project's settings (its name and folder stay)."""
+    data = {k: v for k, v in data.items() if k != "name"}
+    data["_current_problem_type"] = project.problem_type
+    fields = _project_fields(data, creating=False)
+    if project.active_execution_id and ("schema" in fields or "problem_type" in fields):
+        raise Conflict("The schema and problem type cannot change while an execution runs.")
+    for key, value in fields.items():
+        setattr(project, key, value)
+    services().db.projects.save(project)
+    return project
+
+
+def delete_project(project: Project) -> None:
+    """Delete a project with its files, executions, logs and model versions."""
+    if project.active_execution_id:
+        raise Conflict("Cancel the running execution before deleting the project.")
+    s = services()
+    s.resolver.files(project).delete_all()
+    s.db.logs.delete_for_project(project.id)
+    s.db.executions.delete_for_project(project.id)
+    s.db.model_versions.delete_for_project(project.id)
+    s.db.projects.delete(project.id)
+
+
+def infer_schema(upload) -> dict:
+    """Infer a schema from an uploaded sample CSV (a Werkzeug FileStorage)."""
+    from project_library.schema_inference import infer_schema as infer
+
+    if upload is None or not upload.filename:
+        raise BadRequest("Choose a sample CSV file.")
+    data = upload.stream.read(8 * 1024 * 1024)
+    return infer(data, upload.filename).to_dict()
+
+
+# -- files ---------------------------------------------------------------------------------
+
+def _target_folder(path: str) -> str:
+    folder = check_path(path, folder=True) if path else ""
+    if any(folder.startswith(system) for system in SYSTEM_FOLDERS):
+        raise AccessDenied(f"Trainyard writes {folder.split('/')[0]}/ itself; upload batch "
+                           f"files into {TRAINING} or {PREDICTION}.")
+    return folder
+
+
+def upload_files(project: Project, folder: str, uploads: list) -> list[dict]:
+    """Store ``uploads`` (FileStorage objects) in ``folder``: all of them, or none.
+
+    Files going into the batch folders are checked against the project's schema first.
+    """
+    from project_library.schema_validation import check_upload
+
+    limit = current_app.config["MAX_UPLOAD_FILES"]
+    uploads = [u for u in uploads if u is not None and u.filename]
+    if not uploads:
+        raise BadRequest("Choose at least one file to upload.")
+    if len(uploads) > limit:
+        raise PayloadTooLarge(f"At most {limit} files can be uploaded at once.")
+    folder = _target_folder(folder)
+    batch_kind = (TRAINING if folder.startswith(TRAINING)
+                  else PREDICTION if folder.startswith(PREDICTION) else None)
+    problems: list[dict] = []
+    names = []
+    for upload in uploads:
+        try:
+            name = check_file_name(upload.filename)
+            if batch_kind:
+                head = upload.stream.read(UPLOAD_HEAD_BYTES)
+                upload.stream.seek(0)
+                check_upload(name, head, project.schema, require_target=batch_kind == TRAINING)
+            names.append(name)
+        except (ValidationFailed, BadRequest) as exc:
+            reasons = (exc.details or {}).get("reasons") if isinstance(exc.details, dict) else None
+            problems.append({"file": upload.filename, "reasons": reasons or [exc.message]})
+    if problems:
+        summary = "; ".join(f"{p['file']}: {' '.join(p['reasons'])}" for p in problems)
+        raise ValidationFailed(f"Nothing was uploaded. {summary}",
+                               details={"files": problems,
+                                        "reasons": [f"{p['file']}: {r}" for p in problems
+                                                    for r in p["reasons"]]})
+    files = services().resolver.files(project)
+    stored = []
+    for name, upload in zip(names, uploads, strict=True):
+        stream = upload.stream
+        stream.seek(0, 2)
+        size = stream.tell()
+        stream.seek(0)
+        info = files.upload(folder + name, stream, size=size,
+                            content_type=upload.mimetype or None)
+        stored.append({"path": info.key, "size": info.size})
+    return stored
+
+
+def make_folder(project: Project, path: str) -> str:
+    return services().resolver.files(project).make_folder(_target_folder(path))
+
+
+def delete_path(project: Project, path: str) -> None:
+    """Delete a file, or a folder when ``path`` ends with '/'; the standard folders stay."""
+    from integration.file_manager import STANDARD_FOLDERS
+
+    if not path:
+        raise BadRequest("Say which file or folder to delete.")
+    if path in STANDARD_FOLDERS or path + "/" in STANDARD_FOLDERS:
+        raise AccessDenied("The standard folders of a project cannot be deleted; "
+                           "delete the files inside them instead.")
+    if project.active_execution_id and path.startswith((TRAINING, PREDICTION)):
+        raise Conflict("Batch files cannot be deleted while an execution runs.")
+    services().resolver.files(project).delete(path)
+
+
+def list_folder(project: Project, path: str, page_token: str | None = None) -> dict:
+    files = services().resolver.files(project)
+    folder = check_path(path, folder=True) if path else ""
+    page = files.list(folder, page_token=page_token)
+    if folder and not page.objects and not page.folders and not files.folder_exists(folder):
+        raise NotFound(f"No folder named {folder}.")
+    return {"path": folder,
+            "folders": page.folders,
+            "files": [{"path": o.key, "name": o.name, "size": o.size,
+                       "modified": o.modified.isoformat() if o.modified else None}
+                      for o in page.objects],
+            "next_token": page.next_token}
+
+
+def download_response(project: Project, path: str, *, inline: bool = False) -> Response:
+    """Stream a project file to the client."""
+    files = services().resolver.files(project)
+    info = files.stat(path)
+    mimetype = mimetypes.guess_type(info.name)[0] or "application/octet-stream"
+    # Only images are shown inline; anything else is an attachment (never rendered as HTML).
+    disposition = "inline" if inline and mimetype in ("image/png", "image/jpeg") else "attachment"
+    if disposition == "attachment":
+        mimetype = "text/csv" if mimetype == "text/csv" else "application/octet-stream"
+    response = Response(stream_with_context(files.iter_read(path)), mimetype=mimetype)
+    response.headers["Content-Length"] = str(info.size)
+    response.headers["Content-Disposition"] = (
+        f"{disposition}; filename*=UTF-8''{quote(info.name)}")
+    return response
+
+
+# -- executions --------------------------------------------------------------------------
+
+def start_execution(project: Project, kind: str, user, version=None) -> Execution:
+    options = {}
+    if version not in (None, ""):
+        try:
+            options["version"] = int(str(version).lstrip("v"))
+        except ValueError:
+            raise ValidationFailed("The model version must be a number.",
+                                   details={"version": "Not a number."}) from None
+    return services().runner.submit(project, kind, user, options)
+
+
+def load_execution(project: Project, execution_id: str) -> Execution:
+    execution = services().db.executions.get(execution_id)
+    if execution is None or execution.project_id != project.id:
+        raise NotFound("No such execution.")
+    return execution
+
+
+def output_page(project: Project, execution: Execution, page: int, page_size: int = 50) -> dict:
+    """One page of a prediction execution's output table."""
+    from project_library.prediction import read_output_page
+
+    path = (execution.result or {}).get("output_path")
+    if execution.kind != "predict" or execution.status != "succeeded" or not path:
+        raise NotFound("This execution has no prediction output.")
+    if page < 1:
+        raise BadRequest("Pages start at 1.")
+    return read_output_page(services().resolver.files(project), path, page=page,
+                            page_size=page_size)
+
+
+# -- model versions ------------------------------------------------------------------------
+
+def load_version(project: Project, number) -> object:
+    try:
+        number = int(str(number).lstrip("v"))
+    except ValueError:
+        raise NotFound("No such model version.") from None
+    version = services().db.model_versions.get(project.id, number)
+    if version is None:
+        raise NotFound(f"Model version v{number} does not exist.")
+    return version
+
+
+def promote_version(project: Project, number) -> object:
+    """Make version ``number`` the one predictions use."""
+    version = load_version(project, number)
+    services().db.projects.set_versions(project.id, active_version=version.version)
+    return version

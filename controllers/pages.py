@@ -1,0 +1,280 @@
+"""The browser pages: projects, their files, executions and model versions, and the outbox."""
+
+from __future__ import annotations
+
+import json
+
+from flask import (
+    Blueprint,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from controllers import operations as ops
+from controllers.access import load_project, require_admin, require_user, visible_projects
+from controllers.services import services
+from entity.project import COLUMN_TYPES, METRICS, PROBLEM_TYPES
+from exception_layer import PlatformError, ValidationFailed
+
+bp = Blueprint("pages", __name__)
+
+
+def _page_arg() -> int:
+    try:
+        return max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        return 1
+
+
+def _form_context(project=None, form=None) -> dict:
+    """What the project form needs; the schema shown is the one just posted, if any."""
+    schema = {"filename_pattern": "", "columns": [], "target": None, "ignored": []}
+    if project is not None:
+        schema = project.schema.to_dict()
+    if form and form.get("schema_json"):
+        try:
+            posted = json.loads(form["schema_json"])
+            if isinstance(posted, dict):
+                schema = posted
+        except ValueError:
+            pass
+    if form and "filename_pattern" in form:
+        schema["filename_pattern"] = form["filename_pattern"]
+    return {"problem_types": PROBLEM_TYPES, "metrics": METRICS, "column_types": COLUMN_TYPES,
+            "schema": schema}
+
+
+@bp.get("/")
+def index():
+    """The projects the user can see."""
+    require_user()
+    return render_template("projects/index.html", projects=visible_projects())
+
+
+@bp.route("/projects/new", methods=["GET", "POST"])
+def new_project():
+    """Create a project: settings and batch-file schema."""
+    user = require_user()
+    errors, form = {}, {}
+    if request.method == "POST":
+        form = request.form.to_dict()
+        try:
+            project = ops.create_project(form, user)
+        except ValidationFailed as exc:
+            errors = exc.details or {"form": exc.message}
+        else:
+            flash(f"Project {project.name} created. Upload training batch files next.",
+                  "success")
+            return redirect(url_for("pages.project", slug=project.slug))
+    return (render_template("projects/form.html", project=None, form=form, errors=errors,
+                            **_form_context(None, form)), 422 if errors else 200)
+
+
+@bp.post("/schema/infer")
+def infer_schema():
+    """Infer a schema from a sample CSV (JSON, used by the project form)."""
+    require_user()
+    return jsonify({"schema": ops.infer_schema(request.files.get("sample"))})
+
+
+@bp.get("/projects/<slug>")
+def project(slug):
+    """A project: its state, executions, model versions, and the buttons to act."""
+    project = load_project(slug=slug)
+    db = services().db
+    page = _page_arg()
+    per_page = 20
+    executions = db.executions.list_for_project(project.id, skip=(page - 1) * per_page,
+                                                limit=per_page)
+    total = db.executions.count_for_project(project.id)
+    active = db.executions.get(project.active_execution_id) if project.active_execution_id \
+        else None
+    return render_template(
+        "projects/detail.html", project=project, executions=executions, active=active,
+        versions=db.model_versions.list_for_project(project.id), page=page,
+        pages=max(1, -(-total // per_page)), can_edit=project.has_role(current_user, "editor"),
+        is_owner=project.has_role(current_user, "owner"),
+        last_seq=db.logs.last_seq(active.id) if active else 0,
+        active_logs=db.logs.list(active.id) if active else [])
+
+
+@bp.route("/projects/<slug>/settings", methods=["GET", "POST"])
+def project_settings(slug):
+    """Edit a project's settings and schema."""
+    project = load_project(slug=slug, need="editor")
+    errors, form = {}, {}
+    if request.method == "POST":
+        form = request.form.to_dict()
+        try:
+            ops.update_project(project, form)
+        except ValidationFailed as exc:
+            errors = exc.details or {"form": exc.message}
+        else:
+            flash("Settings saved.", "success")
+            return redirect(url_for("pages.project", slug=project.slug))
+    return (render_template("projects/form.html", project=project, form=form, errors=errors,
+                            **_form_context(project, form)), 422 if errors else 200)
+
+
+@bp.post("/projects/<slug>/delete")
+def delete_project(slug):
+    """Delete a project and everything it stored."""
+    project = load_project(slug=slug, need="owner")
+    ops.delete_project(project)
+    flash(f"Project {project.name} and its files were deleted.", "info")
+    return redirect(url_for("pages.index"))
+
+
+@bp.post("/projects/<slug>/<any(train, predict):kind>")
+def start(slug, kind):
+    """Start a training or a prediction."""
+    project = load_project(slug=slug, need="editor")
+    try:
+        execution = ops.start_execution(project, kind, current_user,
+                                        request.form.get("version"))
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("pages.project", slug=slug)), 303
+    return redirect(url_for("pages.execution", slug=slug, execution_id=execution.id)), 303
+
+
+# -- files ---------------------------------------------------------------------------------
+
+@bp.get("/projects/<slug>/files")
+def files(slug):
+    """The file manager: one folder of the project."""
+    project = load_project(slug=slug)
+    path = request.args.get("path", "")
+    listing = ops.list_folder(project, path, request.args.get("token"))
+    crumbs, acc = [], ""
+    for part in [p for p in listing["path"].split("/") if p]:
+        acc += part + "/"
+        crumbs.append((part, acc))
+    return render_template("files/browser.html", project=project, listing=listing,
+                           crumbs=crumbs, can_edit=project.has_role(current_user, "editor"))
+
+
+@bp.post("/projects/<slug>/files/upload")
+def upload(slug):
+    """Upload files into a folder (all or none; JSON answer for the upload script)."""
+    project = load_project(slug=slug, need="editor")
+    stored = ops.upload_files(project, request.args.get("path", ""),
+                              request.files.getlist("files"))
+    return jsonify({"uploaded": stored}), 201
+
+
+def _back_to_files(path: str):
+    return redirect(url_for("pages.files", slug=request.view_args["slug"], path=path)), 303
+
+
+@bp.post("/projects/<slug>/files/folder")
+def make_folder(slug):
+    """Create a folder."""
+    project = load_project(slug=slug, need="editor")
+    parent = request.form.get("parent", "")
+    try:
+        ops.make_folder(project, parent + request.form.get("name", "").strip())
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return _back_to_files(parent)
+
+
+@bp.post("/projects/<slug>/files/delete")
+def delete_file(slug):
+    """Delete a file or a folder."""
+    project = load_project(slug=slug, need="editor")
+    path = request.form.get("path", "")
+    parent = path.rstrip("/").rpartition("/")[0]
+    try:
+        ops.delete_path(project, path)
+        flash(f"Deleted {path}.", "info")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return _back_to_files(parent + "/" if parent else "")
+
+
+@bp.get("/projects/<slug>/files/download")
+def download(slug):
+    """Download a file (plots can be shown inline)."""
+    project = load_project(slug=slug)
+    return ops.download_response(project, request.args.get("path", ""),
+                                 inline=request.args.get("inline") == "1")
+
+
+# -- executions and models -----------------------------------------------------------------
+
+@bp.get("/projects/<slug>/executions/<execution_id>")
+def execution(slug, execution_id):
+    """An execution: its live or past log, its validation report and results."""
+    project = load_project(slug=slug)
+    execution = ops.load_execution(project, execution_id)
+    db = services().db
+    logs = db.logs.list(execution.id)
+    output = None
+    if execution.kind == "predict" and execution.status == "succeeded":
+        output = ops.output_page(project, execution, _page_arg())
+    starter = db.users.get(execution.started_by) if execution.started_by else None
+    return render_template("executions/detail.html", project=project, execution=execution,
+                           logs=logs, output=output, starter=starter,
+                           last_seq=logs[-1].seq if logs else 0,
+                           can_edit=project.has_role(current_user, "editor"))
+
+
+@bp.post("/projects/<slug>/executions/<execution_id>/cancel")
+def cancel(slug, execution_id):
+    """Cancel a queued or running execution."""
+    project = load_project(slug=slug, need="editor")
+    try:
+        services().runner.cancel(ops.load_execution(project, execution_id))
+        flash("Cancellation requested.", "info")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return redirect(url_for("pages.execution", slug=slug, execution_id=execution_id)), 303
+
+
+@bp.get("/projects/<slug>/executions/<execution_id>/output.csv")
+def output_csv(slug, execution_id):
+    """Download the prediction output."""
+    project = load_project(slug=slug)
+    execution = ops.load_execution(project, execution_id)
+    path = (execution.result or {}).get("output_path")
+    if not path:
+        return ops.output_page(project, execution, 1)  # raises the 404
+    return ops.download_response(project, path)
+
+
+@bp.get("/projects/<slug>/models/<version>")
+def model_version(slug, version):
+    """A model version: metrics, leaderboard, plots."""
+    project = load_project(slug=slug)
+    return render_template("models/detail.html", project=project,
+                           version=ops.load_version(project, version),
+                           can_edit=project.has_role(current_user, "editor"))
+
+
+@bp.post("/projects/<slug>/models/<version>/promote")
+def promote(slug, version):
+    """Make a version the active one."""
+    project = load_project(slug=slug, need="editor")
+    promoted = ops.promote_version(project, version)
+    flash(f"Model v{promoted.version} is now active.", "success")
+    return redirect(url_for("pages.project", slug=slug)), 303
+
+
+# -- administration ----------------------------------------------------------------------
+
+@bp.get("/admin/outbox")
+def outbox():
+    """Mails kept or sent by the platform (admins)."""
+    require_admin()
+    page = _page_arg()
+    db = services().db
+    per_page = 25
+    return render_template("admin/outbox.html", messages=db.mail.list(
+        skip=(page - 1) * per_page, limit=per_page), page=page,
+        pages=max(1, -(-db.mail.count() // per_page)))

@@ -1,0 +1,105 @@
+"""Mail about executions: sent through SMTP when configured, otherwise kept in the outbox."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from html import escape
+
+from entity.execution import Execution
+from entity.mail_message import MailMessage, MailRepository
+from entity.project import Project
+
+log = logging.getLogger("trainyard.mail")
+
+#: send(message) delivers through SMTP and raises on failure
+Sender = Callable[[MailMessage], None]
+
+
+class Notifier:
+    """Builds and delivers the mails of the platform.
+
+    Args:
+        mail: where every message is recorded (the outbox page reads it).
+        send: the SMTP sender, or None when no ``MAIL_SERVER`` is configured (messages are then
+            kept in the outbox for admins to read).
+        public_url: Trainyard's address, for links in mails.
+    """
+
+    def __init__(self, mail: MailRepository, send: Sender | None, public_url: str):
+        self.mail = mail
+        self.send = send
+        self.public_url = public_url.rstrip("/")
+
+    def deliver(self, message: MailMessage) -> MailMessage:
+        """Send ``message`` (or keep it) and record the outcome; never raises on SMTP errors."""
+        if not message.recipients:
+            return message
+        if self.send is not None:
+            try:
+                self.send(message)
+                message.status = "sent"
+            except Exception as exc:  # noqa: BLE001 - a mail problem must not fail the caller
+                message.status = "failed"
+                message.error = f"{type(exc).__name__}: the SMTP server refused the message."
+                log.warning("Could not send mail %r: %s", message.subject, exc)
+        self.mail.add(message)
+        return message
+
+    # -- executions ---------------------------------------------------------------------
+
+    @staticmethod
+    def recipients_for(project: Project, starter_email: str | None) -> list[str]:
+        """The starter, then the project's recipients, without repeats."""
+        seen: list[str] = []
+        for address in [starter_email, *project.recipients]:
+            if address and address.lower() not in (s.lower() for s in seen):
+                seen.append(address)
+        return seen
+
+    def execution_url(self, project: Project, execution: Execution) -> str:
+        return f"{self.public_url}/projects/{project.slug}/executions/{execution.id}"
+
+    def execution_event(self, event: str, project: Project, execution: Execution,
+                        starter_email: str | None) -> MailMessage:
+        """Mail the start, success or failure of ``execution``.
+
+        Args:
+            event: ``started``, ``succeeded``, ``failed``, ``cancelled`` or ``interrupted``.
+        """
+        what = "Training" if execution.kind == "train" else "Prediction"
+        url = self.execution_url(project, execution)
+        subject = f"[Trainyard] {project.name}: {what.lower()} {execution.id} {event}"
+        lines = [f"{what} {execution.id} of project {project.name} {event}."]
+        if event == "succeeded":
+            lines += self._success_lines(execution)
+        elif event in ("failed", "interrupted", "cancelled") and execution.error:
+            lines += ["", "What went wrong:", execution.error]
+        if execution.duration_seconds is not None and event != "started":
+            lines.append(f"Duration: {execution.duration_seconds} s")
+        lines += ["", f"Log: {url}"]
+        text = "\n".join(lines)
+        html = "<p>" + "<br>".join(escape(line) for line in lines[:-1]) + \
+            f'</p><p><a href="{escape(url)}">Open the log</a></p>'
+        message = MailMessage(subject=subject,
+                              recipients=self.recipients_for(project, starter_email),
+                              body_text=text, body_html=html)
+        return self.deliver(message)
+
+    @staticmethod
+    def _success_lines(execution: Execution) -> list[str]:
+        result = execution.result or {}
+        lines: list[str] = []
+        if execution.kind == "train":
+            if result.get("version"):
+                lines.append(f"Model version: v{result['version']} ({result.get('algorithm')})")
+            for name, value in (result.get("metrics") or {}).items():
+                if isinstance(value, (int, float)):
+                    lines.append(f"  {name}: {value:.4g}")
+        else:
+            if result.get("rows") is not None:
+                lines.append(f"Rows predicted: {result['rows']} "
+                             f"with model v{result.get('version')}")
+            if result.get("output_path"):
+                lines.append(f"Output: {result['output_path']}")
+        return lines

@@ -1,0 +1,142 @@
+"""Bad input gets a specific message with a 4xx status and leaves stored data as it was."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.factories import batch_files, cancer_frame, cancer_project, csv_bytes
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+
+
+@pytest.fixture
+def project(api):
+    created = api.create_project(cancer_project())
+    good = batch_files(cancer_frame().iloc[:100], "cancer", 1)
+    assert api.upload(created["id"], "training_batch_files/", good).status_code == 201
+    return created
+
+
+def listing(api, project, folder="training_batch_files/"):
+    body = api.get(f"/projects/{project['id']}/files?path={folder}").get_json()
+    return sorted((f["name"], f["size"]) for f in body["files"])
+
+
+def _frame_bytes(transform) -> bytes:
+    return csv_bytes(transform(cancer_frame().iloc[:30].copy()))
+
+
+BAD_FILES = {
+    "name breaks the pattern": ("cancer-final.csv", _frame_bytes(lambda f: f), r"pattern"),
+    "wrong column count": ("cancer_20260301_000000.csv",
+                           _frame_bytes(lambda f: f.drop(columns=["mean_area"])), r"column"),
+    "wrong types": ("cancer_20260302_000000.csv",
+                    _frame_bytes(lambda f: f.assign(mean_radius="large")), r"mean_radius"),
+    "empty file": ("cancer_20260303_000000.csv", b"", r"empty"),
+    "not a CSV": ("cancer_20260304_000000.csv", PNG, r"CSV|text|decod"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_batch_files_are_refused_and_nothing_changes(api, project, case):
+    name, data, reason = BAD_FILES[case]
+    before = listing(api, project)
+    response = api.upload(project["id"], "training_batch_files/", [(name, data)])
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_failed"
+    assert name in error["message"]
+    assert re.search(reason, error["message"], re.IGNORECASE), error["message"]
+    assert listing(api, project) == before
+
+
+def test_one_bad_file_in_a_batch_uploads_none(api, project):
+    before = listing(api, project)
+    good = batch_files(cancer_frame().iloc[100:200], "cancer", 2)
+    response = api.upload(project["id"], "training_batch_files/",
+                          [*good, ("cancer_20260305_000000.csv", b"")])
+    assert response.status_code == 422
+    assert [p["file"] for p in response.get_json()["error"]["details"]["files"]] == [
+        "cancer_20260305_000000.csv"]
+    assert listing(api, project) == before
+
+
+# A backslash inside a multipart file name does not survive the form encoding itself, so
+# backslashes are tried through the folder parameter below.
+@pytest.mark.parametrize("name", ["../escape.csv", "bad\x01name.csv", "..",
+                                  ".trainyard-upload-x"])
+def test_unsafe_file_names_are_refused(api, project, name):
+    before = listing(api, project, "")
+    response = api.upload(project["id"], "", [(name, b"a,b\n1,2\n")])
+    assert response.status_code in (400, 422), response.get_json()
+    assert response.get_json()["error"]["message"]
+    assert listing(api, project, "") == before
+
+
+@pytest.mark.parametrize("folder", ["../", "/etc/", "training_batch_files/../../",
+                                    "training_batch_files\\x/", "models/", "archive/x/"])
+def test_unsafe_or_system_folders_are_refused(api, project, folder):
+    response = api.upload(project["id"], folder, [("x.txt", b"hello")])
+    assert response.status_code in (400, 403)
+    assert response.get_json()["error"]["message"]
+
+
+def test_schema_form_without_target_shows_the_error_and_creates_nothing(admin_client, api):
+    definition = cancer_project()
+    schema = dict(definition["schema"], target=None)
+    import json
+
+    form = {"name": "No target", "problem_type": "classification", "description": "",
+            "recipients": "", "filename_pattern": schema["filename_pattern"],
+            "schema_json": json.dumps(schema), "csrf_token": admin_client.csrf_token}
+    response = admin_client.post("/projects/new", data=form)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert 'data-error-for="target"' in html and "Choose the target column" in html
+    # the page keeps what was typed
+    assert "No target" in html
+    assert api.get("/projects").get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"schema": None}, "schema"),
+    ({"name": ""}, "name"),
+    ({"problem_type": "clustering"}, "problem_type"),
+    ({"recipients": ["not-an-address"]}, "recipients"),
+    ({"metric": "rmse"}, "metric"),
+])
+def test_project_api_names_the_wrong_field(api, change, field):
+    definition = {**cancer_project(), **change}
+    if definition.get("schema") is None:
+        definition.pop("schema")
+    response = api.post("/projects", json=definition)
+    assert response.status_code == 422
+    assert field in response.get_json()["error"]["details"]
+    assert api.get("/projects").get_json()["total"] == 0
+
+
+def test_malformed_json_and_wrong_types_get_400(api, project):
+    r = api.post("/projects", data="{not json", content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "bad_request"
+    r = api.post(f"/projects/{project['id']}/executions", json={"kind": "dance"})
+    assert r.status_code == 400
+    r = api.post(f"/projects/{project['id']}/executions", json=["train"])
+    assert r.status_code == 400
+    r = api.get(f"/projects/{project['id']}/executions?page=zero")
+    assert r.status_code == 400
+
+
+def test_predict_without_a_model_says_train_first(api, project):
+    r = api.start(project["id"], "predict")
+    assert r.status_code == 409
+    assert "train it first" in r.get_json()["error"]["message"]
+
+
+def test_posts_without_csrf_token_are_refused(admin_client, api, project):
+    r = admin_client.post("/api/v1/projects", json=cancer_project(name="Sneaky"))
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "csrf_failed"
+    r = admin_client.post(f"/projects/{project['slug']}/train", data={})
+    assert r.status_code == 400
+    assert api.get(f"/projects/{project['id']}/executions").get_json()["total"] == 0

@@ -1,0 +1,107 @@
+"""The UI in headless Chromium (Debian's, driven by Playwright with executable_path): first-run
+set-up, a project created from an inferred schema, an upload with the file manager, Train, the
+log streaming in, the final status. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN
+from tests.factories import batch_files, cancer_frame
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-quic", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture
+def browser_page(tmp_path, monkeypatch):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run `make test`, which installs it.")
+    from playwright.sync_api import sync_playwright
+
+    for var in ("HOME", "TMPDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        folder = tmp_path / f"browser-{var.lower()}"
+        folder.mkdir()
+        monkeypatch.setenv(var, str(folder))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.js_errors = errors
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_train_from_the_browser(live_server, browser_page, tmp_path):
+    page = browser_page
+    page.goto(live_server.url + "/")
+    # first visit: create the admin account
+    assert page.url.endswith("/setup")
+    page.fill("#name", ADMIN["name"])
+    page.fill("#email", ADMIN["email"])
+    page.fill("#password", ADMIN["password"])
+    page.fill("#confirm", ADMIN["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server.url + "/")
+
+    # a project whose schema is inferred from a sample file, then adjusted
+    files = batch_files(cancer_frame(), "cancer", 3)
+    sample = tmp_path / files[0][0]
+    sample.write_bytes(files[0][1])
+    page.click("text=New project")
+    page.fill("#name", "Cancer screening")
+    page.select_option("#problem_type", "classification")
+    page.set_input_files("#schema-sample", str(sample))
+    page.wait_for_function(
+        "document.querySelectorAll('#schema-columns tbody tr').length === 32")
+    assert page.input_value("#filename_pattern") == r"^cancer_\d{8}_\d{6}\.csv$"
+    target_row = page.locator("#schema-columns tbody tr", has=page.locator(
+        "input[value='diagnosis']"))
+    target_row.locator("input[type=radio]").check()
+    shot(page, "project-form")
+    page.click("button:has-text('Create project')")
+    page.wait_for_url("**/projects/cancer-screening")
+
+    # upload the training files with the file manager
+    page.click("text=Files")
+    page.click("a:has-text('training_batch_files/')")
+    paths = []
+    for name, data in files:
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths.append(str(path))
+    page.set_input_files("form[data-upload] input[type=file]", paths)
+    with page.expect_navigation():
+        page.click("form[data-upload] button[type=submit]")
+    for name, _ in files:
+        assert page.locator(f"tr[data-file='training_batch_files/{name}']").count() == 1
+    shot(page, "file-manager")
+
+    # Train: the log streams in, then the final status shows
+    page.goto(live_server.url + "/projects/cancer-screening")
+    page.click("button[data-action=train]")
+    page.wait_for_selector("#live-log .log-line", timeout=30000)
+    page.wait_for_function(
+        "document.querySelectorAll('#live-log .log-line').length >= 5", timeout=60000)
+    shot(page, "training-live")
+    page.wait_for_selector("#execution-status:text('succeeded')", timeout=180000)
+    assert page.locator("#metrics").count() == 1
+    assert "accuracy" in page.inner_text("#metrics")
+    lines = page.locator("#live-log .log-line").all_inner_texts()
+    assert any("is now the active model" in line for line in lines)
+    shot(page, "training-finished")
+    assert page.js_errors == [], page.js_errors

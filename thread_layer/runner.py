@@ -1,0 +1,433 @@
+"""The execution runner: starts, tracks, cancels and recovers trainings and predictions.
+
+Each execution is claimed atomically on its project (at most one active execution per project),
+queued, then run by one of ``max_workers`` supervisor threads. The supervisor starts a worker
+process (``thread_layer.worker``), turns its messages into persisted and published log lines,
+heartbeats, and finishes the execution: registered model version, mails, the project freed.
+Executions whose runner died are found by :meth:`ExecutionRunner.recover` and marked
+``interrupted``, so no project stays "in progress" forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from entity.base import utcnow
+from entity.database import Database
+from entity.execution import KINDS, Execution
+from entity.model_version import ModelVersion
+from entity.project import Project
+from exception_layer import Conflict, ExecutionInProgress, NotFound, ValidationFailed
+from integration.notifications import Notifier
+from integration.storage_bridge import StorageResolver
+from logging_layer.execution_logger import ExecutionLogger, Publisher, project_room
+from thread_layer import worker
+
+log = logging.getLogger("trainyard.runner")
+LOWER_IS_BETTER = ("rmse", "mae", "mse")
+_STOP = object()
+
+
+def metric_value(metrics: dict, metric: str) -> float | None:
+    """The value of the selection ``metric`` in a metrics dict (``f1`` means macro F1)."""
+    for name in (metric, f"{metric}_macro"):
+        value = metrics.get(name)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def is_better(candidate: dict, incumbent: dict, metric: str) -> bool:
+    """True if ``candidate`` metrics score at least as well as ``incumbent`` on ``metric``."""
+    new, old = metric_value(candidate, metric), metric_value(incumbent, metric)
+    if new is None or old is None:
+        return new is not None
+    return new <= old if metric in LOWER_IS_BETTER else new >= old
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ExecutionRunner:
+    """Runs executions in the background of this process.
+
+    Args:
+        db: the database.
+        resolver: gives each project its storage.
+        notifier: sends the start/success/failure mails.
+        publish: publishes events to Socket.IO rooms.
+        context: a factory of the context to run supervisors in (Flask's ``app.app_context``).
+        max_workers: executions running at once; more wait ``queued``.
+        threads: CPU threads each worker process may use.
+        heartbeat_seconds, stale_after_seconds: liveness of running executions.
+    """
+
+    def __init__(self, *, db: Database, resolver: StorageResolver, notifier: Notifier,
+                 publish: Publisher, context: Callable[[], contextlib.AbstractContextManager]
+                 = contextlib.nullcontext, max_workers: int = 2, threads: int = 1,
+                 heartbeat_seconds: float = 5, stale_after_seconds: float = 60):
+        self.db, self.resolver, self.notifier = db, resolver, notifier
+        self.publish, self.context = publish, context
+        self.max_workers, self.threads = max_workers, threads
+        self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
+        self.identity = {"host": socket.gethostname(), "pid": os.getpid(),
+                         "instance": uuid.uuid4().hex}
+        self._queue: queue.Queue = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._cancel: dict[str, threading.Event] = {}
+        self._procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._mp = multiprocessing.get_context("spawn")
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the supervisor threads and the sweeper (idempotent)."""
+        with self._lock:
+            if self._threads:
+                return
+            for n in range(self.max_workers):
+                thread = threading.Thread(target=self._work, name=f"trainyard-runner-{n}",
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            sweeper = threading.Thread(target=self._sweep, name="trainyard-sweeper",
+                                       daemon=True)
+            sweeper.start()
+            self._threads.append(sweeper)
+
+    def shutdown(self) -> None:
+        """Stop: kill running workers and mark this process's executions interrupted."""
+        self._stopping.set()
+        for _ in range(self.max_workers):
+            self._queue.put(_STOP)
+        for execution_id, proc in list(self._procs.items()):
+            with contextlib.suppress(Exception):
+                proc.kill()
+            self._cancel.setdefault(execution_id, threading.Event())
+        with self.context():
+            for execution in self.db.executions.list_active():
+                if execution.runner.get("instance") == self.identity["instance"]:
+                    self._interrupt(execution, "The server was stopped while this execution "
+                                               "was running; start it again.")
+
+    # -- starting and cancelling -------------------------------------------------------
+
+    def submit(self, project: Project, kind: str, user, options: dict | None = None) -> Execution:
+        """Queue a ``kind`` execution of ``project`` started by ``user``.
+
+        Raises:
+            ExecutionInProgress: the project already has an active execution (it is named).
+            Conflict: predicting without any trained model.
+            NotFound: the requested model version does not exist.
+        """
+        if kind not in KINDS:
+            raise ValidationFailed(f"Unknown execution kind {kind!r}; use train or predict.")
+        options = dict(options or {})
+        if kind == "predict":
+            version = options.get("version") or project.active_version
+            if version is None:
+                raise Conflict("This project has no trained model yet: train it first.")
+            if self.db.model_versions.get(project.id, int(version)) is None:
+                raise NotFound(f"Model version v{version} does not exist.")
+            options["version"] = int(version)
+        execution = Execution(project_id=project.id, kind=kind, started_by=user.id,
+                              options=options, runner=dict(self.identity))
+        self._claim(project, execution)
+        try:
+            self.db.executions.add(execution)
+        except BaseException:
+            self.db.projects.release(project.id, execution.id)
+            raise
+        self._logger(execution).log(
+            f"{'Training' if kind == 'train' else 'Prediction'} queued by {user.name}.",
+            stage="queued")
+        self._publish_execution(execution)
+        self.start()
+        self._queue.put(execution.id)
+        return execution
+
+    def _claim(self, project: Project, execution: Execution) -> None:
+        for _attempt in range(2):
+            if self.db.projects.claim(project.id, execution.id):
+                return
+            current = self.db.projects.get(project.id)
+            holder_id = current.active_execution_id if current else None
+            holder = self.db.executions.get(holder_id) if holder_id else None
+            if holder is not None and holder.is_active:
+                raise ExecutionInProgress(holder.id, holder.kind)
+            # A claim left by an execution that is over: free it and try once more.
+            if holder_id:
+                self.db.projects.release(project.id, holder_id)
+        raise ExecutionInProgress(holder_id or "unknown")
+
+    def cancel(self, execution: Execution) -> Execution:
+        """Ask an active execution to stop; a queued one is cancelled at once."""
+        if not execution.is_active:
+            raise Conflict(f"Execution {execution.id} is already {execution.status}.")
+        self.db.executions.update(execution.id, cancel_requested=True)
+        self._cancel.setdefault(execution.id, threading.Event()).set()
+        if execution.status == "queued" and self.db.executions.finish(
+                execution.id, "cancelled", error="Cancelled before it started."):
+            self._logger(execution).log("Cancelled before it started.", stage="queued",
+                                        level="WARNING")
+            self.db.projects.release(execution.project_id, execution.id)
+            self._publish_execution(self.db.executions.get(execution.id))
+        return self.db.executions.get(execution.id)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Mark executions whose runner is gone ``interrupted``; returns how many."""
+        count = 0
+        for execution in self.db.executions.list_active():
+            reason = self._orphan_reason(execution)
+            if reason and self._interrupt(execution, reason):
+                count += 1
+        return count
+
+    def _orphan_reason(self, execution: Execution) -> str | None:
+        runner = execution.runner or {}
+        if runner.get("instance") == self.identity["instance"]:
+            return None
+        pid = runner.get("pid")
+        if runner.get("host") == self.identity["host"] and isinstance(pid, int) and (
+                pid == os.getpid() or not _pid_alive(pid)):
+            return ("The server was stopped while this execution was running; "
+                    "start it again.")
+        last_sign = execution.heartbeat_at or execution.created_at
+        if utcnow() - last_sign > timedelta(seconds=self.stale_after_seconds):
+            return (f"The execution stopped sending heartbeats for over "
+                    f"{self.stale_after_seconds} s (its server or worker died); start it again.")
+        return None
+
+    def _interrupt(self, execution: Execution, reason: str) -> bool:
+        if not self.db.executions.finish(execution.id, "interrupted", error=reason):
+            return False
+        self._logger(execution).log(f"Interrupted: {reason}", stage=execution.stage or "queued",
+                                    level="ERROR")
+        self.db.projects.release(execution.project_id, execution.id)
+        finished = self.db.executions.get(execution.id)
+        self._publish_execution(finished)
+        project = self.db.projects.get(execution.project_id)
+        if project is not None:
+            self.notifier.execution_event("interrupted", project, finished,
+                                          self._email_of(finished.started_by))
+        log.warning("Execution %s marked interrupted: %s", execution.id, reason)
+        return True
+
+    def _sweep(self) -> None:
+        interval = max(1.0, min(self.heartbeat_seconds, self.stale_after_seconds / 3))
+        while not self._stopping.wait(interval):
+            try:
+                with self.context():
+                    self.recover()
+            except Exception:  # noqa: BLE001 - the sweeper must keep sweeping
+                log.exception("The execution sweeper failed; retrying")
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            execution_id = self._queue.get()
+            if execution_id is _STOP:
+                return
+            try:
+                with self.context():
+                    self._supervise(execution_id)
+            except Exception:  # noqa: BLE001 - a supervisor thread must survive any execution
+                log.exception("Supervising execution %s failed", execution_id)
+            finally:
+                self._cancel.pop(execution_id, None)
+                self._procs.pop(execution_id, None)
+
+    def _supervise(self, execution_id: str) -> None:
+        execution = self.db.executions.get(execution_id)
+        if execution is None or execution.status != "queued" or self._stopping.is_set():
+            return
+        project = self.db.projects.get(execution.project_id)
+        logger = self._logger(execution)
+        starter_email = self._email_of(execution.started_by)
+        if project is None:
+            self.db.executions.finish(execution_id, "failed", error="The project was deleted.")
+            return
+        try:
+            now = utcnow()
+            self.db.executions.update(execution_id, status="running", started_at=now,
+                                      heartbeat_at=now, stage="validating")
+            execution = self.db.executions.get(execution_id)
+            self._publish_execution(execution)
+            self.notifier.execution_event("started", project, execution, starter_email)
+            logger.log(f"Started on {self.identity['host']}.", stage="validating")
+            status, detail = self._run_worker(execution, project, logger)
+            if status == "succeeded":
+                result = self._finalize(execution, project, detail, logger)
+                self.db.executions.finish(execution_id, "succeeded", result=result)
+                logger.log("Finished successfully.", stage="done")
+            else:
+                if execution.kind == "train":
+                    self._discard_version(project, execution)
+                logger.log(detail, stage=self.db.executions.get(execution_id).stage,
+                           level="WARNING" if status == "cancelled" else "ERROR")
+                self.db.executions.finish(execution_id, status, error=detail)
+        except Exception:  # noqa: BLE001 - the boundary of a background execution
+            log.exception("Execution %s failed unexpectedly", execution_id)
+            message = ("An unexpected error stopped the execution; "
+                       "the details are in the server log.")
+            self.db.executions.finish(execution_id, "failed", error=message)
+            with contextlib.suppress(Exception):
+                logger.log(message, stage="done", level="ERROR")
+        finally:
+            self.db.projects.release(project.id, execution_id)
+            finished = self.db.executions.get(execution_id)
+            self._publish_execution(finished)
+            if finished.status != "running":
+                self.notifier.execution_event(finished.status, project, finished,
+                                              starter_email)
+
+    def _payload(self, execution: Execution, project: Project) -> dict:
+        uri, credentials = self.resolver.location(project)
+        payload = {"kind": execution.kind, "execution_id": execution.id,
+                   "project": project.to_document(), "storage_uri": uri,
+                   "credentials": credentials, "threads": self.threads}
+        if execution.kind == "train":
+            payload["version"] = project.next_version
+        else:
+            version = self.db.model_versions.get(project.id, execution.options["version"])
+            if version is None:
+                raise NotFound(f"Model version v{execution.options['version']} was deleted.")
+            payload["model_version"] = version.to_document()
+        return payload
+
+    def _run_worker(self, execution: Execution, project: Project,
+                    logger: ExecutionLogger) -> tuple[str, object]:
+        """Run the worker process to its end; returns (status, result dict or message)."""
+        payload = self._payload(execution, project)
+        if execution.kind == "train":
+            self.db.executions.update(execution.id, result={"version": payload["version"]})
+        receiver, sender = self._mp.Pipe(duplex=False)
+        proc = self._mp.Process(target=worker.run, args=(payload, sender), daemon=True,
+                                name=f"trainyard-{execution.kind}-{execution.id}")
+        cancel = self._cancel.setdefault(execution.id, threading.Event())
+        proc.start()
+        sender.close()
+        self._procs[execution.id] = proc
+        outcome: tuple[str, object] | None = None
+        last_beat = utcnow()
+        try:
+            while outcome is None:
+                if cancel.is_set() or self._stopping.is_set():
+                    proc.kill()
+                    return "cancelled", "Cancelled on request."
+                if receiver.poll(0.5):
+                    try:
+                        message = receiver.recv()
+                    except EOFError:
+                        break
+                    outcome = self._handle(message, execution, logger)
+                if utcnow() - last_beat >= timedelta(seconds=self.heartbeat_seconds):
+                    last_beat = utcnow()
+                    self.db.executions.update(execution.id, heartbeat_at=last_beat)
+                    current = self.db.executions.get(execution.id)
+                    if current is not None and current.cancel_requested:
+                        cancel.set()
+        finally:
+            receiver.close()
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if outcome is None:
+            return "failed", (f"The worker process stopped unexpectedly (exit code "
+                              f"{proc.exitcode}); the machine may have run out of memory.")
+        return outcome
+
+    def _handle(self, message: tuple, execution: Execution,
+                logger: ExecutionLogger) -> tuple[str, object] | None:
+        kind = message[0]
+        if kind == "log":
+            _, level, stage, text = message
+            logger.log(text, stage=stage, level=level)
+        elif kind == "progress":
+            _, stage, percent = message
+            self.db.executions.update(execution.id, stage=stage,
+                                      progress=max(0, min(100, int(percent))))
+            self._publish_execution(self.db.executions.get(execution.id))
+        elif kind == "result":
+            return "succeeded", message[1]
+        elif kind == "error":
+            return "failed", message[2]
+        return None
+
+    def _finalize(self, execution: Execution, project: Project, result: dict,
+                  logger: ExecutionLogger) -> dict:
+        """Register what the worker produced; returns the execution's result."""
+        if execution.kind == "predict":
+            return result
+        number = self.db.executions.get(execution.id).result["version"]
+        version = ModelVersion(
+            project_id=project.id, version=number, execution_id=execution.id,
+            algorithm=result["algorithm"], metrics=result.get("metrics", {}),
+            leaderboard=result.get("leaderboard", []), params=result.get("params", {}),
+            schema=result.get("schema", {}), data_fingerprint=result.get("data_fingerprint", {}),
+            library_versions=result.get("library_versions", {}),
+            artifacts=result.get("artifacts", {}), plots=result.get("plots", []),
+            problem_type=project.problem_type)
+        self.db.model_versions.add(version)
+        self.db.projects.set_versions(project.id, next_version=number + 1)
+        current = self.db.projects.get(project.id)
+        active = (self.db.model_versions.get(project.id, current.active_version)
+                  if current.active_version else None)
+        metric = project.selection_metric
+        promoted = active is None or is_better(version.metrics, active.metrics, metric)
+        if promoted:
+            self.db.projects.set_versions(project.id, active_version=number)
+            logger.log(f"Model v{number} ({version.algorithm}) is now the active model.",
+                       stage="saving")
+        else:
+            logger.log(f"Model v{number} scores worse than the active v{active.version} on "
+                       f"{metric}; v{active.version} stays active (promote v{number} on its "
+                       f"page if you prefer it).", stage="saving", level="WARNING")
+        return {"version": number, "algorithm": version.algorithm, "metrics": version.metrics,
+                "promoted": promoted, "validation": result.get("validation", [])}
+
+    def _discard_version(self, project: Project, execution: Execution) -> None:
+        number = (self.db.executions.get(execution.id).result or {}).get("version")
+        if number and self.db.model_versions.get(project.id, number) is None:
+            with contextlib.suppress(Exception):
+                self.resolver.files(project).delete_folder(f"models/v{number}/")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _logger(self, execution: Execution) -> ExecutionLogger:
+        return ExecutionLogger(self.db.logs, self.publish, execution.id, execution.project_id,
+                               last_seq=self.db.logs.last_seq(execution.id))
+
+    def _publish_execution(self, execution: Execution | None) -> None:
+        if execution is None:
+            return
+        try:
+            self.publish("execution", execution.to_public(), project_room(execution.project_id))
+        except Exception:  # noqa: BLE001 - watchers must not break executions
+            log.exception("Could not publish the state of %s", execution.id)
+
+    def _email_of(self, user_id: str | None) -> str | None:
+        user = self.db.users.get(user_id) if user_id else None
+        return user.email if user else None
