@@ -81,7 +81,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                                            runner=runner)
 
     login_manager.init_app(app)
-    login_manager.session_protection = "strong"
+    # "basic": a session used from another user agent (an API client's Socket.IO connection)
+    # stays valid but is no longer "fresh".
+    login_manager.session_protection = "basic"
 
     @login_manager.user_loader
     def load_user(user_id: str):
@@ -93,6 +95,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     csrf.exempt(api.setup)
     for blueprint in (auth.bp, pages.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
+    app.add_template_filter(_format_number, "number")
     register_live_events(socketio)
     register_error_handlers(app)
     _install_guards(app, db)
@@ -103,6 +106,15 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         runner.start()
         atexit.register(runner.shutdown)
     return app
+
+
+def _format_number(value) -> str:
+    """Counts as integers, scores with four decimals."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4f}"
 
 
 def _smtp_sender(app: Flask):

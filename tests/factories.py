@@ -20,6 +20,19 @@ def cancer_frame() -> pd.DataFrame:
     return frame
 
 
+def cancer_rows(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` distinct rows like the breast-cancer data (resampled, measurements jittered by
+    about 1%), for trainings that must take a while."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    frame = cancer_frame().sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
+    measures = [c for c in frame.columns if c not in ("sample_id", "diagnosis")]
+    frame[measures] = frame[measures] * rng.normal(1, 0.01, size=(n, len(measures)))
+    frame["sample_id"] = range(1, n + 1)
+    return frame
+
+
 def diabetes_frame() -> pd.DataFrame:
     data = load_diabetes(as_frame=True)
     return data.frame.rename(columns={"target": "progression"})

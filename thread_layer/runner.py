@@ -54,14 +54,39 @@ def is_better(candidate: dict, incumbent: dict, metric: str) -> bool:
     return new <= old if metric in LOWER_IS_BETTER else new >= old
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start_time(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of process ``pid`` if it runs, else None.
+
+    A zombie counts as gone, and recording the start time tells a reused pid from the process
+    that first had it.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    except OSError:  # no /proc: fall back to a signal probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return 0
+        return 0
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def _runner_alive(runner: dict) -> bool:
+    pid = runner.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
         return False
-    except PermissionError:
-        return True
-    return True
+    started = process_start_time(pid)
+    if started is None:
+        return False
+    recorded = runner.get("started")
+    return not recorded or not started or started == recorded
 
 
 class ExecutionRunner:
@@ -87,6 +112,7 @@ class ExecutionRunner:
         self.max_workers, self.threads = max_workers, threads
         self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
         self.identity = {"host": socket.gethostname(), "pid": os.getpid(),
+                         "started": process_start_time(os.getpid()),
                          "instance": uuid.uuid4().hex}
         self._queue: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []
@@ -141,6 +167,7 @@ class ExecutionRunner:
         if kind not in KINDS:
             raise ValidationFailed(f"Unknown execution kind {kind!r}; use train or predict.")
         options = dict(options or {})
+        self._refuse_if_busy(project)
         if kind == "predict":
             version = options.get("version") or project.active_version
             if version is None:
@@ -163,6 +190,15 @@ class ExecutionRunner:
         self.start()
         self._queue.put(execution.id)
         return execution
+
+    def _refuse_if_busy(self, project: Project) -> None:
+        """Name the running execution before any other reason to refuse (the atomic claim
+        below still decides races)."""
+        current = self.db.projects.get(project.id)
+        holder = (self.db.executions.get(current.active_execution_id)
+                  if current and current.active_execution_id else None)
+        if holder is not None and holder.is_active:
+            raise ExecutionInProgress(holder.id, holder.kind)
 
     def _claim(self, project: Project, execution: Execution) -> None:
         for _attempt in range(2):
@@ -207,9 +243,7 @@ class ExecutionRunner:
         runner = execution.runner or {}
         if runner.get("instance") == self.identity["instance"]:
             return None
-        pid = runner.get("pid")
-        if runner.get("host") == self.identity["host"] and isinstance(pid, int) and (
-                pid == os.getpid() or not _pid_alive(pid)):
+        if runner.get("host") == self.identity["host"] and not _runner_alive(runner):
             return ("The server was stopped while this execution was running; "
                     "start it again.")
         last_sign = execution.heartbeat_at or execution.created_at

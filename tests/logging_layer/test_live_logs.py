@@ -10,7 +10,7 @@ import requests
 import socketio
 
 from tests.conftest import ADMIN, wait_until
-from tests.factories import batch_files, cancer_frame, cancer_project
+from tests.factories import batch_files, cancer_project, cancer_rows
 
 pytestmark = pytest.mark.slow
 FINAL = {"succeeded", "failed", "cancelled", "interrupted"}
@@ -65,7 +65,7 @@ def test_watchers_get_every_line_in_order_even_when_joining_late(live_server):
     http, cookies = _login(live_server.url)
     api = f"{live_server.url}/api/v1"
     project = http.post(f"{api}/projects", json=cancer_project(), timeout=30).json()
-    big = cancer_frame().sample(n=6000, replace=True, random_state=2)
+    big = cancer_rows(6000, seed=2)
     files = [("files", (n, d, "text/csv")) for n, d in batch_files(big, "cancer", 3)]
     assert http.post(f"{api}/projects/{project['id']}/files",
                      params={"path": "training_batch_files/"}, files=files,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.factories import batch_files, cancer_frame, cancer_project, csv_bytes
+from tests.factories import batch_files, cancer_frame, cancer_project, cancer_rows, csv_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +90,7 @@ def test_files_that_break_the_schema_are_archived_with_reasons(app, api):
 
 def test_cancel_a_running_training(api, app):
     project = api.create_project(cancer_project())
-    frame = cancer_frame()
-    big = frame.sample(n=40000, replace=True, random_state=0)
+    big = cancer_rows(40000)
     api.upload(project["id"], "training_batch_files/", batch_files(big, "cancer", 2))
     started = api.start(project["id"], "train").get_json()
     from tests.conftest import wait_until

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import ADMIN, free_port, wait_until
-from tests.factories import batch_files, cancer_frame, cancer_project
+from tests.factories import batch_files, cancer_project, cancer_rows
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_a_training_cut_by_a_crash_is_interrupted_after_restart(tmp_path):
         headers = {"X-CSRFToken": token}
         project = http.post(f"{base}/projects", json=cancer_project(), headers=headers,
                             timeout=30).json()
-        big = cancer_frame().sample(n=60000, replace=True, random_state=1)
+        big = cancer_rows(60000, seed=1)
         files = [("files", (n, d, "text/csv")) for n, d in batch_files(big, "cancer", 2)]
         r = http.post(f"{base}/projects/{project['id']}/files",
                       params={"path": "training_batch_files/"}, files=files, headers=headers,
