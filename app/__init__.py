@@ -6,18 +6,19 @@ import atexit
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, g, redirect, request, url_for
 from flask_login import current_user
 from flask_mail import Message
 
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
-from controllers import api, auth, health, pages
+from controllers import admin, api, auth, health, pages
+from controllers.accounts import user_for_token
 from controllers.live import register_live_events
 from controllers.services import Services
 from entity.database import Database
 from entity.mail_message import MailMessage
-from exception_layer import Unauthenticated
+from exception_layer import AccessDenied, Unauthenticated
 from exception_layer.handlers import register_error_handlers, render_error
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
@@ -26,8 +27,12 @@ from thread_layer.runner import ExecutionRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "static", "health.healthz", "api.login",
-                    "api.setup"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "auth.register", "auth.forgot", "auth.reset",
+                    "auth.invite", "static", "health.healthz", "api.login", "api.setup",
+                    "api.forgot"}
+#: endpoints without a CSRF check: they create a session from credentials, not from a cookie
+CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -86,14 +91,19 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     login_manager.session_protection = "basic"
 
     @login_manager.user_loader
-    def load_user(user_id: str):
+    def load_user(session_id: str):
+        # "<user id>.<session version>": a password change or deactivation ends old sessions.
+        user_id, _, version = session_id.rpartition(".")
         user = db.users.get(user_id)
-        return user if user is not None and user.active else None
+        if user is None or not user.active or str(user.session_version) != version:
+            return None
+        return user
 
+    # CSRF is checked in _install_guards: for cookie sessions only (a bearer token cannot be
+    # sent by another site's form).
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
-    csrf.exempt(api.login)
-    csrf.exempt(api.setup)
-    for blueprint in (auth.bp, pages.bp, api.bp, health.bp):
+    for blueprint in (auth.bp, pages.bp, admin.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(_format_number, "number")
     register_live_events(socketio)
@@ -126,6 +136,31 @@ def _smtp_sender(app: Flask):
 
 
 def _install_guards(app: Flask, db: Database) -> None:
+    @app.before_request
+    def authenticate_bearer():
+        """``Authorization: Bearer <token>`` authenticates this request alone (no session)."""
+        header = request.headers.get("Authorization", "")
+        g.api_token = None
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        found = user_for_token(value.strip()) if scheme.lower() == "bearer" else None
+        if found is None:
+            return render_error(Unauthenticated(
+                "The API token is missing, malformed, revoked, or its user is deactivated."))
+        g._login_user, g.api_token = found
+        if found[1].scope == "read" and request.method not in SAFE_METHODS:
+            return render_error(AccessDenied("This API token is read-only."))
+        return None
+
+    @app.before_request
+    def check_csrf():
+        if request.method in SAFE_METHODS or g.api_token is not None or \
+                request.endpoint in CSRF_EXEMPT:
+            return None
+        csrf.protect()
+        return None
+
     @app.before_request
     def require_login():
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:

@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
+from controllers import accounts
 from controllers import operations as ops
 from controllers.access import load_project, require_admin, require_user, visible_projects
 from controllers.accounts import authenticate, create_first_admin
@@ -66,7 +67,8 @@ def setup():
 def login():
     """Log in; answers the user and the CSRF token for later calls."""
     data = _body()
-    user = authenticate(str(data.get("email", "")), str(data.get("password", "")))
+    user = authenticate(str(data.get("email", "")), str(data.get("password", "")),
+                        request.remote_addr)
     login_user(user)
     return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
 
@@ -195,8 +197,8 @@ def get_execution(project_id, execution_id):
 
 @bp.post("/projects/<project_id>/executions/<execution_id>/cancel")
 def cancel_execution(project_id, execution_id):
-    _, execution = _execution(project_id, execution_id, need="editor")
-    return jsonify(services().runner.cancel(execution).to_public()), 202
+    project, execution = _execution(project_id, execution_id, need="editor")
+    return jsonify(ops.cancel_execution(project, execution).to_public()), 202
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/logs")
@@ -251,6 +253,103 @@ def promote_model(project_id, version):
     project = load_project(project_id=project_id, need="editor")
     promoted = ops.promote_version(project, version)
     return jsonify(promoted.to_public() | {"active": True})
+
+
+# -- members -------------------------------------------------------------------------------
+
+@bp.get("/projects/<project_id>/members")
+def list_members(project_id):
+    return _slice(ops.list_members(load_project(project_id=project_id)))
+
+
+@bp.put("/projects/<project_id>/members")
+def set_member(project_id):
+    project = load_project(project_id=project_id, need="owner")
+    data = _body()
+    return jsonify(ops.set_member(project, data.get("email", ""), data.get("role", "")))
+
+
+@bp.delete("/projects/<project_id>/members/<user_id>")
+def remove_member(project_id, user_id):
+    ops.remove_member(load_project(project_id=project_id, need="owner"), user_id)
+    return "", 204
+
+
+# -- accounts and tokens ---------------------------------------------------------------------
+
+@bp.post("/password-reset")
+def forgot():
+    """Mail a password-reset link (answers 202 whether or not the address exists)."""
+    accounts.request_password_reset(str(_body().get("email", "")))
+    return jsonify({"message": "If this address belongs to an account, a reset link is on "
+                               "its way."}), 202
+
+
+@bp.get("/tokens")
+def list_tokens():
+    user = require_user()
+    return _slice([t.to_public() for t in services().db.api_tokens.list_for_user(user.id)])
+
+
+@bp.post("/tokens")
+def create_token():
+    """Create a personal token; its value is in this answer only."""
+    data = _body()
+    token, clear = accounts.create_token(require_user(), str(data.get("name", "")),
+                                         str(data.get("scope", "")))
+    return jsonify(token.to_public() | {"token": clear}), 201
+
+
+@bp.delete("/tokens/<token_id>")
+def revoke_token(token_id):
+    accounts.revoke_token(require_user(), token_id)
+    return "", 204
+
+
+@bp.get("/users")
+def list_users():
+    require_admin()
+    return _slice([u.to_public() for u in services().db.users.list()])
+
+
+@bp.post("/users")
+def invite_user():
+    """Invite someone by mail (admins)."""
+    admin = require_admin()
+    data = _body()
+    user = accounts.invite_user(str(data.get("email", "")), str(data.get("name", "")),
+                                str(data.get("role", "member")), admin)
+    return jsonify(user.to_public()), 201
+
+
+@bp.patch("/users/<user_id>")
+def update_user(user_id):
+    """Change a user's role or deactivate/reactivate them (admins)."""
+    admin = require_admin()
+    data = _body()
+    role, active = data.get("role"), data.get("active")
+    if active is not None and not isinstance(active, bool):
+        raise BadRequest("active must be true or false.")
+    user = accounts.update_user(accounts.load_user(user_id), admin, role=role, active=active)
+    return jsonify(user.to_public())
+
+
+@bp.get("/audit")
+def audit_log():
+    """The audit log, newest first; filters actor, action, since, until (YYYY-MM-DD)."""
+    from datetime import timedelta
+
+    from controllers.admin import parse_day
+
+    require_admin()
+    page, per_page = _paging()
+    until = parse_day(request.args.get("until"), "until")
+    events, total = services().db.audit.search(
+        actor=request.args.get("actor") or None, action=request.args.get("action") or None,
+        since=parse_day(request.args.get("since"), "since"),
+        until=until + timedelta(days=1) if until else None,
+        skip=(page - 1) * per_page, limit=per_page)
+    return _paged([e.to_public() for e in events], page, per_page, total)
 
 
 # -- administration ----------------------------------------------------------------------

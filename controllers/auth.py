@@ -1,15 +1,24 @@
-"""First-run set-up, login and logout pages."""
+"""Account pages: first-run set-up, login and logout, registration, invitations, password
+resets, and the profile (password and personal API tokens)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
-from controllers.accounts import authenticate, create_first_admin
+from controllers import accounts
+from controllers.access import require_user
+from controllers.auditing import audit
 from controllers.services import services
-from exception_layer import Unauthenticated, ValidationFailed
+from exception_layer import (
+    BadRequest,
+    PlatformError,
+    TooManyRequests,
+    Unauthenticated,
+    ValidationFailed,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -31,8 +40,8 @@ def setup():
     if request.method == "POST":
         form = request.form
         try:
-            user = create_first_admin(form.get("email", ""), form.get("name", ""),
-                                      form.get("password", ""), form.get("confirm", ""))
+            user = accounts.create_first_admin(form.get("email", ""), form.get("name", ""),
+                                               form.get("password", ""), form.get("confirm", ""))
         except ValidationFailed as exc:
             errors = exc.details
         else:
@@ -47,22 +56,125 @@ def login():
     """Log in with e-mail and password."""
     if services().db.users.count() == 0:
         return redirect(url_for("auth.setup"))
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         try:
-            user = authenticate(request.form.get("email", ""), request.form.get("password", ""))
-        except Unauthenticated as exc:
-            error = exc.message
+            user = accounts.authenticate(request.form.get("email", ""),
+                                         request.form.get("password", ""), request.remote_addr)
+        except (Unauthenticated, TooManyRequests) as exc:
+            error, status = exc.message, exc.status
         else:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
-    return (render_template("auth/login.html", error=error, email=request.form.get("email", "")),
-            401 if error else 200)
+    return render_template(
+        "auth/login.html", error=error, email=request.form.get("email", ""),
+        registration=services().db.settings.get()["self_registration"]), status
 
 
 @bp.post("/logout")
 def logout():
     """End the session."""
+    if current_user.is_authenticated:
+        audit("logout", current_user.email)
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    """Self-registration, when an admin has turned it on."""
+    if not services().db.settings.get()["self_registration"]:
+        flash("Registration is closed; ask an administrator for an invitation.", "warning")
+        return redirect(url_for("auth.login"))
+    errors, form = {}, {}
+    if request.method == "POST":
+        form = request.form
+        try:
+            user = accounts.register(form.get("email", ""), form.get("name", ""),
+                                     form.get("password", ""), form.get("confirm", ""))
+        except ValidationFailed as exc:
+            errors = exc.details
+        else:
+            login_user(user)
+            return redirect(url_for("pages.index"))
+    return (render_template("auth/password_form.html", mode="register", errors=errors,
+                            form=form), 422 if errors else 200)
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+def forgot():
+    """Ask for a password-reset link."""
+    if request.method == "POST":
+        accounts.request_password_reset(request.form.get("email", ""))
+        flash("If this address belongs to an account, a reset link is on its way.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot.html")
+
+
+def _redeem_page(mode: str, secret: str):
+    errors, status = {}, 200
+    if request.method == "POST":
+        redeem = accounts.accept_invitation if mode == "invite" else accounts.reset_password
+        try:
+            user = redeem(secret, request.form.get("password", ""),
+                          request.form.get("confirm", ""))
+        except ValidationFailed as exc:
+            errors, status = exc.details, 422
+        except BadRequest as exc:
+            errors, status = {"link": exc.message}, 400
+        else:
+            login_user(user)
+            flash("Your password is set.", "success")
+            return redirect(url_for("pages.index"))
+    elif services().db.one_time_tokens.find_valid(mode, secret) is None:
+        errors, status = {"link": "This link is invalid, expired or already used; ask for a "
+                                  "new one."}, 400
+    return render_template("auth/password_form.html", mode=mode, errors=errors,
+                           form={}), status
+
+
+@bp.route("/invite/<secret>", methods=["GET", "POST"])
+def invite(secret):
+    """Accept an invitation: choose a password."""
+    return _redeem_page("invite", secret)
+
+
+@bp.route("/reset/<secret>", methods=["GET", "POST"])
+def reset(secret):
+    """Choose a new password from a reset link."""
+    return _redeem_page("reset", secret)
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+def profile():
+    """Your password and your personal API tokens."""
+    user = require_user()
+    errors, new_token = {}, None
+    status = 200
+    if request.method == "POST":
+        action = request.form.get("action")
+        try:
+            if action == "password":
+                accounts.change_password(user, request.form.get("current", ""),
+                                         request.form.get("password", ""),
+                                         request.form.get("confirm", ""))
+                login_user(services().db.users.get(user.id))  # keep this session alive
+                flash("Password changed; your other sessions have ended.", "success")
+                return redirect(url_for("auth.profile"))
+            if action == "create_token":
+                token, new_token = accounts.create_token(user, request.form.get("name", ""),
+                                                         request.form.get("scope", ""))
+            elif action == "revoke_token":
+                accounts.revoke_token(user, request.form.get("token_id", ""))
+                flash("Token revoked.", "info")
+                return redirect(url_for("auth.profile"))
+            else:
+                raise BadRequest("Unknown action.")
+        except ValidationFailed as exc:
+            errors, status = exc.details or {}, 422
+        except PlatformError as exc:
+            flash(exc.message, "danger")
+            status = exc.status
+    return render_template("auth/profile.html", errors=errors, new_token=new_token,
+                           tokens=services().db.api_tokens.list_for_user(user.id)), status

@@ -3,9 +3,10 @@ then the live ones. Joining checks the same project role as the pages."""
 
 from __future__ import annotations
 
-from flask_login import current_user
+from flask_login import current_user, login_user
 from flask_socketio import SocketIO, emit, join_room
 
+from controllers.accounts import user_for_token
 from controllers.services import services
 from logging_layer.execution_logger import project_room
 
@@ -15,8 +16,16 @@ def register_live_events(socketio: SocketIO) -> None:
 
     @socketio.on("connect")
     def connect(auth=None):
-        # Anonymous sockets are refused outright.
-        return bool(current_user.is_authenticated)
+        # A cookie session, or an API token in the connection's auth payload
+        # ({"token": "ty_..."}); anonymous sockets are refused outright.
+        if current_user.is_authenticated:
+            return True
+        token = auth.get("token") if isinstance(auth, dict) else None
+        found = user_for_token(str(token)) if token else None
+        if found is None:
+            return False
+        login_user(found[0])  # for this socket's session only
+        return True
 
     @socketio.on("join")
     def join(data):

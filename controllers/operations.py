@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from flask import Response, current_app, stream_with_context
 
+from controllers.auditing import audit
 from controllers.services import services
 from entity.execution import Execution
 from entity.project import METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
@@ -136,6 +137,7 @@ def create_project(data: dict, user) -> Project:
         raise ValidationFailed("Please correct the marked fields.", details={
             "name": "A project with this name already exists."}) from None
     services().resolver.files(project).ensure_layout()
+    audit("project.create", project.slug)
     return project
 
 
@@ -149,6 +151,7 @@ def update_project(project: Project, data: dict) -> Project:
     for key, value in fields.items():
         setattr(project, key, value)
     services().db.projects.save(project)
+    audit("project.update", project.slug, details={"fields": sorted(fields)})
     return project
 
 
@@ -162,6 +165,7 @@ def delete_project(project: Project) -> None:
     s.db.executions.delete_for_project(project.id)
     s.db.model_versions.delete_for_project(project.id)
     s.db.projects.delete(project.id)
+    audit("project.delete", project.slug)
 
 
 def infer_schema(upload) -> dict:
@@ -229,11 +233,14 @@ def upload_files(project: Project, folder: str, uploads: list) -> list[dict]:
         info = files.upload(folder + name, stream, size=size,
                             content_type=upload.mimetype or None)
         stored.append({"path": info.key, "size": info.size})
+    audit("file.upload", project.slug, details={"files": [f["path"] for f in stored]})
     return stored
 
 
 def make_folder(project: Project, path: str) -> str:
-    return services().resolver.files(project).make_folder(_target_folder(path))
+    created = services().resolver.files(project).make_folder(_target_folder(path))
+    audit("file.mkdir", project.slug, details={"path": created})
+    return created
 
 
 def delete_path(project: Project, path: str) -> None:
@@ -248,6 +255,7 @@ def delete_path(project: Project, path: str) -> None:
     if project.active_execution_id and path.startswith((TRAINING, PREDICTION)):
         raise Conflict("Batch files cannot be deleted while an execution runs.")
     services().resolver.files(project).delete(path)
+    audit("file.delete", project.slug, details={"path": path})
 
 
 def list_folder(project: Project, path: str, page_token: str | None = None) -> dict:
@@ -290,7 +298,15 @@ def start_execution(project: Project, kind: str, user, version=None) -> Executio
         except ValueError:
             raise ValidationFailed("The model version must be a number.",
                                    details={"version": "Not a number."}) from None
-    return services().runner.submit(project, kind, user, options)
+    execution = services().runner.submit(project, kind, user, options)
+    audit(f"execution.{kind}", project.slug, details={"execution": execution.id, **options})
+    return execution
+
+
+def cancel_execution(project: Project, execution: Execution) -> Execution:
+    cancelled = services().runner.cancel(execution)
+    audit("execution.cancel", project.slug, details={"execution": execution.id})
+    return cancelled
 
 
 def load_execution(project: Project, execution_id: str) -> Execution:
@@ -330,4 +346,50 @@ def promote_version(project: Project, number) -> object:
     """Make version ``number`` the one predictions use."""
     version = load_version(project, number)
     services().db.projects.set_versions(project.id, active_version=version.version)
+    audit("model.promote", project.slug, details={"version": version.version})
     return version
+
+
+# -- members -------------------------------------------------------------------------------
+
+def list_members(project: Project) -> list[dict]:
+    db = services().db
+    owner = db.users.get(project.owner_id)
+    members = [{"user": owner.to_public(), "role": "owner", "creator": True}] if owner else []
+    for user_id, role in sorted(project.members.items()):
+        user = db.users.get(user_id)
+        if user is not None:
+            members.append({"user": user.to_public(), "role": role, "creator": False})
+    return members
+
+
+def set_member(project: Project, email: str, role: str) -> dict:
+    """Give the person with ``email`` a role on the project (owners only)."""
+    from entity.project import PROJECT_ROLES
+    from entity.user import normalise_email
+
+    if role not in PROJECT_ROLES:
+        raise ValidationFailed("Please correct the marked fields.",
+                               details={"role": f"Choose one of {', '.join(PROJECT_ROLES)}."})
+    user = services().db.users.get_by_email(normalise_email(str(email or "")))
+    if user is None:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "email": "No account has this e-mail address; an admin can invite them."})
+    if user.id == project.owner_id:
+        raise Conflict("The project's creator is always an owner.")
+    previous = project.members.get(user.id)
+    project.members[user.id] = role
+    services().db.projects.save(project)
+    audit("project.member", project.slug, details={"user": user.email, "role": role,
+                                                    "previous": previous})
+    return {"user": user.to_public(), "role": role}
+
+
+def remove_member(project: Project, user_id: str) -> None:
+    if user_id not in project.members:
+        raise NotFound("This person is not a member of the project.")
+    user = services().db.users.get(user_id)
+    del project.members[user_id]
+    services().db.projects.save(project)
+    audit("project.member_removed", project.slug,
+          details={"user": user.email if user else user_id})

@@ -118,7 +118,29 @@ def project_settings(slug):
             flash("Settings saved.", "success")
             return redirect(url_for("pages.project", slug=project.slug))
     return (render_template("projects/form.html", project=project, form=form, errors=errors,
+                            members=ops.list_members(project),
+                            is_owner=project.has_role(current_user, "owner"),
                             **_form_context(project, form)), 422 if errors else 200)
+
+
+@bp.post("/projects/<slug>/members")
+def members(slug):
+    """Add, change or remove a project member (owners)."""
+    project = load_project(slug=slug, need="owner")
+    try:
+        if request.form.get("action") == "remove":
+            ops.remove_member(project, request.form.get("user_id", ""))
+            flash("Member removed.", "info")
+        else:
+            added = ops.set_member(project, request.form.get("email", ""),
+                                   request.form.get("role", ""))
+            flash(f"{added['user']['email']} is now {added['role']}.", "success")
+    except PlatformError as exc:
+        message = exc.message
+        if isinstance(exc.details, dict):
+            message = " ".join(str(v) for v in exc.details.values()) or message
+        flash(message, "danger")
+    return redirect(url_for("pages.project_settings", slug=slug)), 303
 
 
 @bp.post("/projects/<slug>/delete")
@@ -230,7 +252,7 @@ def cancel(slug, execution_id):
     """Cancel a queued or running execution."""
     project = load_project(slug=slug, need="editor")
     try:
-        services().runner.cancel(ops.load_execution(project, execution_id))
+        ops.cancel_execution(project, ops.load_execution(project, execution_id))
         flash("Cancellation requested.", "info")
     except PlatformError as exc:
         flash(exc.message, "danger")

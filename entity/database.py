@@ -7,6 +7,13 @@ from entity.log_record import LogRepository
 from entity.mail_message import MailRepository
 from entity.model_version import ModelVersionRepository
 from entity.project import ProjectRepository
+from entity.security import (
+    ApiTokenRepository,
+    AuditRepository,
+    LoginFailureRepository,
+    OneTimeTokenRepository,
+    SettingsRepository,
+)
 from entity.store import DocumentStore, open_store
 from entity.user import UserRepository
 
@@ -22,6 +29,11 @@ class Database:
         self.logs = LogRepository(store.collection("log_records"))
         self.model_versions = ModelVersionRepository(store.collection("model_versions"))
         self.mail = MailRepository(store.collection("mail_messages"))
+        self.api_tokens = ApiTokenRepository(store.collection("api_tokens"))
+        self.one_time_tokens = OneTimeTokenRepository(store.collection("one_time_tokens"))
+        self.audit = AuditRepository(store.collection("audit_events"))
+        self.login_failures = LoginFailureRepository(store.collection("login_failures"))
+        self.settings = SettingsRepository(store.collection("settings"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -29,7 +41,8 @@ class Database:
 
     def repositories(self) -> list:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
-                self.mail]
+                self.mail, self.api_tokens, self.one_time_tokens, self.audit,
+                self.login_failures, self.settings]
 
     def ensure_indexes(self) -> None:
         for repo in self.repositories():

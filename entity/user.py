@@ -21,6 +21,8 @@ class User:
     id: str = field(default_factory=new_id)
     created_at: datetime = field(default_factory=utcnow)
     last_login_at: datetime | None = None
+    #: bumped when the password changes or the account is deactivated: ends every session
+    session_version: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -40,19 +42,21 @@ class User:
         return False
 
     def get_id(self) -> str:
-        return self.id
+        return f"{self.id}.{self.session_version}"
 
     def to_document(self) -> dict:
         return {"_id": self.id, "email": self.email, "name": self.name,
                 "password_hash": self.password_hash, "role": self.role, "active": self.active,
-                "created_at": to_iso(self.created_at), "last_login_at": to_iso(self.last_login_at)}
+                "created_at": to_iso(self.created_at), "last_login_at": to_iso(self.last_login_at),
+                "session_version": self.session_version}
 
     @classmethod
     def from_document(cls, doc: dict) -> User:
         return cls(id=doc["_id"], email=doc["email"], name=doc["name"],
                    password_hash=doc["password_hash"], role=doc.get("role", "member"),
                    active=doc.get("active", True), created_at=from_iso(doc["created_at"]),
-                   last_login_at=from_iso(doc.get("last_login_at")))
+                   last_login_at=from_iso(doc.get("last_login_at")),
+                   session_version=doc.get("session_version", 0))
 
     def to_public(self) -> dict:
         """What the API shows (never the password hash)."""

@@ -16,6 +16,7 @@ from exception_layer.errors import (
     StorageAuthError,
     StorageError,
     StorageUnavailable,
+    TooManyRequests,
     Unauthenticated,
     ValidationFailed,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "StorageAuthError",
     "StorageError",
     "StorageUnavailable",
+    "TooManyRequests",
     "Unauthenticated",
     "ValidationFailed",
 ]

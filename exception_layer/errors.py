@@ -100,6 +100,12 @@ class PayloadTooLarge(PlatformError):
     default_message = "The upload is larger than allowed."
 
 
+class TooManyRequests(PlatformError):
+    code = "too_many_requests"
+    status = 429
+    default_message = "Too many attempts; wait a while and try again."
+
+
 class ArtifactIntegrityError(PlatformError):
     """A stored model artifact does not match the SHA-256 recorded in the registry."""
 

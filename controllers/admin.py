@@ -1,0 +1,91 @@
+"""Administration pages: users and invitations, platform settings, the audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from controllers import accounts
+from controllers.access import require_admin
+from controllers.auditing import audit
+from controllers.services import services
+from entity.user import PLATFORM_ROLES
+from exception_layer import BadRequest, PlatformError, ValidationFailed
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+AUDIT_PAGE = 50
+
+
+def parse_day(value: str | None, field: str) -> datetime | None:
+    """A YYYY-MM-DD filter value as a UTC datetime, or None when empty."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise BadRequest(f"{field} must be a date like 2026-11-22.") from None
+
+
+@bp.route("/users", methods=["GET", "POST"])
+def users():
+    """Users: invite, change role, deactivate, send a password reset; self-registration."""
+    admin = require_admin()
+    errors, form, status = {}, {}, 200
+    if request.method == "POST":
+        action = request.form.get("action")
+        try:
+            if action == "invite":
+                form = request.form
+                invited = accounts.invite_user(form.get("email", ""), form.get("name", ""),
+                                               form.get("role", "member"), admin)
+                flash(f"Invitation sent to {invited.email}.", "success")
+            elif action in ("deactivate", "activate", "make_admin", "make_member"):
+                user = accounts.load_user(request.form.get("user_id", ""))
+                changes = {"deactivate": {"active": False}, "activate": {"active": True},
+                           "make_admin": {"role": "admin"},
+                           "make_member": {"role": "member"}}[action]
+                accounts.update_user(user, admin, **changes)
+                flash(f"{user.email} updated.", "success")
+            elif action == "reset":
+                user = accounts.load_user(request.form.get("user_id", ""))
+                accounts.request_password_reset(user.email)
+                flash(f"A password-reset link was mailed to {user.email}.", "info")
+            elif action == "registration":
+                enabled = request.form.get("self_registration") == "on"
+                services().db.settings.update(self_registration=enabled)
+                audit("settings.update", "self_registration", details={"value": enabled})
+                flash(f"Self-registration is {'on' if enabled else 'off'}.", "info")
+            else:
+                raise BadRequest("Unknown action.")
+        except ValidationFailed as exc:
+            errors, status = exc.details or {}, 422
+        except PlatformError as exc:
+            flash(exc.message, "danger")
+            status = exc.status
+        if status == 200:
+            return redirect(url_for("admin.users")), 303
+    return render_template("admin/users.html", users=services().db.users.list(),
+                           roles=PLATFORM_ROLES, errors=errors, form=form,
+                           settings=services().db.settings.get()), status
+
+
+@bp.get("/audit")
+def audit_log():
+    """The audit log, filterable by person, action and dates."""
+    require_admin()
+    args = request.args
+    try:
+        page = max(1, int(args.get("page", 1)))
+    except ValueError:
+        page = 1
+    since = parse_day(args.get("since"), "since")
+    until = parse_day(args.get("until"), "until")
+    events, total = services().db.audit.search(
+        actor=args.get("actor") or None, action=args.get("action") or None, since=since,
+        until=until + timedelta(days=1) if until else None, skip=(page - 1) * AUDIT_PAGE,
+        limit=AUDIT_PAGE)
+    filter_args = {k: args[k] for k in ("actor", "action", "since", "until") if args.get(k)}
+    return render_template("admin/audit.html", events=events, page=page,
+                           pages=max(1, -(-total // AUDIT_PAGE)), filters=args,
+                           filter_args=filter_args)

@@ -1,0 +1,287 @@
+"""Security records: personal API tokens, one-time tokens (invitations, password resets),
+the audit log, failed logins, and the platform's own settings."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from entity.base import from_iso, new_id, new_sortable_id, to_iso, utcnow
+from entity.store import Collection
+
+TOKEN_SCOPES = ("read", "write")
+ONE_TIME_KINDS = ("invite", "reset")
+
+
+def hash_secret(secret: str) -> str:
+    """Tokens are random 256-bit values, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+# -- personal API tokens ---------------------------------------------------------------------
+
+@dataclass
+class ApiToken:
+    user_id: str
+    name: str
+    scope: str
+    token_hash: str
+    id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @staticmethod
+    def issue(user_id: str, name: str, scope: str) -> tuple[ApiToken, str]:
+        """A new token and its clear value ``ty_<id>_<secret>`` (shown once, never stored)."""
+        secret = new_secret()
+        token = ApiToken(user_id=user_id, name=name, scope=scope, token_hash=hash_secret(secret))
+        return token, f"ty_{token.id}_{secret}"
+
+    @staticmethod
+    def split(value: str) -> tuple[str, str] | None:
+        parts = value.split("_", 2) if value else []
+        if len(parts) != 3 or parts[0] != "ty" or not parts[1] or not parts[2]:
+            return None
+        return parts[1], parts[2]
+
+    def matches(self, secret: str) -> bool:
+        return self.revoked_at is None and hmac.compare_digest(self.token_hash,
+                                                               hash_secret(secret))
+
+    def to_document(self) -> dict:
+        return {"_id": self.id, "user_id": self.user_id, "name": self.name, "scope": self.scope,
+                "token_hash": self.token_hash, "created_at": to_iso(self.created_at),
+                "last_used_at": to_iso(self.last_used_at), "revoked_at": to_iso(self.revoked_at)}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> ApiToken:
+        return cls(id=doc["_id"], user_id=doc["user_id"], name=doc["name"], scope=doc["scope"],
+                   token_hash=doc["token_hash"], created_at=from_iso(doc["created_at"]),
+                   last_used_at=from_iso(doc.get("last_used_at")),
+                   revoked_at=from_iso(doc.get("revoked_at")))
+
+    def to_public(self) -> dict:
+        return {"id": self.id, "name": self.name, "scope": self.scope,
+                "created_at": to_iso(self.created_at), "last_used_at": to_iso(self.last_used_at),
+                "revoked": self.revoked_at is not None}
+
+
+class ApiTokenRepository:
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        self.collection.ensure_index(["user_id"])
+
+    def add(self, token: ApiToken) -> ApiToken:
+        self.collection.insert(token.to_document())
+        return token
+
+    def get(self, token_id: str) -> ApiToken | None:
+        doc = self.collection.get(token_id)
+        return ApiToken.from_document(doc) if doc else None
+
+    def list_for_user(self, user_id: str) -> list[ApiToken]:
+        docs = self.collection.find({"user_id": user_id}, sort=[("created_at", -1)])
+        return [ApiToken.from_document(d) for d in docs]
+
+    def touch(self, token_id: str) -> None:
+        self.collection.update_one({"_id": token_id}, {"last_used_at": to_iso(utcnow())})
+
+    def revoke(self, token_id: str) -> bool:
+        return self.collection.update_one({"_id": token_id, "revoked_at": None},
+                                          {"revoked_at": to_iso(utcnow())})
+
+    def revoke_all_for_user(self, user_id: str) -> int:
+        return self.collection.update_many({"user_id": user_id, "revoked_at": None},
+                                           {"revoked_at": to_iso(utcnow())})
+
+
+# -- one-time tokens: invitations and password resets ----------------------------------------
+
+@dataclass
+class OneTimeToken:
+    kind: str
+    user_id: str
+    token_hash: str
+    expires_at: datetime
+    id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    used_at: datetime | None = None
+
+    def to_document(self) -> dict:
+        return {"_id": self.id, "kind": self.kind, "user_id": self.user_id,
+                "token_hash": self.token_hash, "expires_at": to_iso(self.expires_at),
+                "created_at": to_iso(self.created_at), "used_at": to_iso(self.used_at)}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> OneTimeToken:
+        return cls(id=doc["_id"], kind=doc["kind"], user_id=doc["user_id"],
+                   token_hash=doc["token_hash"], expires_at=from_iso(doc["expires_at"]),
+                   created_at=from_iso(doc["created_at"]), used_at=from_iso(doc.get("used_at")))
+
+
+class OneTimeTokenRepository:
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        self.collection.ensure_index(["token_hash"], unique=True)
+
+    def issue(self, kind: str, user_id: str, expires_at: datetime) -> str:
+        """Store a new single-use token; returns its clear value (for the mailed link)."""
+        secret = new_secret()
+        self.collection.insert(OneTimeToken(kind=kind, user_id=user_id,
+                                            token_hash=hash_secret(secret),
+                                            expires_at=expires_at).to_document())
+        return secret
+
+    def find_valid(self, kind: str, secret: str) -> OneTimeToken | None:
+        doc = self.collection.find_one({"token_hash": hash_secret(secret or ""), "kind": kind})
+        if doc is None:
+            return None
+        token = OneTimeToken.from_document(doc)
+        if token.used_at is not None or token.expires_at <= utcnow():
+            return None
+        return token
+
+    def consume(self, token: OneTimeToken) -> bool:
+        """Mark the token used; False if someone used it first (single use, atomically)."""
+        return self.collection.update_one({"_id": token.id, "used_at": None},
+                                          {"used_at": to_iso(utcnow())})
+
+    def invalidate_for_user(self, kind: str, user_id: str) -> int:
+        return self.collection.update_many({"kind": kind, "user_id": user_id, "used_at": None},
+                                           {"used_at": to_iso(utcnow())})
+
+
+# -- audit log ---------------------------------------------------------------------------------
+
+@dataclass
+class AuditEvent:
+    action: str
+    actor_id: str | None
+    actor_email: str | None
+    target: str | None = None
+    details: dict = field(default_factory=dict)
+    success: bool = True
+    address: str | None = None
+    id: str = field(default_factory=new_sortable_id)
+    time: datetime = field(default_factory=utcnow)
+
+    def to_document(self) -> dict:
+        return {"_id": self.id, "action": self.action, "actor_id": self.actor_id,
+                "actor_email": self.actor_email, "target": self.target, "details": self.details,
+                "success": self.success, "address": self.address, "time": to_iso(self.time)}
+
+    @classmethod
+    def from_document(cls, doc: dict) -> AuditEvent:
+        fields = {k: v for k, v in doc.items() if k not in ("_id", "time")}
+        return cls(id=doc["_id"], time=from_iso(doc["time"]), **fields)
+
+    def to_public(self) -> dict:
+        doc = self.to_document()
+        doc["id"] = doc.pop("_id")
+        return doc
+
+
+class AuditRepository:
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        self.collection.ensure_index(["time"])
+        self.collection.ensure_index(["actor_email", "time"])
+        self.collection.ensure_index(["action", "time"])
+
+    def add(self, event: AuditEvent) -> AuditEvent:
+        self.collection.insert(event.to_document())
+        return event
+
+    @staticmethod
+    def _filter(actor: str | None, action: str | None, since: datetime | None,
+                until: datetime | None) -> dict:
+        query: dict = {}
+        if actor:
+            query["actor_email"] = actor.strip().lower()
+        if action:
+            query["action"] = action
+        if since or until:
+            query["time"] = {k: to_iso(v) for k, v in (("$gte", since), ("$lt", until)) if v}
+        return query
+
+    def search(self, *, actor: str | None = None, action: str | None = None,
+               since: datetime | None = None, until: datetime | None = None, skip: int = 0,
+               limit: int = 50) -> tuple[list[AuditEvent], int]:
+        query = self._filter(actor, action, since, until)
+        docs = self.collection.find(query, sort=[("time", -1)], skip=skip, limit=limit)
+        return [AuditEvent.from_document(d) for d in docs], self.collection.count(query)
+
+
+# -- failed logins (rate limiting across processes) ------------------------------------------
+
+class LoginFailureRepository:
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        self.collection.ensure_index(["key", "time"])
+
+    def record(self, *keys: str) -> None:
+        now = to_iso(utcnow())
+        for key in keys:
+            self.collection.insert({"_id": new_id(), "key": key, "time": now})
+
+    def count_since(self, key: str, since: datetime) -> int:
+        return self.collection.count({"key": key, "time": {"$gte": to_iso(since)}})
+
+    def oldest_since(self, key: str, since: datetime) -> datetime | None:
+        doc = self.collection.find_one({"key": key, "time": {"$gte": to_iso(since)}},
+                                       sort=[("time", 1)])
+        return from_iso(doc["time"]) if doc else None
+
+    def clear(self, key: str) -> None:
+        self.collection.delete_many({"key": key})
+
+    def prune(self, before: datetime) -> int:
+        return self.collection.delete_many({"time": {"$lt": to_iso(before)}})
+
+
+# -- platform settings -------------------------------------------------------------------------
+
+class SettingsRepository:
+    """A few platform-wide switches that admins change at run time."""
+
+    DEFAULTS = {"self_registration": False}
+
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        return None
+
+    def get(self) -> dict:
+        doc = self.collection.get("platform") or {}
+        return {k: doc.get(k, v) for k, v in self.DEFAULTS.items()}
+
+    def update(self, **changes) -> dict:
+        unknown = set(changes) - set(self.DEFAULTS)
+        if unknown:
+            raise ValueError(f"Unknown settings: {', '.join(sorted(unknown))}")
+        if self.collection.get("platform") is None:
+            from exception_layer import DuplicateKey
+
+            try:
+                self.collection.insert({"_id": "platform", **self.DEFAULTS})
+            except DuplicateKey:
+                pass
+        self.collection.update_one({"_id": "platform"}, changes)
+        return self.get()
