@@ -20,6 +20,7 @@ from entity.database import Database
 from entity.mail_message import MailMessage
 from exception_layer import AccessDenied, Unauthenticated
 from exception_layer.handlers import register_error_handlers, render_error
+from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer.setup import configure_logging
@@ -62,7 +63,8 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
 
     db = Database.from_url(settings["DATABASE_URL"])
     db.ensure_indexes()
-    resolver = StorageResolver(settings["STORAGE_URI"])
+    box = SecretBox(settings["SECRETS_KEYS"])
+    resolver = StorageResolver(settings["STORAGE_URI"], db.storage_connections, box)
 
     # Trainyard itself decides between SMTP and the outbox; Flask-Mail must not silently
     # drop mail because TESTING is on.
@@ -83,7 +85,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
         stale_after_seconds=settings["STALE_AFTER_SECONDS"])
     app.extensions["trainyard"] = Services(db=db, resolver=resolver, notifier=notifier,
-                                           runner=runner)
+                                           runner=runner, box=box)
 
     login_manager.init_app(app)
     # "basic": a session used from another user agent (an API client's Socket.IO connection)

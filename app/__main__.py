@@ -16,9 +16,20 @@ from dotenv import load_dotenv
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
+    parser.add_argument("command", nargs="?", default="run",
+                        choices=["run", "generate-key", "rotate-secrets"],
+                        help="run the server (default); print a new SECRETS_KEY; re-encrypt "
+                             "stored credentials with the first SECRETS_KEY")
     parser.add_argument("--dev", action="store_true", help="use the development server")
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env")
+    if args.command == "generate-key":
+        from integration.credentials import SecretBox
+
+        print(SecretBox.generate_key())
+        return 0
+    if args.command == "rotate-secrets":
+        return _rotate_secrets()
 
     from app.config import ConfigError, load_config
 
@@ -36,6 +47,22 @@ def main(argv: list[str] | None = None) -> int:
         socketio.run(create_app(), host=host, port=port, allow_unsafe_werkzeug=True)
         return 0
     _serve_with_gunicorn(host, port, settings["TRAINYARD_THREADS"])
+    return 0
+
+
+def _rotate_secrets() -> int:
+    """Re-encrypt every stored credential with the first key of SECRETS_KEY."""
+    from app import create_app
+
+    app = create_app(start_runner=False)
+    services = app.extensions["trainyard"]
+    count = 0
+    for connection in services.db.storage_connections.list():
+        connection.secrets = services.box.rotate(connection.secrets)
+        services.db.storage_connections.save(connection)
+        count += 1
+    print(f"Re-encrypted the credentials of {count} storage connections with the first key "
+          "of SECRETS_KEY; the older keys can now be removed from it.")
     return 0
 
 

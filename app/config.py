@@ -66,6 +66,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                      "sqlite:///path.db (default: DATA_DIR/trainyard.db) or mongodb://..."),
     "STORAGE_URI": (_text, None, "Default storage of projects (default: file://DATA_DIR/storage)."),
     "SECRET_KEY": (_text, None, "Signs sessions; generated into INSTANCE_DIR when unset."),
+    "SECRETS_KEY": (_text, None,
+                    "Fernet key(s) encrypting storage credentials, comma-separated: the first "
+                    "encrypts, the others still decrypt (rotation); generated when unset."),
     "PUBLIC_URL": (_text, None, "Address of Trainyard in links sent by mail "
                                 "(default: http://TRAINYARD_HOST:TRAINYARD_PORT)."),
     "MAIL_SERVER": (_text, None, "SMTP server; when unset, mails are kept in the outbox page."),
@@ -132,16 +135,35 @@ def load_config(environ: Mapping[str, str] | None = None,
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_MB"] * 1024 * 1024
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = instance_secret(config["INSTANCE_DIR"], "secret_key")
+    config["SECRETS_KEYS"] = _fernet_keys(config["SECRETS_KEY"], config["INSTANCE_DIR"])
     return config
 
 
-def instance_secret(instance_dir: str, name: str) -> str:
+def _fernet_keys(value: str | None, instance_dir: str) -> list[str]:
+    from cryptography.fernet import Fernet
+
+    if not value:
+        return [instance_secret(instance_dir, "secrets_key",
+                                generate=lambda: Fernet.generate_key().decode())]
+    keys = [k.strip() for k in value.split(",") if k.strip()]
+    for key in keys:
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            raise ConfigError("SECRETS_KEY must be Fernet keys (32 url-safe base64-encoded "
+                              "bytes), comma-separated; make one with `python -m app "
+                              "generate-key`.") from None
+    return keys
+
+
+def instance_secret(instance_dir: str, name: str,
+                    generate: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
     """Read the secret ``name`` from the instance folder, generating it (mode 0600) if absent."""
     folder = Path(instance_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / name
     if not path.exists():
-        value = secrets.token_urlsafe(48)
+        value = generate()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(value)

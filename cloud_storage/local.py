@@ -209,7 +209,11 @@ class LocalStorage(Storage):
         return self._info(dst, target)
 
     def check(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"The storage folder cannot be created: "
+                               f"{exc.strerror or type(exc).__name__}.") from exc
         if not os.access(self.root, os.W_OK):
             raise StorageError("The storage folder is not writable.")
 

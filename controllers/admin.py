@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from controllers import accounts
+from controllers import storage_connections as sc
 from controllers.access import require_admin
 from controllers.auditing import audit
 from controllers.services import services
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, PlatformError, ValidationFailed
+from integration.credentials import KINDS, MASK, masked
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_PAGE = 50
@@ -89,3 +91,85 @@ def audit_log():
     return render_template("admin/audit.html", events=events, page=page,
                            pages=max(1, -(-total // AUDIT_PAGE)), filters=args,
                            filter_args=filter_args)
+
+
+# -- storage connections -------------------------------------------------------------------
+
+@bp.get("/storage")
+def storage():
+    """Storage connections: where projects' files may live."""
+    require_admin()
+    return render_template("admin/storage.html", connections=sc.list_connections(), kinds=KINDS,
+                           default_uri=services().resolver.default_uri)
+
+
+@bp.route("/storage/new", methods=["GET", "POST"])
+def new_storage():
+    """Add a storage connection of one kind."""
+    require_admin()
+    kind = request.values.get("kind", "")
+    if kind not in KINDS:
+        raise BadRequest(f"Choose a kind of storage: {', '.join(KINDS)}.")
+    errors, form = {}, {}
+    if request.method == "POST":
+        form = request.form.to_dict()
+        try:
+            connection = sc.create_connection(form)
+        except ValidationFailed as exc:
+            errors = exc.details or {}
+        else:
+            flash(f"Storage {connection.name} saved. Test it below.", "success")
+            return redirect(url_for("admin.edit_storage", connection_id=connection.id)), 303
+    return (render_template("admin/storage_form.html", kind=kind, spec=KINDS[kind],
+                            connection=None, form=form, errors=errors, mask=MASK),
+            422 if errors else 200)
+
+
+@bp.route("/storage/<connection_id>", methods=["GET", "POST"])
+def edit_storage(connection_id):
+    """Edit a storage connection (secrets stay unless retyped)."""
+    require_admin()
+    connection = sc.load_connection(connection_id)
+    errors, status = {}, 200
+    if request.method == "POST":
+        try:
+            sc.update_connection(connection, request.form.to_dict())
+        except ValidationFailed as exc:
+            errors, status = exc.details or {}, 422
+        except PlatformError as exc:
+            flash(exc.message, "danger")
+            status = exc.status
+        else:
+            flash("Saved.", "success")
+            return redirect(url_for("admin.edit_storage", connection_id=connection_id)), 303
+    shown = masked(connection, services().box)
+    return render_template("admin/storage_form.html", kind=connection.kind,
+                           spec=KINDS[connection.kind], connection=shown,
+                           form={**shown["settings"], **shown["secrets"],
+                                 "name": shown["name"]},
+                           errors=errors, mask=MASK), status
+
+
+@bp.post("/storage/<connection_id>/test")
+def test_storage(connection_id):
+    """Test connection: says plainly what is wrong, or that it works."""
+    require_admin()
+    connection = sc.load_connection(connection_id)
+    try:
+        flash(sc.test_connection(connection), "success")
+    except PlatformError as exc:
+        flash(f"{connection.name}: {exc.message}", "danger")
+    return redirect(url_for("admin.edit_storage", connection_id=connection_id)), 303
+
+
+@bp.post("/storage/<connection_id>/delete")
+def delete_storage(connection_id):
+    """Delete a connection no project uses."""
+    require_admin()
+    connection = sc.load_connection(connection_id)
+    try:
+        sc.delete_connection(connection)
+        flash(f"Storage {connection.name} deleted.", "info")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return redirect(url_for("admin.storage")), 303

@@ -13,10 +13,12 @@ from flask_wtf.csrf import generate_csrf
 
 from controllers import accounts
 from controllers import operations as ops
+from controllers import storage_connections as sc
 from controllers.access import load_project, require_admin, require_user, visible_projects
 from controllers.accounts import authenticate, create_first_admin
 from controllers.services import services
-from exception_layer import BadRequest
+from exception_layer import AccessDenied, BadRequest
+from integration.credentials import masked
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -168,9 +170,12 @@ def start_execution(project_id):
     project = load_project(project_id=project_id, need="editor")
     data = _body()
     kind = data.get("kind")
-    if kind not in ("train", "predict"):
-        raise BadRequest('kind must be "train" or "predict".')
-    execution = ops.start_execution(project, kind, current_user, data.get("version"))
+    if kind not in ("train", "predict", "move"):
+        raise BadRequest('kind must be "train", "predict" or "move".')
+    if kind == "move" and not project.has_role(current_user, "owner"):
+        raise AccessDenied("Only owners may move a project to another storage.")
+    execution = ops.start_execution(project, kind, current_user, data.get("version"),
+                                    data.get("target_connection_id"))
     return jsonify(execution.to_public()), 202
 
 
@@ -350,6 +355,51 @@ def audit_log():
         until=until + timedelta(days=1) if until else None,
         skip=(page - 1) * per_page, limit=per_page)
     return _paged([e.to_public() for e in events], page, per_page, total)
+
+
+# -- storage connections ---------------------------------------------------------------
+
+@bp.get("/storage-connections")
+def list_storage():
+    require_admin()
+    return _slice(sc.list_connections())
+
+
+@bp.post("/storage-connections")
+def create_storage():
+    """Create a connection: {name, kind, settings: {...}, secrets: {...}} (secrets masked in
+    every answer)."""
+    require_admin()
+    connection = sc.create_connection(_body())
+    return jsonify(masked(connection, services().box)), 201
+
+
+@bp.get("/storage-connections/<connection_id>")
+def get_storage(connection_id):
+    require_admin()
+    return jsonify(masked(sc.load_connection(connection_id), services().box))
+
+
+@bp.patch("/storage-connections/<connection_id>")
+def update_storage(connection_id):
+    require_admin()
+    connection = sc.update_connection(sc.load_connection(connection_id), _body())
+    return jsonify(masked(connection, services().box))
+
+
+@bp.delete("/storage-connections/<connection_id>")
+def delete_storage(connection_id):
+    require_admin()
+    sc.delete_connection(sc.load_connection(connection_id))
+    return "", 204
+
+
+@bp.post("/storage-connections/<connection_id>/test")
+def test_storage(connection_id):
+    """Reach the storage: 200 with a message, or the storage error (502/503) saying what is
+    wrong."""
+    require_admin()
+    return jsonify({"message": sc.test_connection(sc.load_connection(connection_id))})
 
 
 # -- administration ----------------------------------------------------------------------

@@ -107,6 +107,11 @@ def _project_fields(data: dict, *, creating: bool) -> dict:
                 fields["time_budget_seconds"] = budget
             except (TypeError, ValueError):
                 errors["time_budget_seconds"] = "A whole number of seconds from 10 to 604800."
+    if creating and data.get("storage_connection_id"):
+        connection_id = str(data.get("storage_connection_id"))
+        if services().db.storage_connections.get(connection_id) is None:
+            errors["storage_connection_id"] = "No such storage connection."
+        fields["storage_connection_id"] = connection_id
     if creating or "recipients" in data:
         try:
             fields["recipients"] = _parse_recipients(data.get("recipients"))
@@ -290,8 +295,17 @@ def download_response(project: Project, path: str, *, inline: bool = False) -> R
 
 # -- executions --------------------------------------------------------------------------
 
-def start_execution(project: Project, kind: str, user, version=None) -> Execution:
-    options = {}
+def start_execution(project: Project, kind: str, user, version=None,
+                    target_connection_id=None) -> Execution:
+    """Start a training, a prediction (with model ``version`` or the active one) or a move to
+    the storage connection ``target_connection_id`` ("" or None: the default storage)."""
+    options: dict = {}
+    if kind == "move":
+        target = str(target_connection_id or "") or None
+        if target and services().db.storage_connections.get(target) is None:
+            raise ValidationFailed("Please correct the marked fields.", details={
+                "target_connection_id": "No such storage connection."})
+        options["target_connection_id"] = target
     if version not in (None, ""):
         try:
             options["version"] = int(str(version).lstrip("v"))

@@ -46,7 +46,7 @@ def _form_context(project=None, form=None) -> dict:
     if form and "filename_pattern" in form:
         schema["filename_pattern"] = form["filename_pattern"]
     return {"problem_types": PROBLEM_TYPES, "metrics": METRICS, "column_types": COLUMN_TYPES,
-            "schema": schema}
+            "schema": schema, "connections": services().db.storage_connections.list()}
 
 
 @bp.get("/")
@@ -152,13 +152,14 @@ def delete_project(slug):
     return redirect(url_for("pages.index"))
 
 
-@bp.post("/projects/<slug>/<any(train, predict):kind>")
+@bp.post("/projects/<slug>/<any(train, predict, move):kind>")
 def start(slug, kind):
-    """Start a training or a prediction."""
-    project = load_project(slug=slug, need="editor")
+    """Start a training, a prediction, or a move to another storage (owners)."""
+    project = load_project(slug=slug, need="owner" if kind == "move" else "editor")
     try:
         execution = ops.start_execution(project, kind, current_user,
-                                        request.form.get("version"))
+                                        request.form.get("version"),
+                                        request.form.get("target_connection_id"))
     except PlatformError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pages.project", slug=slug)), 303

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from entity.database import Database
+from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from thread_layer.runner import ExecutionRunner
@@ -18,6 +19,7 @@ class Services:
     resolver: StorageResolver
     notifier: Notifier
     runner: ExecutionRunner
+    box: SecretBox
 
 
 def services() -> Services:

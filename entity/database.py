@@ -14,6 +14,7 @@ from entity.security import (
     OneTimeTokenRepository,
     SettingsRepository,
 )
+from entity.storage_connection import StorageConnectionRepository
 from entity.store import DocumentStore, open_store
 from entity.user import UserRepository
 
@@ -34,6 +35,8 @@ class Database:
         self.audit = AuditRepository(store.collection("audit_events"))
         self.login_failures = LoginFailureRepository(store.collection("login_failures"))
         self.settings = SettingsRepository(store.collection("settings"))
+        self.storage_connections = StorageConnectionRepository(
+            store.collection("storage_connections"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -42,7 +45,7 @@ class Database:
     def repositories(self) -> list:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
-                self.login_failures, self.settings]
+                self.login_failures, self.settings, self.storage_connections]
 
     def ensure_indexes(self) -> None:
         for repo in self.repositories():

@@ -8,11 +8,12 @@ from datetime import datetime
 from entity.base import from_iso, new_sortable_id, to_iso, utcnow
 from entity.store import Collection
 
-KINDS = ("train", "predict")
+KINDS = ("train", "predict", "move")
+KIND_LABELS = {"train": "Training", "predict": "Prediction", "move": "Storage move"}
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
 STAGES = ("queued", "validating", "loading", "preprocessing", "training", "evaluating",
-          "saving", "predicting", "writing", "done")
+          "saving", "predicting", "writing", "copying", "done")
 
 
 @dataclass

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from html import escape
 
-from entity.execution import Execution
+from entity.execution import KIND_LABELS, Execution
 from entity.mail_message import MailMessage, MailRepository
 from entity.project import Project
 
@@ -67,7 +67,7 @@ class Notifier:
         Args:
             event: ``started``, ``succeeded``, ``failed``, ``cancelled`` or ``interrupted``.
         """
-        what = "Training" if execution.kind == "train" else "Prediction"
+        what = KIND_LABELS.get(execution.kind, execution.kind)
         url = self.execution_url(project, execution)
         subject = f"[Trainyard] {project.name}: {what.lower()} {execution.id} {event}"
         lines = [f"{what} {execution.id} of project {project.name} {event}."]
@@ -96,6 +96,8 @@ class Notifier:
             for name, value in (result.get("metrics") or {}).items():
                 if isinstance(value, (int, float)):
                     lines.append(f"  {name}: {value:.4g}")
+        elif execution.kind == "move":
+            lines.append(f"Moved {result.get('files', 0)} files to {result.get('target')}.")
         else:
             if result.get("rows") is not None:
                 lines.append(f"Rows predicted: {result['rows']} "

@@ -6,6 +6,9 @@ import threading
 
 from cloud_storage import Storage, open_storage
 from entity.project import Project
+from entity.storage_connection import StorageConnectionRepository
+from exception_layer import StorageError
+from integration.credentials import SecretBox, storage_location
 from integration.file_manager import ProjectFiles
 
 
@@ -15,16 +18,30 @@ class StorageResolver:
     Args:
         default_uri: the platform's default storage (``STORAGE_URI``), used by projects that
             name no storage connection.
+        connections: the stored storage connections.
+        box: decrypts the connections' secrets.
     """
 
-    def __init__(self, default_uri: str):
+    def __init__(self, default_uri: str, connections: StorageConnectionRepository | None = None,
+                 box: SecretBox | None = None):
         self.default_uri = default_uri
+        self.connections = connections
+        self.box = box
         self._cache: dict[tuple, Storage] = {}
         self._lock = threading.Lock()
 
+    def location_of(self, connection_id: str | None) -> tuple[str, dict]:
+        """The storage URI and credentials of a connection (None: the default storage)."""
+        if not connection_id:
+            return self.default_uri, {}
+        connection = self.connections.get(connection_id) if self.connections else None
+        if connection is None:
+            raise StorageError("The storage connection of this project no longer exists.")
+        return storage_location(connection, self.box)
+
     def location(self, project: Project) -> tuple[str, dict]:
         """The storage URI and credentials of ``project`` (what a worker process needs)."""
-        return self.default_uri, {}
+        return self.location_of(project.storage_connection_id)
 
     def storage(self, uri: str, credentials: dict | None = None) -> Storage:
         key = (uri, tuple(sorted((credentials or {}).items())))
@@ -33,7 +50,16 @@ class StorageResolver:
                 self._cache[key] = open_storage(uri, credentials)
             return self._cache[key]
 
+    def forget(self, connection_id: str) -> None:
+        """Drop cached clients after a connection changed (they are rebuilt on next use)."""
+        with self._lock:
+            self._cache.clear()
+
     def files(self, project: Project) -> ProjectFiles:
         """The file manager of ``project``."""
         uri, credentials = self.location(project)
         return ProjectFiles(self.storage(uri, credentials), project.slug)
+
+    def files_at(self, connection_id: str | None, slug: str) -> ProjectFiles:
+        uri, credentials = self.location_of(connection_id)
+        return ProjectFiles(self.storage(uri, credentials), slug)

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from entity.base import utcnow
 from entity.database import Database
-from entity.execution import KINDS, Execution
+from entity.execution import KIND_LABELS, KINDS, Execution
 from entity.model_version import ModelVersion
 from entity.project import Project
 from exception_layer import Conflict, ExecutionInProgress, NotFound, ValidationFailed
@@ -165,7 +165,8 @@ class ExecutionRunner:
             NotFound: the requested model version does not exist.
         """
         if kind not in KINDS:
-            raise ValidationFailed(f"Unknown execution kind {kind!r}; use train or predict.")
+            raise ValidationFailed(f"Unknown execution kind {kind!r}; use "
+                                   f"{', '.join(KINDS)}.")
         options = dict(options or {})
         self._refuse_if_busy(project)
         if kind == "predict":
@@ -175,6 +176,8 @@ class ExecutionRunner:
             if self.db.model_versions.get(project.id, int(version)) is None:
                 raise NotFound(f"Model version v{version} does not exist.")
             options["version"] = int(version)
+        if kind == "move":
+            self._check_move(project, options)
         execution = Execution(project_id=project.id, kind=kind, started_by=user.id,
                               options=options, runner=dict(self.identity))
         self._claim(project, execution)
@@ -183,13 +186,22 @@ class ExecutionRunner:
         except BaseException:
             self.db.projects.release(project.id, execution.id)
             raise
-        self._logger(execution).log(
-            f"{'Training' if kind == 'train' else 'Prediction'} queued by {user.name}.",
-            stage="queued")
+        self._logger(execution).log(f"{KIND_LABELS[kind]} queued by {user.name}.",
+                                    stage="queued")
         self._publish_execution(execution)
         self.start()
         self._queue.put(execution.id)
         return execution
+
+    def _check_move(self, project: Project, options: dict) -> None:
+        target = options.get("target_connection_id") or None
+        options["target_connection_id"] = target
+        if target == (project.storage_connection_id or None):
+            raise Conflict("The project already lives on this storage.")
+        target_files = self.resolver.files_at(target, project.slug)
+        if target_files.list_files(""):
+            raise Conflict(f"The target storage already holds files under {project.slug}/; "
+                           "remove them first so that nothing is overwritten.")
 
     def _refuse_if_busy(self, project: Project) -> None:
         """Name the running execution before any other reason to refuse (the atomic claim
@@ -318,6 +330,8 @@ class ExecutionRunner:
             else:
                 if execution.kind == "train":
                     self._discard_version(project, execution)
+                elif execution.kind == "move":
+                    self._discard_copy(project, execution, logger)
                 logger.log(detail, stage=self.db.executions.get(execution_id).stage,
                            level="WARNING" if status == "cancelled" else "ERROR")
                 self.db.executions.finish(execution_id, status, error=detail)
@@ -343,6 +357,10 @@ class ExecutionRunner:
                    "credentials": credentials, "threads": self.threads}
         if execution.kind == "train":
             payload["version"] = project.next_version
+        elif execution.kind == "move":
+            target = execution.options.get("target_connection_id")
+            payload["target_uri"], payload["target_credentials"] = \
+                self.resolver.location_of(target)
         else:
             version = self.db.model_versions.get(project.id, execution.options["version"])
             if version is None:
@@ -415,6 +433,8 @@ class ExecutionRunner:
         """Register what the worker produced; returns the execution's result."""
         if execution.kind == "predict":
             return result
+        if execution.kind == "move":
+            return self._finish_move(execution, project, result, logger)
         number = self.db.executions.get(execution.id).result["version"]
         version = ModelVersion(
             project_id=project.id, version=number, execution_id=execution.id,
@@ -441,6 +461,35 @@ class ExecutionRunner:
                        f"page if you prefer it).", stage="saving", level="WARNING")
         return {"version": number, "algorithm": version.algorithm, "metrics": version.metrics,
                 "promoted": promoted, "validation": result.get("validation", [])}
+
+    def _finish_move(self, execution: Execution, project: Project, result: dict,
+                     logger: ExecutionLogger) -> dict:
+        """Switch the project to the new storage, then remove the old copy."""
+        old_files = self.resolver.files(project)
+        current = self.db.projects.get(project.id)
+        current.storage_connection_id = execution.options.get("target_connection_id")
+        self.db.projects.save(current)
+        logger.log("The project now uses the new storage.", stage="copying")
+        try:
+            removed = old_files.delete_all()
+            logger.log(f"Removed {removed} files from the old storage.", stage="copying")
+        except Exception as exc:  # noqa: BLE001 - the move itself succeeded
+            logger.log(f"The old files could not all be removed ({type(exc).__name__}); "
+                       "delete them from the old storage by hand.", stage="copying",
+                       level="WARNING")
+        target = execution.options.get("target_connection_id")
+        connection = self.db.storage_connections.get(target) if target else None
+        return {**result, "target": connection.name if connection else "the default storage"}
+
+    def _discard_copy(self, project: Project, execution: Execution,
+                      logger: ExecutionLogger) -> None:
+        try:
+            target = execution.options.get("target_connection_id")
+            removed = self.resolver.files_at(target, project.slug).delete_all()
+            logger.log(f"Removed the {removed} files copied so far; the project stays on its "
+                       "old storage.", stage="copying", level="WARNING")
+        except Exception:  # noqa: BLE001 - best effort cleanup
+            log.exception("Could not clean up the partial copy of %s", project.slug)
 
     def _discard_version(self, project: Project, execution: Execution) -> None:
         number = (self.db.executions.get(execution.id).result or {}).get("version")

@@ -86,6 +86,13 @@ def _execute(payload: dict, reporter: PipeReporter) -> dict:
     project = Project.from_document(payload["project"])
     storage = open_storage(payload["storage_uri"], payload.get("credentials") or None)
     files = ProjectFiles(storage, project.slug)
+    if payload["kind"] == "move":
+        from integration.project_transfer import copy_project_files
+
+        target = ProjectFiles(open_storage(payload["target_uri"],
+                                           payload.get("target_credentials") or None),
+                              project.slug)
+        return copy_project_files(files, target, reporter)
     with threadpool_limits(limits=int(payload.get("threads", 1))):
         if payload["kind"] == "train":
             from project_library.training import train_project
