@@ -246,6 +246,26 @@ def list_models(project_id):
                    for v in versions])
 
 
+@bp.get("/projects/<project_id>/models/compare")
+def compare_models(project_id):
+    """Two versions side by side: ?a=1&b=2."""
+    project = load_project(project_id=project_id)
+    return jsonify(ops.compare_versions(project, request.args.get("a", ""),
+                                        request.args.get("b", "")))
+
+
+@bp.post("/projects/<project_id>/models/rollback")
+def rollback_model(project_id):
+    project = load_project(project_id=project_id, need="editor")
+    return jsonify(ops.rollback_version(project).to_public() | {"active": True})
+
+
+@bp.delete("/projects/<project_id>/models/<version>")
+def delete_model(project_id, version):
+    ops.delete_version(load_project(project_id=project_id, need="editor"), version)
+    return "", 204
+
+
 @bp.get("/projects/<project_id>/models/<version>")
 def get_model(project_id, version):
     project = load_project(project_id=project_id)

@@ -364,6 +364,49 @@ def promote_version(project: Project, number) -> object:
     return version
 
 
+def rollback_version(project: Project) -> object:
+    """Make the newest version older than the active one active again."""
+    if project.active_version is None:
+        raise Conflict("There is no active model to roll back from.")
+    older = [v for v in services().db.model_versions.list_for_project(project.id)
+             if v.version < project.active_version]
+    if not older:
+        raise Conflict(f"v{project.active_version} is the oldest version; there is nothing to "
+                       "roll back to.")
+    target = older[0]
+    services().db.projects.set_versions(project.id, active_version=target.version)
+    audit("model.rollback", project.slug, details={"from": project.active_version,
+                                                    "to": target.version})
+    return target
+
+
+def delete_version(project: Project, number) -> None:
+    """Delete a model version and its files; the active one must be replaced first."""
+    version = load_version(project, number)
+    if version.version == project.active_version:
+        raise Conflict("This is the active model: promote another version first.")
+    if project.active_execution_id:
+        raise Conflict("Model versions cannot be deleted while an execution runs.")
+    services().resolver.files(project).delete_folder(version.folder)
+    services().db.model_versions.delete(project.id, version.version)
+    audit("model.delete", project.slug, details={"version": version.version})
+
+
+def compare_versions(project: Project, first, second) -> dict:
+    """Two versions side by side: metrics (with the difference), algorithm, parameters,
+    data."""
+    a, b = load_version(project, first), load_version(project, second)
+    names = [n for n in dict.fromkeys([*a.metrics, *b.metrics])
+             if isinstance(a.metrics.get(n, 0), (int, float))
+             and isinstance(b.metrics.get(n, 0), (int, float))]
+    metrics = [{"name": n, "a": a.metrics.get(n), "b": b.metrics.get(n),
+                "difference": (b.metrics[n] - a.metrics[n]
+                               if isinstance(a.metrics.get(n), (int, float))
+                               and isinstance(b.metrics.get(n), (int, float)) else None)}
+               for n in names]
+    return {"a": a.to_public(), "b": b.to_public(), "metrics": metrics}
+
+
 # -- members -------------------------------------------------------------------------------
 
 def list_members(project: Project) -> list[dict]:

@@ -280,6 +280,40 @@ def model_version(slug, version):
                            can_edit=project.has_role(current_user, "editor"))
 
 
+@bp.get("/projects/<slug>/models/compare")
+def compare_models(slug):
+    """Two model versions side by side."""
+    project = load_project(slug=slug)
+    comparison = ops.compare_versions(project, request.args.get("a", ""),
+                                      request.args.get("b", ""))
+    return render_template("models/compare.html", project=project, comparison=comparison)
+
+
+@bp.post("/projects/<slug>/models/rollback")
+def rollback(slug):
+    """Make the previous version active again."""
+    project = load_project(slug=slug, need="editor")
+    try:
+        target = ops.rollback_version(project)
+        flash(f"Rolled back: v{target.version} is active again.", "success")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return redirect(url_for("pages.project", slug=slug)), 303
+
+
+@bp.post("/projects/<slug>/models/<version>/delete")
+def delete_model(slug, version):
+    """Delete a model version and its files."""
+    project = load_project(slug=slug, need="editor")
+    try:
+        ops.delete_version(project, version)
+        flash(f"Model {version} and its files were deleted.", "info")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("pages.model_version", slug=slug, version=version)), 303
+    return redirect(url_for("pages.project", slug=slug)), 303
+
+
 @bp.post("/projects/<slug>/models/<version>/promote")
 def promote(slug, version):
     """Make a version the active one."""

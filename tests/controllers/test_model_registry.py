@@ -1,0 +1,72 @@
+"""The model registry through the API: versions with metrics, compare, promote, roll back, delete
+with files, and tampered artifacts refused at prediction time."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import batch_files, cancer_frame, cancer_project, csv_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def train(api, project_id):
+    done = api.wait_final(project_id, api.start(project_id, "train").get_json()["id"])
+    assert done["status"] == "succeeded", done
+    return done
+
+
+def test_versions_compare_promote_rollback_delete(app, api):
+    project = api.create_project(cancer_project())
+    pid = project["id"]
+    api.upload(pid, "training_batch_files/", batch_files(cancer_frame(), "cancer", 2))
+    train(api, pid)
+    train(api, pid)
+    versions = api.get(f"/projects/{pid}/models").get_json()["items"]
+    assert [v["version"] for v in versions] == [2, 1]
+    for v in versions:
+        assert v["metrics"]["accuracy"] > 0.9
+        assert v["leaderboard"] and v["artifacts"]["model.joblib"]
+        assert v["data_fingerprint"]["rows"] == 569
+
+    comparison = api.get(f"/projects/{pid}/models/compare?a=1&b=2").get_json()
+    accuracy = next(m for m in comparison["metrics"] if m["name"] == "accuracy")
+    assert accuracy["difference"] == pytest.approx(accuracy["b"] - accuracy["a"])
+    page = api.client.get(f"/projects/{project['slug']}/models/compare?a=1&b=2")
+    assert page.status_code == 200 and b"accuracy" in page.data
+
+    active = api.get(f"/projects/{pid}").get_json()["active_version"]
+    assert active in (1, 2)
+    assert api.post(f"/projects/{pid}/models/2/promote").status_code == 200
+    rolled = api.post(f"/projects/{pid}/models/rollback")
+    assert rolled.status_code == 200 and rolled.get_json()["version"] == 1
+    assert api.get(f"/projects/{pid}").get_json()["active_version"] == 1
+    again = api.post(f"/projects/{pid}/models/rollback")
+    assert again.status_code == 409 and "oldest" in again.get_json()["error"]["message"]
+
+    refused = api.delete(f"/projects/{pid}/models/1")
+    assert refused.status_code == 409
+    assert api.delete(f"/projects/{pid}/models/2").status_code == 204
+    assert [v["version"] for v in api.get(f"/projects/{pid}/models").get_json()["items"]] == [1]
+    listing = api.get(f"/projects/{pid}/files?path=models/").get_json()
+    assert listing["folders"] == ["models/v1/"]
+    assert api.get(f"/projects/{pid}/models/2").status_code == 404
+
+
+def test_a_tampered_model_is_refused_at_prediction(app, api):
+    project = api.create_project(cancer_project())
+    pid = project["id"]
+    api.upload(pid, "training_batch_files/", batch_files(cancer_frame(), "cancer", 2))
+    train(api, pid)
+    services = app.extensions["trainyard"]
+    with app.app_context():
+        files = services.resolver.files(services.db.projects.get(pid))
+    original = files.read_bytes("models/v1/model.joblib")
+    files.upload_bytes("models/v1/model.joblib", original[:-10] + b"0123456789")
+    api.upload(pid, "prediction_batch_files/", [(
+        "cancer_20270101_000000.csv",
+        csv_bytes(cancer_frame().iloc[:10].drop(columns=["diagnosis"])))])
+    done = api.wait_final(pid, api.start(pid, "predict").get_json()["id"])
+    assert done["status"] == "failed"
+    assert "checksum" in done["error"].lower() or "does not match" in done["error"].lower()
+    assert "version 1" in done["error"]
