@@ -24,6 +24,7 @@ from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer.setup import configure_logging
+from thread_layer.model_server import ModelServer
 from thread_layer.runner import ExecutionRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
         stale_after_seconds=settings["STALE_AFTER_SECONDS"])
     app.extensions["trainyard"] = Services(db=db, resolver=resolver, notifier=notifier,
-                                           runner=runner, box=box)
+                                           runner=runner, box=box,
+                                           model_server=ModelServer(
+                                               db, resolver, settings["EXECUTION_THREADS"]))
 
     login_manager.init_app(app)
     # "basic": a session used from another user agent (an API client's Socket.IO connection)

@@ -308,5 +308,5 @@ def user_for_token(value: str) -> tuple[User, ApiToken] | None:
     user = db.users.get(token.user_id)
     if user is None or not user.active:
         return None
-    db.api_tokens.touch(token.id)
+    db.api_tokens.touch(token)
     return user, token

@@ -236,6 +236,35 @@ def execution_output_csv(project_id, execution_id):
     return ops.download_response(project, execution.result["output_path"])
 
 
+# -- real-time prediction ------------------------------------------------------------------
+
+@bp.post("/projects/<project_id>/predict")
+def predict(project_id):
+    """Predict JSON records now: {"records": [{column: value}...], "version": N (optional)}
+    (a bare list of records works too). Answers the predictions, class probabilities where
+    they apply, and the model version used."""
+    project = load_project(project_id=project_id, need="viewer")
+    data = request.get_json(silent=True)
+    version = None
+    if isinstance(data, dict):
+        version = data.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise BadRequest("version must be a whole number.")
+        data = data.get("records")
+    elif not isinstance(data, list):
+        raise BadRequest('The body must be {"records": [...]} or a list of records '
+                         "(Content-Type: application/json).")
+    return jsonify(services().model_server.predict(project, data, version))
+
+
+@bp.get("/projects/<project_id>/usage")
+def usage(project_id):
+    """Real-time prediction counters per model version (this server process)."""
+    project = load_project(project_id=project_id)
+    return jsonify({"versions": {str(k): v for k, v in
+                                 services().model_server.usage(project.id).items()}})
+
+
 # -- model versions ----------------------------------------------------------------------
 
 @bp.get("/projects/<project_id>/models")

@@ -170,6 +170,7 @@ def delete_project(project: Project) -> None:
     s.db.executions.delete_for_project(project.id)
     s.db.model_versions.delete_for_project(project.id)
     s.db.projects.delete(project.id)
+    s.model_server.forget(project.id)
     audit("project.delete", project.slug)
 
 
@@ -389,6 +390,7 @@ def delete_version(project: Project, number) -> None:
         raise Conflict("Model versions cannot be deleted while an execution runs.")
     services().resolver.files(project).delete_folder(version.folder)
     services().db.model_versions.delete(project.id, version.version)
+    services().model_server.forget(project.id)
     audit("model.delete", project.slug, details={"version": version.version})
 
 

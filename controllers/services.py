@@ -10,6 +10,7 @@ from entity.database import Database
 from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
+from thread_layer.model_server import ModelServer
 from thread_layer.runner import ExecutionRunner
 
 
@@ -20,6 +21,7 @@ class Services:
     notifier: Notifier
     runner: ExecutionRunner
     box: SecretBox
+    model_server: ModelServer
 
 
 def services() -> Services:

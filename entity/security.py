@@ -93,8 +93,12 @@ class ApiTokenRepository:
         docs = self.collection.find({"user_id": user_id}, sort=[("created_at", -1)])
         return [ApiToken.from_document(d) for d in docs]
 
-    def touch(self, token_id: str) -> None:
-        self.collection.update_one({"_id": token_id}, {"last_used_at": to_iso(utcnow())})
+    def touch(self, token: ApiToken, *, every_seconds: int = 60) -> None:
+        """Record a use; written at most once a minute (a hot API path must not write)."""
+        now = utcnow()
+        if token.last_used_at and (now - token.last_used_at).total_seconds() < every_seconds:
+            return
+        self.collection.update_one({"_id": token.id}, {"last_used_at": to_iso(now)})
 
     def revoke(self, token_id: str) -> bool:
         return self.collection.update_one({"_id": token_id, "revoked_at": None},

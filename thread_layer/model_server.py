@@ -1,0 +1,207 @@
+"""Serving models in real time from the web process.
+
+Each project's active model version is loaded once (after its checksum is verified) and kept;
+when another version becomes active, the next request loads it beside the old one and swaps
+the reference in one assignment, so no request ever sees a half-loaded model and no restart is
+needed. Requests that arrive while a prediction runs are predicted together in the next batch:
+scikit-learn's per-call overhead is paid once per batch, not per request. Usage counters
+(requests, rows, errors, latency percentiles) are kept per model version.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from entity.database import Database
+from entity.project import Project
+from exception_layer import Conflict, NotFound
+from integration.storage_bridge import StorageResolver
+from project_library.serving import ServingModel, load_serving_model
+
+MAX_BATCH_ROWS = 2048
+LATENCY_WINDOW = 5000
+
+
+@dataclass
+class Usage:
+    """Counters of one model version in this process."""
+
+    requests: int = 0
+    rows: int = 0
+    errors: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, rows: int, milliseconds: float | None) -> None:
+        """Count one request (``milliseconds=None``: it failed)."""
+        with self.lock:
+            self.requests += 1
+            if milliseconds is None:
+                self.errors += 1
+            else:
+                self.rows += rows
+                self.latencies_ms.append(milliseconds)
+
+    def to_public(self) -> dict:
+        with self.lock:
+            values = np.array(self.latencies_ms) if self.latencies_ms else None
+        percentiles = ({f"p{q}": round(float(np.percentile(values, q)), 2)
+                        for q in (50, 95, 99)} if values is not None else {})
+        return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
+                "latency_ms": percentiles}
+
+
+class _Batcher:
+    """Predicts queued requests of one model together, on one thread."""
+
+    def __init__(self, model: ServingModel, threads: int):
+        self.model = model
+        self.threads = threads
+        self._pending: deque[tuple[pd.DataFrame, Future]] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"trainyard-serve-v{model.version.version}")
+        self._thread.start()
+
+    def submit(self, frame: pd.DataFrame) -> Future:
+        future: Future = Future()
+        with self._wake:
+            self._pending.append((frame, future))
+            self._wake.notify()
+        return future
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _take(self) -> list[tuple[pd.DataFrame, Future]]:
+        with self._wake:
+            while not self._pending and not self._closed:
+                self._wake.wait()
+            batch, rows = [], 0
+            while self._pending and (not batch or rows + len(self._pending[0][0])
+                                     <= MAX_BATCH_ROWS):
+                frame, future = self._pending.popleft()
+                batch.append((frame, future))
+                rows += len(frame)
+            return batch
+
+    def _run(self) -> None:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.threads):
+            while True:
+                batch = self._take()
+                if not batch:
+                    return  # closed and drained
+                frames = [frame for frame, _ in batch]
+                try:
+                    joined = frames[0] if len(frames) == 1 else pd.concat(frames,
+                                                                          ignore_index=True)
+                    result = self.model.predict(joined)
+                except Exception as exc:  # noqa: BLE001 - handed to each waiting request
+                    for _, future in batch:
+                        future.set_exception(exc)
+                    continue
+                start = 0
+                for frame, future in batch:
+                    end = start + len(frame)
+                    future.set_result({key: values[start:end]
+                                       for key, values in result.items()})
+                    start = end
+
+
+class ModelServer:
+    """Real-time predictions of projects' active (or chosen) model versions.
+
+    Args:
+        db: the registry.
+        resolver: where each project's model files are.
+        threads: CPU threads the math libraries may use per prediction (capped: many serving
+            threads times many OpenMP threads collapse throughput on small machines).
+    """
+
+    def __init__(self, db: Database, resolver: StorageResolver, threads: int = 1):
+        self.db, self.resolver, self.threads = db, resolver, threads
+        self._models: dict[tuple[str, int], _Batcher] = {}
+        self._usage: dict[tuple[str, int], Usage] = {}
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def _batcher(self, project: Project, number: int) -> _Batcher:
+        key = (project.id, number)
+        batcher = self._models.get(key)
+        if batcher is not None:
+            return batcher
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per version; other requests for it wait here
+            batcher = self._models.get(key)
+            if batcher is None:
+                version = self.db.model_versions.get(project.id, number)
+                if version is None:
+                    raise NotFound(f"Model version v{number} does not exist.")
+                model = load_serving_model(self.resolver.files(project), project, version)
+                batcher = _Batcher(model, self.threads)
+                with self._lock:
+                    self._models[key] = batcher  # the swap: one assignment
+                    self._retire_old(project.id, keep={number})
+        return batcher
+
+    def _retire_old(self, project_id: str, keep: set[int]) -> None:
+        # Keep at most the newly active version and the one before it (in-flight requests).
+        versions = sorted(n for (p, n) in self._models if p == project_id and n not in keep)
+        for number in versions[:-1]:
+            self._models.pop((project_id, number)).close()
+
+    def predict(self, project: Project, records: list, version: int | None = None) -> dict:
+        """Predict ``records`` with ``version`` (default: the project's active version).
+
+        Raises:
+            Conflict: the project has no trained model yet.
+            NotFound: the version does not exist.
+            ValidationFailed: a record does not fit the model's schema (per-field details).
+            ArtifactIntegrityError: the model file does not match its checksum.
+        """
+        number = version if version is not None else project.active_version
+        if number is None:
+            raise Conflict("This project has no trained model yet: train it first.")
+        began = time.perf_counter()
+        usage = self._usage_of(project.id, number)
+        try:
+            batcher = self._batcher(project, number)
+            frame = batcher.model.frame(records)
+            result = batcher.submit(frame).result()
+        except Exception:
+            usage.record(0, None)
+            raise
+        usage.record(len(records), (time.perf_counter() - began) * 1000)
+        return {"model_version": number, "rows": len(records), **result}
+
+    def _usage_of(self, project_id: str, number: int) -> Usage:
+        key = (project_id, number)
+        usage = self._usage.get(key)
+        if usage is None:
+            with self._lock:
+                usage = self._usage.setdefault(key, Usage())
+        return usage
+
+    def usage(self, project_id: str) -> dict[int, dict]:
+        """Counters per model version of a project (this process, since it started)."""
+        return {number: usage.to_public() for (pid, number), usage in
+                sorted(self._usage.items()) if pid == project_id}
+
+    def forget(self, project_id: str) -> None:
+        """Drop a project's loaded models (its files or versions were deleted)."""
+        with self._lock:
+            for key in [k for k in self._models if k[0] == project_id]:
+                self._models.pop(key).close()
