@@ -7,7 +7,10 @@ send the CSRF token that the session endpoint returns in the ``X-CSRFToken`` hea
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+import time
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
@@ -220,6 +223,37 @@ def execution_logs(project_id, execution_id):
     return jsonify({"items": [r.to_public() for r in records],
                     "last_seq": records[-1].seq if records else after_seq,
                     "status": services().db.executions.get(execution.id).status})
+
+
+@bp.get("/projects/<project_id>/executions/<execution_id>/events")
+def execution_events(project_id, execution_id):
+    """Live log without Socket.IO: server-sent events (``log`` lines after ``after_seq``, then
+    ``execution`` states) until the execution ends."""
+    _, execution = _execution(project_id, execution_id)
+    try:
+        after_seq = max(0, int(request.args.get("after_seq", 0)))
+    except ValueError:
+        raise BadRequest("after_seq must be a whole number.") from None
+    db = services().db
+
+    def stream():
+        last, last_state = after_seq, None
+        while True:
+            for record in db.logs.list(execution.id, after_seq=last, limit=500):
+                last = record.seq
+                yield f"id: {record.seq}\nevent: log\ndata: {json.dumps(record.to_public())}\n\n"
+            current = db.executions.get(execution.id)
+            state = json.dumps(current.to_public(), sort_keys=True)
+            if state != last_state:
+                last_state = state
+                yield f"event: execution\ndata: {state}\n\n"
+            if not current.is_active and not db.logs.list(execution.id, after_seq=last,
+                                                           limit=1):
+                return
+            time.sleep(0.5)
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/output")

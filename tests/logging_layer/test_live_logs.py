@@ -3,6 +3,7 @@ a real training: lines arrive in order, and a client joining late first gets wha
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -113,3 +114,29 @@ def test_anonymous_sockets_and_strangers_are_refused(live_server, app):
         assert watcher.errors[0]["message"] == "No such project."
     finally:
         watcher.close()
+
+
+def test_server_sent_events_stream_the_log_to_the_end(live_server):
+    """The plain-HTTP fallback: an API client without Socket.IO follows the log as SSE."""
+    http, _ = _login(live_server.url)
+    api = f"{live_server.url}/api/v1"
+    project = http.post(f"{api}/projects", json=cancer_project(), timeout=30).json()
+    files = [("files", (n, d, "text/csv")) for n, d in batch_files(cancer_rows(800), "cancer", 2)]
+    http.post(f"{api}/projects/{project['id']}/files", params={"path": "training_batch_files/"},
+              files=files, timeout=60).raise_for_status()
+    execution = http.post(f"{api}/projects/{project['id']}/executions", json={"kind": "train"},
+                          timeout=30).json()
+    url = f"{api}/projects/{project['id']}/executions/{execution['id']}/events"
+    events, data = [], None
+    with http.get(url, stream=True, timeout=180) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for raw in response.iter_lines(decode_unicode=True):
+            if raw.startswith("event: "):
+                kind = raw[7:]
+            elif raw.startswith("data: "):
+                data = raw[6:]
+                events.append((kind, json.loads(data)))
+    seqs = [payload["seq"] for kind, payload in events if kind == "log"]
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 10
+    states = [payload["status"] for kind, payload in events if kind == "execution"]
+    assert states[-1] == "succeeded"
