@@ -13,7 +13,7 @@ from flask import Response, current_app, stream_with_context
 from controllers.auditing import audit
 from controllers.services import services
 from entity.execution import Execution
-from entity.project import METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
+from entity.project import ALGORITHMS, METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
 from exception_layer import (
     AccessDenied,
     BadRequest,
@@ -107,6 +107,18 @@ def _project_fields(data: dict, *, creating: bool) -> dict:
                 fields["time_budget_seconds"] = budget
             except (TypeError, ValueError):
                 errors["time_budget_seconds"] = "A whole number of seconds from 10 to 604800."
+    if "algorithms" in data:
+        raw = data.get("algorithms") or []
+        if isinstance(raw, str):
+            raw = [a for a in re.split(r"[,\s]+", raw) if a]
+        problem = fields.get("problem_type") or data.get("_current_problem_type")
+        allowed = ALGORITHMS.get(problem, ())
+        if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+            errors["algorithms"] = "A list of algorithm names."
+        elif any(a not in allowed for a in raw):
+            errors["algorithms"] = f"For {problem} choose among {', '.join(allowed)}."
+        else:
+            fields["algorithms"] = list(dict.fromkeys(raw))
     if creating and data.get("storage_connection_id"):
         connection_id = str(data.get("storage_connection_id"))
         if services().db.storage_connections.get(connection_id) is None:

@@ -18,7 +18,7 @@ from flask_login import current_user
 from controllers import operations as ops
 from controllers.access import load_project, require_admin, require_user, visible_projects
 from controllers.services import services
-from entity.project import COLUMN_TYPES, METRICS, PROBLEM_TYPES
+from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
 
 bp = Blueprint("pages", __name__)
@@ -46,7 +46,15 @@ def _form_context(project=None, form=None) -> dict:
     if form and "filename_pattern" in form:
         schema["filename_pattern"] = form["filename_pattern"]
     return {"problem_types": PROBLEM_TYPES, "metrics": METRICS, "column_types": COLUMN_TYPES,
+            "algorithms": ALGORITHMS,
             "schema": schema, "connections": services().db.storage_connections.list()}
+
+
+def _project_form() -> dict:
+    """The project form's fields; the algorithm checkboxes become a list."""
+    form = request.form.to_dict()
+    form["algorithms"] = request.form.getlist("algorithms")
+    return form
 
 
 @bp.get("/")
@@ -62,7 +70,7 @@ def new_project():
     user = require_user()
     errors, form = {}, {}
     if request.method == "POST":
-        form = request.form.to_dict()
+        form = _project_form()
         try:
             project = ops.create_project(form, user)
         except ValidationFailed as exc:
@@ -109,7 +117,7 @@ def project_settings(slug):
     project = load_project(slug=slug, need="editor")
     errors, form = {}, {}
     if request.method == "POST":
-        form = request.form.to_dict()
+        form = _project_form()
         try:
             ops.update_project(project, form)
         except ValidationFailed as exc:

@@ -17,6 +17,12 @@ METRICS = {
     "classification": ("accuracy", "f1", "roc_auc"),
     "regression": ("rmse", "mae", "r2"),
 }
+#: the algorithms the model search may try; a project may restrict it to some of them
+ALGORITHMS = {
+    "classification": ("LogisticRegression", "RandomForestClassifier",
+                       "HistGradientBoostingClassifier", "KNeighborsClassifier"),
+    "regression": ("Ridge", "RandomForestRegressor", "HistGradientBoostingRegressor"),
+}
 _SLUG = re.compile(r"[^a-z0-9]+")
 MAX_COLUMNS = 2000
 
@@ -145,6 +151,7 @@ class Project:
     members: dict[str, str] = field(default_factory=dict)  # user id -> project role
     metric: str | None = None
     time_budget_seconds: int | None = None
+    algorithms: list[str] = field(default_factory=list)  # empty: all that suit the problem
     active_execution_id: str | None = None
     active_version: int | None = None
     next_version: int = 1
@@ -182,6 +189,7 @@ class Project:
             "storage_connection_id": self.storage_connection_id,
             "members": dict(self.members), "metric": self.metric,
             "time_budget_seconds": self.time_budget_seconds,
+            "algorithms": list(self.algorithms),
             "active_execution_id": self.active_execution_id,
             "active_version": self.active_version, "next_version": self.next_version,
             "created_at": to_iso(self.created_at), "updated_at": to_iso(self.updated_at),
@@ -197,6 +205,7 @@ class Project:
             storage_connection_id=doc.get("storage_connection_id"),
             members=dict(doc.get("members") or {}), metric=doc.get("metric"),
             time_budget_seconds=doc.get("time_budget_seconds"),
+            algorithms=list(doc.get("algorithms") or []),
             active_execution_id=doc.get("active_execution_id"),
             active_version=doc.get("active_version"), next_version=doc.get("next_version", 1),
             created_at=from_iso(doc["created_at"]), updated_at=from_iso(doc["updated_at"]),

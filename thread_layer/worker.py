@@ -98,7 +98,8 @@ def _execute(payload: dict, reporter: PipeReporter) -> dict:
             from project_library.training import train_project
 
             return train_project(files, project=project, execution_id=payload["execution_id"],
-                                 version=payload["version"], reporter=reporter)
+                                 version=payload["version"], reporter=reporter,
+                                 candidates=project.algorithms or None)
         from project_library.prediction import predict_project
 
         return predict_project(files, project=project, execution_id=payload["execution_id"],
