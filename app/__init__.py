@@ -12,7 +12,7 @@ from flask_mail import Message
 
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
-from controllers import admin, api, auth, health, pages
+from controllers import admin, api, auth, health, pages, transfers  # noqa: F401 (routes)
 from controllers.accounts import user_for_token
 from controllers.live import register_live_events
 from controllers.services import Services
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "auth.register", "auth.forgot", "auth.reset",
                     "auth.invite", "static", "health.healthz", "api.login", "api.setup",
-                    "api.forgot"}
+                    "api.forgot", "api.signed_download"}
 #: endpoints without a CSRF check: they create a session from credentials, not from a cookie
 CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

@@ -8,7 +8,7 @@ import mimetypes
 import re
 from urllib.parse import quote
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, redirect, stream_with_context
 
 from controllers.auditing import audit
 from controllers.services import services
@@ -290,10 +290,19 @@ def list_folder(project: Project, path: str, page_token: str | None = None) -> d
             "next_token": page.next_token}
 
 
+#: downloads at least this large are redirected to the cloud's signed URL where it can sign
+REDIRECT_BYTES = 8 * 1024 * 1024
+
+
 def download_response(project: Project, path: str, *, inline: bool = False) -> Response:
-    """Stream a project file to the client."""
+    """Stream a project file to the client, or redirect a large one to the cloud's signed URL
+    (the bytes then never pass through this server)."""
     files = services().resolver.files(project)
     info = files.stat(path)
+    if info.size >= REDIRECT_BYTES and not inline:
+        url = files.storage.signed_url(files.key(path), 900)
+        if url:
+            return redirect(url, 302)
     mimetype = mimetypes.guess_type(info.name)[0] or "application/octet-stream"
     # Only images are shown inline; anything else is an attachment (never rendered as HTML).
     disposition = "inline" if inline and mimetype in ("image/png", "image/jpeg") else "attachment"

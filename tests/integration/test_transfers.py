@@ -1,0 +1,82 @@
+"""Streamed transfers: raw-body uploads piped into the storage (checked from their first bytes,
+nothing stored when refused) and signed, expiring download links."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import batch_files, cancer_frame, cancer_project
+
+
+@pytest.fixture
+def project(api):
+    return api.create_project(cancer_project())
+
+
+def put(api, project, path, data, **headers):
+    return api.client.put(f"/api/v1/projects/{project['id']}/files/content?path={path}",
+                          data=data, headers={"X-CSRFToken": api.client.csrf_token, **headers})
+
+
+def test_raw_body_upload_streams_into_the_storage(api, project):
+    name, data = batch_files(cancer_frame(), "cancer", 1)[0]
+    response = put(api, project, f"training_batch_files/{name}", data)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json() == {"path": f"training_batch_files/{name}", "size": len(data)}
+    download = api.get(f"/projects/{project['id']}/files/content?path=training_batch_files/{name}")
+    assert download.data == data
+
+
+@pytest.mark.parametrize("path, data, status", [
+    ("training_batch_files/wrong-name.csv", b"a,b\n1,2\n", 422),
+    ("training_batch_files/cancer_20260101_000000.csv", b"", 422),
+    ("training_batch_files/cancer_20260101_000000.csv", b"\x89PNG\r\n\x1a\n\x00\x00", 422),
+    ("../escape.csv", b"x", 400),
+    ("models/v1/model.joblib", b"x", 403),
+])
+def test_refused_raw_uploads_store_nothing(api, project, path, data, status):
+    before = api.get(f"/projects/{project['id']}/files?path=training_batch_files/").get_json()
+    response = put(api, project, path, data)
+    assert response.status_code == status
+    assert response.get_json()["error"]["message"]
+    after = api.get(f"/projects/{project['id']}/files?path=training_batch_files/").get_json()
+    assert after == before
+
+
+def test_oversized_raw_upload_is_refused(app, api, project):
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    response = put(api, project, "notes/big.txt", b"x" * 5000)
+    assert response.status_code == 413
+    assert "MB" in response.get_json()["error"]["message"]
+    assert api.get(f"/projects/{project['id']}/files?path=notes/").status_code == 404
+
+
+def test_signed_links_work_without_login_and_expire(app, api, project, client):
+    name, data = batch_files(cancer_frame(), "cancer", 1)[0]
+    put(api, project, f"training_batch_files/{name}", data)
+    link = api.get(f"/projects/{project['id']}/files/link?path=training_batch_files/{name}"
+                   "&expires=60").get_json()
+    assert link["url"].startswith("http://localhost/api/v1/download/")
+    anonymous = app.test_client()
+    fetched = anonymous.get(link["url"].replace("http://localhost", ""))
+    assert fetched.status_code == 200 and fetched.data == data
+    forged = anonymous.get(link["url"].replace("http://localhost", "")[:-3] + "abc")
+    assert forged.status_code == 404
+    assert api.get(f"/projects/{project['id']}/files/link?path=training_batch_files/{name}"
+                   "&expires=5").status_code == 400
+    assert api.get(f"/projects/{project['id']}/files/link?path=nope.csv").status_code == 404
+
+    import time
+
+    from itsdangerous import URLSafeTimedSerializer
+
+    expired = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="trainyard-download-link")
+    token = expired.dumps({"project": project["id"], "path": f"training_batch_files/{name}",
+                           "ttl": 60})
+    real_time = time.time
+    try:
+        time.time = lambda: real_time() + 120
+        late = anonymous.get(f"/api/v1/download/{token}")
+    finally:
+        time.time = real_time
+    assert late.status_code == 404 and "expired" in late.get_json()["error"]["message"]
