@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "auth.register", "auth.forgot", "auth.reset",
                     "auth.invite", "static", "health.healthz", "api.login", "api.setup",
-                    "api.forgot", "api.signed_download"}
+                    "api.forgot", "api.signed_download", "api.openapi_document", "api.docs"}
 #: endpoints without a CSRF check: they create a session from credentials, not from a cookie
 CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -84,7 +84,8 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         db=db, resolver=resolver, notifier=notifier, publish=publish, context=app.app_context,
         max_workers=settings["MAX_CONCURRENT_EXECUTIONS"], threads=settings["EXECUTION_THREADS"],
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
-        stale_after_seconds=settings["STALE_AFTER_SECONDS"])
+        stale_after_seconds=settings["STALE_AFTER_SECONDS"],
+        dispatch=_broker_dispatch(settings["CELERY_BROKER_URL"]))
     app.extensions["trainyard"] = Services(db=db, resolver=resolver, notifier=notifier,
                                            runner=runner, box=box,
                                            model_server=ModelServer(
@@ -121,6 +122,14 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         runner.start()
         atexit.register(runner.shutdown)
     return app
+
+
+def _broker_dispatch(broker_url: str | None):
+    if not broker_url:
+        return None
+    from thread_layer.celery_queue import broker_dispatcher, make_celery
+
+    return broker_dispatcher(make_celery(broker_url))
 
 
 def _format_number(value) -> str:

@@ -17,9 +17,10 @@ from dotenv import load_dotenv
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
     parser.add_argument("command", nargs="?", default="run",
-                        choices=["run", "generate-key", "rotate-secrets"],
-                        help="run the server (default); print a new SECRETS_KEY; re-encrypt "
-                             "stored credentials with the first SECRETS_KEY")
+                        choices=["run", "worker", "generate-key", "rotate-secrets"],
+                        help="run the server (default); run a Celery worker (with "
+                             "CELERY_BROKER_URL); print a new SECRETS_KEY; re-encrypt stored "
+                             "credentials with the first SECRETS_KEY")
     parser.add_argument("--dev", action="store_true", help="use the development server")
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env")
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rotate-secrets":
         return _rotate_secrets()
+    if args.command == "worker":
+        return _run_worker()
 
     from app.config import ConfigError, load_config
 
@@ -47,6 +50,20 @@ def main(argv: list[str] | None = None) -> int:
         socketio.run(create_app(), host=host, port=port, allow_unsafe_werkzeug=True)
         return 0
     _serve_with_gunicorn(host, port, settings["TRAINYARD_THREADS"])
+    return 0
+
+
+def _run_worker() -> int:
+    """A Celery worker running executions queued by the web processes."""
+    from app import create_app
+    from thread_layer.celery_queue import run_worker
+
+    app = create_app(start_runner=False)
+    if not app.config["CELERY_BROKER_URL"]:
+        print("Trainyard cannot start a worker: set CELERY_BROKER_URL (and "
+              "SOCKETIO_MESSAGE_QUEUE) to the broker the web processes use.", file=sys.stderr)
+        return 2
+    run_worker(app, app.config["MAX_CONCURRENT_EXECUTIONS"])
     return 0
 
 

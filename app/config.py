@@ -89,6 +89,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                             "An execution without heartbeat for this long is interrupted."),
     "SOCKETIO_MESSAGE_QUEUE": (_text, None,
                                "redis://... so several processes publish live logs."),
+    "CELERY_BROKER_URL": (_text, None,
+                          "redis://... to run executions on `python -m app worker` processes "
+                          "(needs SOCKETIO_MESSAGE_QUEUE too); unset: in the web process."),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Server log level."),
     "SESSION_COOKIE_SECURE": (_bool, False, "Send the session cookie over HTTPS only."),
 }
@@ -130,6 +133,9 @@ def load_config(environ: Mapping[str, str] | None = None,
         shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
         config["PUBLIC_URL"] = f"http://{shown}:{config['TRAINYARD_PORT']}"
     config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
+    if config["CELERY_BROKER_URL"] and not config["SOCKETIO_MESSAGE_QUEUE"]:
+        raise ConfigError("CELERY_BROKER_URL needs SOCKETIO_MESSAGE_QUEUE as well, so that "
+                          "workers can publish live logs (e.g. the same redis:// URL).")
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL cannot both be true.")
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_MB"] * 1024 * 1024

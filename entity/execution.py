@@ -113,6 +113,15 @@ class ExecutionRepository:
         doc = {k: to_iso(v) if isinstance(v, datetime) else v for k, v in changes.items()}
         self.collection.update_one({"_id": execution_id}, doc)
 
+    def start(self, execution_id: str, runner: dict) -> bool:
+        """Atomically move a queued execution to running under ``runner``; False if it is no
+        longer queued (cancelled, or taken by another worker)."""
+        now = to_iso(utcnow())
+        return self.collection.update_one(
+            {"_id": execution_id, "status": "queued"},
+            {"status": "running", "started_at": now, "heartbeat_at": now, "stage": "validating",
+             "runner": runner})
+
     def finish(self, execution_id: str, status: str, *, error: str | None = None,
                result: dict | None = None) -> bool:
         """Move an active execution to a final status; False if it was already final."""

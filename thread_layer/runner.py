@@ -101,16 +101,20 @@ class ExecutionRunner:
         max_workers: executions running at once; more wait ``queued``.
         threads: CPU threads each worker process may use.
         heartbeat_seconds, stale_after_seconds: liveness of running executions.
+        dispatch: queue an execution id elsewhere (a Celery broker) instead of running it in
+            this process; None runs executions here.
     """
 
     def __init__(self, *, db: Database, resolver: StorageResolver, notifier: Notifier,
                  publish: Publisher, context: Callable[[], contextlib.AbstractContextManager]
                  = contextlib.nullcontext, max_workers: int = 2, threads: int = 1,
-                 heartbeat_seconds: float = 5, stale_after_seconds: float = 60):
+                 heartbeat_seconds: float = 5, stale_after_seconds: float = 60,
+                 dispatch: Callable[[str], None] | None = None):
         self.db, self.resolver, self.notifier = db, resolver, notifier
         self.publish, self.context = publish, context
         self.max_workers, self.threads = max_workers, threads
         self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
+        self.dispatch = dispatch
         self.identity = {"host": socket.gethostname(), "pid": os.getpid(),
                          "started": process_start_time(os.getpid()),
                          "instance": uuid.uuid4().hex}
@@ -125,19 +129,28 @@ class ExecutionRunner:
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the supervisor threads and the sweeper (idempotent)."""
+        """Start the supervisor threads (unless executions go to a broker) and the sweeper
+        (idempotent)."""
         with self._lock:
             if self._threads:
                 return
-            for n in range(self.max_workers):
+            for n in range(0 if self.dispatch else self.max_workers):
                 thread = threading.Thread(target=self._work, name=f"trainyard-runner-{n}",
                                           daemon=True)
                 thread.start()
                 self._threads.append(thread)
-            sweeper = threading.Thread(target=self._sweep, name="trainyard-sweeper",
-                                       daemon=True)
-            sweeper.start()
-            self._threads.append(sweeper)
+            self._start_sweeper_locked()
+
+    def start_sweeper(self) -> None:
+        """Start only the sweeper (Celery workers run executions through :meth:`run`)."""
+        with self._lock:
+            if not self._threads:
+                self._start_sweeper_locked()
+
+    def _start_sweeper_locked(self) -> None:
+        sweeper = threading.Thread(target=self._sweep, name="trainyard-sweeper", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
 
     def shutdown(self) -> None:
         """Stop: kill running workers and mark this process's executions interrupted."""
@@ -178,8 +191,9 @@ class ExecutionRunner:
             options["version"] = int(version)
         if kind == "move":
             self._check_move(project, options)
+        owner = {"mode": "broker"} if self.dispatch else dict(self.identity)
         execution = Execution(project_id=project.id, kind=kind, started_by=user.id,
-                              options=options, runner=dict(self.identity))
+                              options=options, runner=owner)
         self._claim(project, execution)
         try:
             self.db.executions.add(execution)
@@ -190,7 +204,10 @@ class ExecutionRunner:
                                     stage="queued")
         self._publish_execution(execution)
         self.start()
-        self._queue.put(execution.id)
+        if self.dispatch:
+            self.dispatch(execution.id)
+        else:
+            self._queue.put(execution.id)
         return execution
 
     def _check_move(self, project: Project, options: dict) -> None:
@@ -253,6 +270,13 @@ class ExecutionRunner:
 
     def _orphan_reason(self, execution: Execution) -> str | None:
         runner = execution.runner or {}
+        if runner.get("mode") == "broker":
+            # Waiting on the broker for a worker: only give up after a long wait.
+            waited = utcnow() - execution.created_at
+            if waited > timedelta(seconds=self.stale_after_seconds * 60):
+                return ("No worker took this execution for over an hour; check that "
+                        "`python -m app worker` runs, then start it again.")
+            return None
         if runner.get("instance") == self.identity["instance"]:
             return None
         if runner.get("host") == self.identity["host"] and not _runner_alive(runner):
@@ -297,12 +321,18 @@ class ExecutionRunner:
                 return
             try:
                 with self.context():
-                    self._supervise(execution_id)
+                    self.run(execution_id)
             except Exception:  # noqa: BLE001 - a supervisor thread must survive any execution
                 log.exception("Supervising execution %s failed", execution_id)
-            finally:
-                self._cancel.pop(execution_id, None)
-                self._procs.pop(execution_id, None)
+
+    def run(self, execution_id: str) -> None:
+        """Run a queued execution to its end in this process (a supervisor thread here, or a
+        Celery worker's task); does nothing if it is no longer queued."""
+        try:
+            self._supervise(execution_id)
+        finally:
+            self._cancel.pop(execution_id, None)
+            self._procs.pop(execution_id, None)
 
     def _supervise(self, execution_id: str) -> None:
         execution = self.db.executions.get(execution_id)
@@ -314,10 +344,9 @@ class ExecutionRunner:
         if project is None:
             self.db.executions.finish(execution_id, "failed", error="The project was deleted.")
             return
+        if not self.db.executions.start(execution_id, dict(self.identity)):
+            return  # cancelled meanwhile, or another worker took it (a broker redelivery)
         try:
-            now = utcnow()
-            self.db.executions.update(execution_id, status="running", started_at=now,
-                                      heartbeat_at=now, stage="validating")
             execution = self.db.executions.get(execution_id)
             self._publish_execution(execution)
             self.notifier.execution_event("started", project, execution, starter_email)
