@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
+    check_scoring,
     confusion_matrix,
     f1_score,
     mean_absolute_error,
@@ -31,6 +33,7 @@ from sklearn.metrics import (
 TOP_FEATURES = 15
 IMPORTANCE_ROWS = 2000
 IMPORTANCE_REPEATS = 5
+MIN_IMPORTANCE_ROWS = 200
 MAX_ROC_CLASSES = 10
 MAX_MATRIX_LABELS = 30
 
@@ -102,15 +105,43 @@ def regression_metrics(model, X: pd.DataFrame, y: np.ndarray, y_train: np.ndarra
             "baseline_rmse": json_number(math.sqrt(mean_squared_error(y, baseline)))}
 
 
-def feature_importance(model, X: pd.DataFrame, y: np.ndarray, *, scoring) -> list[dict]:  # noqa: N803
-    """Permutation importance of each input column on at most 2,000 held-out rows.
+def feature_importance(model, X: pd.DataFrame, y: np.ndarray, *, scoring,  # noqa: N803
+                       budget_seconds: float | None = None) -> list[dict]:
+    """Permutation importance of each input column on a bounded sample of held-out rows.
 
-    Returns the top 15 as ``[{"feature", "importance", "std"}]``, most important first.
+    At most 2,000 rows and 5 repeats. With ``budget_seconds``, the work is sized to fit it: one
+    scoring of the sample is timed, then the repeats (down to 1) and then the rows (down to 200)
+    are reduced until ``columns x repeats`` scorings fit the budget, so that this extra never
+    costs much next to the model search itself.
+
+    Args:
+        model: the fitted pipeline.
+        X: held-out rows, one column per input feature.
+        y: their targets.
+        scoring: a scikit-learn scorer name or callable.
+        budget_seconds: the time the importance may take (None: no limit).
+
+    Returns:
+        The top 15 as ``[{"feature", "importance", "std"}]``, most important first.
     """
+    rng = np.random.default_rng(0)
     if len(X) > IMPORTANCE_ROWS:
-        chosen = np.random.default_rng(0).choice(len(X), IMPORTANCE_ROWS, replace=False)
+        chosen = rng.choice(len(X), IMPORTANCE_ROWS, replace=False)
         X, y = X.iloc[chosen], y[chosen]  # noqa: N806
-    result = permutation_importance(model, X, y, scoring=scoring, n_repeats=IMPORTANCE_REPEATS,
+    repeats = IMPORTANCE_REPEATS
+    if budget_seconds is not None and X.shape[1]:
+        scorer = check_scoring(model, scoring=scoring)
+        began = time.perf_counter()
+        scorer(model, X, y)
+        per_score = max(time.perf_counter() - began, 1e-6)
+        affordable = budget_seconds / per_score  # scorings that fit the budget
+        repeats = int(min(IMPORTANCE_REPEATS, max(1, affordable // X.shape[1])))
+        share = affordable / (X.shape[1] * repeats)
+        if share < 1 and len(X) > MIN_IMPORTANCE_ROWS:
+            rows = max(MIN_IMPORTANCE_ROWS, int(len(X) * share))
+            chosen = np.sort(rng.choice(len(X), rows, replace=False))
+            X, y = X.iloc[chosen], y[chosen]  # noqa: N806
+    result = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats,
                                     random_state=0, n_jobs=1)
     order = np.argsort(result.importances_mean)[::-1][:TOP_FEATURES]
     return [{"feature": str(X.columns[i]),
@@ -118,8 +149,13 @@ def feature_importance(model, X: pd.DataFrame, y: np.ndarray, *, scoring) -> lis
              "std": json_number(result.importances_std[i])} for i in order]
 
 
-def _figure(width: float = 6.4, height: float = 4.8) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+def _figure(width: float = 6.4, height: float = 4.8, *, fit_labels: bool = False) -> Figure:
+    """A figure on its own Agg canvas. Fixed margins unless ``fit_labels`` (labels of unknown
+    length): the constrained layout costs a second draw, a third of a plot's time."""
+    figure = Figure(figsize=(width, height), dpi=100,
+                    layout="constrained" if fit_labels else None)
+    if not fit_labels:
+        figure.subplots_adjust(left=0.14, right=0.96, bottom=0.14, top=0.92)
     FigureCanvasAgg(figure)
     return figure
 
@@ -135,7 +171,7 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list) -> bytes:
     """A confusion-matrix heat map with the counts written in the cells."""
     size = min(len(labels), MAX_MATRIX_LABELS)
     values = np.asarray(matrix)[:size, :size]
-    figure = _figure(max(4.8, 0.45 * size + 2), max(4.0, 0.45 * size + 1.5))
+    figure = _figure(max(4.8, 0.45 * size + 2), max(4.0, 0.45 * size + 1.5), fit_labels=True)
     axes = figure.subplots()
     image = axes.imshow(values, cmap="Blues")
     figure.colorbar(image, ax=axes)
@@ -215,7 +251,7 @@ def plot_feature_importance(importances: list[dict], metric: str) -> bytes | Non
     """Horizontal bars of the permutation importances, most important on top."""
     if not importances:
         return None
-    figure = _figure(6.4, max(3.0, 0.35 * len(importances) + 1.2))
+    figure = _figure(6.4, max(3.0, 0.35 * len(importances) + 1.2), fit_labels=True)
     axes = figure.subplots()
     ordered = importances[::-1]
     axes.barh([item["feature"] for item in ordered],

@@ -1,6 +1,7 @@
 """Storing and loading the files of a model version (``models/v<N>/``).
 
-A version folder holds ``model.joblib`` (the fitted pipeline), JSON documents, plots, and
+A version folder holds ``model.joblib`` (the fitted pipeline), JSON documents (metrics,
+leaderboard, ``reference_profile.json`` for drift checks), plots, and
 ``manifest.json``, written last, with the SHA-256 of every other file. A model is unpickled only
 after its bytes match the checksum recorded in the registry: unpickling runs code, so a file that
 was changed on the storage must never be loaded.
@@ -22,6 +23,8 @@ from integration.file_manager import MODELS, ProjectFiles
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
+#: the training data's per-feature profile that prediction compares new rows with (drift)
+REFERENCE_PROFILE_FILE = "reference_profile.json"
 
 
 def version_folder(version: int) -> str:

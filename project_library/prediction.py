@@ -8,6 +8,7 @@ leading apostrophe.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import tempfile
@@ -23,8 +24,13 @@ from exception_layer import ValidationFailed
 from integration.file_manager import OUTPUT, PREDICTION, ProjectFiles
 from project_library.batch_archive import check_cancelled, validate_and_archive
 from project_library.csv_parsing import looks_like_number
+from project_library.drift import DriftAccumulator
 from project_library.evaluation import json_label, json_number
-from project_library.model_artifacts import load_verified_model
+from project_library.model_artifacts import (
+    REFERENCE_PROFILE_FILE,
+    load_verified_model,
+    read_verified_file,
+)
 from project_library.reporting import Reporter
 from project_library.training import library_versions
 
@@ -82,12 +88,16 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
         execution_id: names ``archive/<execution_id>/`` and ``prediction_output/<execution_id>/``.
         model_version: the registry entry of the model to use.
         reporter: receives log lines and progress.
-        should_stop: polled between files and chunks; True cancels.
+        should_stop: polled between files and between chunks of 50,000 rows; True cancels.
 
     Returns:
-        ``{"output_path", "rows", "files", "version", "summary", "validation"}``; ``summary`` is
-        ``{"class_counts": {label: n}}`` for classification, ``{"min", "max", "mean"}`` for
-        regression.
+        ``{"output_path", "rows", "files", "version", "summary", "validation", "drift"}``;
+        ``summary`` is ``{"class_counts": {label: n}}`` for classification, ``{"min", "max",
+        "mean"}`` for regression. ``drift`` compares the rows with the training data's profile
+        (``reference_profile.json``): ``{"rows", "features": {name: {"psi", "status"}},
+        "drifted": [names], "warnings": [names]}`` with status ``ok`` (PSI < 0.1), ``warning``
+        (< 0.25) or ``drift``; None for a version trained without a profile. Drifted features
+        are also named in a WARNING log line.
 
     Raises:
         NoBatchFiles: ``prediction_batch_files/`` is empty.
@@ -116,6 +126,7 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
                      level="WARNING")
     reporter.log(f"Loaded model version {model_version.version} ({model_version.algorithm}); "
                  "its checksum matches the registry.", stage="loading")
+    drift = _drift_accumulator(files, model_version, reporter)
 
     progress("predicting")
     classes = list(getattr(model, "classes_", [])) if problem_type == "classification" else []
@@ -133,6 +144,8 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
             for start in range(0, len(batch.frame), CHUNK_ROWS):
                 check_cancelled(should_stop)
                 typed = batch.frame.iloc[start:start + CHUNK_ROWS]
+                if drift is not None:
+                    drift.add(typed)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     predicted = model.predict(typed)
@@ -157,12 +170,46 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
         files.upload(output_path, buffer, size=size, content_type="text/csv")
     predictions = np.concatenate(all_predictions) if all_predictions else np.array([])
     summary = _summary(predictions, problem_type)
+    drift_summary = _drift_summary(drift, reporter)
     reporter.log(f"Wrote {total} predictions from {len(intake.good)} files to {output_path}.",
                  stage="saving")
     progress("saving", 1.0)
     return {"output_path": output_path, "rows": int(total), "files": len(intake.good),
             "version": int(model_version.version), "summary": summary,
-            "validation": [r.to_dict() for r in intake.reports]}
+            "validation": [r.to_dict() for r in intake.reports], "drift": drift_summary}
+
+
+def _drift_accumulator(files: ProjectFiles, model_version: ModelVersion,
+                       reporter: Reporter) -> DriftAccumulator | None:
+    """A drift accumulator on the version's verified reference profile, if it has one."""
+    if REFERENCE_PROFILE_FILE not in (model_version.artifacts or {}):
+        reporter.log(f"Model version {model_version.version} has no reference profile of its "
+                     "training data; drift is not checked.", stage="loading")
+        return None
+    reference = json.loads(read_verified_file(files, model_version, REFERENCE_PROFILE_FILE))
+    return DriftAccumulator(reference)
+
+
+def _drift_summary(drift: DriftAccumulator | None, reporter: Reporter) -> dict | None:
+    if drift is None:
+        return None
+    report = drift.report()
+    if report["drifted"]:
+        reporter.log(f"Data drift in {len(report['drifted'])} features (PSI >= 0.25 against the "
+                     f"training data): {_psi_list(report, report['drifted'])}.",
+                     stage="predicting", level="WARNING")
+    if report["warnings"]:
+        reporter.log(f"Moderate shift (PSI 0.1-0.25) in {_psi_list(report, report['warnings'])}.",
+                     stage="predicting")
+    if not report["drifted"] and not report["warnings"] and report["features"]:
+        judged = all(f["status"] != "insufficient_data" for f in report["features"].values())
+        reporter.log("No drift against the training data (every PSI below 0.1)." if judged else
+                     f"Only {report['rows']} rows: too few to judge drift.", stage="predicting")
+    return report
+
+
+def _psi_list(report: dict, names: list[str]) -> str:
+    return ", ".join(f"{name} ({report['features'][name]['psi']:.2f})" for name in names)
 
 
 def _summary(predictions: np.ndarray, problem_type: str) -> dict:

@@ -66,8 +66,10 @@ class DateFeatures(BaseEstimator, TransformerMixin):
 
 
 def to_float(X):  # noqa: N803
-    """Cast a frame (nullable booleans or integers) to float64 with NaN for missing values."""
-    return pd.DataFrame(X).astype("Float64").astype("float64")
+    """Cast a frame (nullable booleans or integers) to a float64 array with NaN for missing
+    values (one conversion, no intermediate nullable frame: this runs on every fit and
+    prediction)."""
+    return pd.DataFrame(X).to_numpy(dtype="float64", na_value=np.nan)
 
 
 def to_text(X):  # noqa: N803
@@ -134,11 +136,21 @@ def build_preprocessor(plan: FeaturePlan, *, scale: bool) -> Pipeline:
     Numeric: median imputation; boolean: 0/1 with most-frequent imputation; low-cardinality
     categories: most-frequent imputation + one-hot (unknown values ignored); high-cardinality:
     most-frequent imputation + ordinal codes (unknown values -1); dates: year, month, day,
-    day of week with median imputation.
+    day of week with median imputation. When every used column is numeric the branches are
+    skipped: select, cast, impute (and scale) in one pipeline.
     """
 
     def scaled(steps: list) -> list:
         return [*steps, ("scale", StandardScaler())] if scale else steps
+
+    if plan.numeric and plan.used == plan.numeric:
+        # Only numeric columns: one straight pipeline; a ColumnTransformer would only add
+        # its splitting and stacking to every fit and prediction.
+        return Pipeline([
+            ("select", SelectColumns(plan.used)),
+            *scaled([("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+                     ("impute", SimpleImputer(strategy="median"))]),
+        ])
 
     branches = []
     if plan.numeric:

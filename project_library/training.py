@@ -4,6 +4,10 @@ Stages: validating -> loading -> preprocessing -> training -> evaluating -> savi
 (20 %) is held out first; candidate algorithms are compared by cross-validation on the rest with
 the project's selection metric; the best is refitted on the training part and measured on the
 held-out rows.
+
+Both the held-out split and the cross-validation folds are seeded, so the same data gives the same
+split every time; the rule is recorded in the metrics (``metrics["split"]``, ``metrics["cv"]``) so
+that anyone can rebuild it (see :func:`holdout_split`).
 """
 
 from __future__ import annotations
@@ -26,15 +30,21 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import KFold, StratifiedKFold, cross_validate, train_test_split
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from entity.project import Project
 from integration.file_manager import TRAINING, ProjectFiles
-from project_library import evaluation
+from project_library import drift, evaluation
 from project_library.batch_archive import check_cancelled, validate_and_archive
-from project_library.model_artifacts import save_model_version, version_folder
+from project_library.model_artifacts import (
+    REFERENCE_PROFILE_FILE,
+    save_model_version,
+    sha256_hex,
+    version_folder,
+)
 from project_library.preprocessing import FeaturePlan, build_preprocessor, plan_features
 from project_library.reporting import Reporter, TrainingFailed
 
@@ -43,6 +53,9 @@ TEST_SIZE = 0.2
 MAX_KNN_ROWS = 50_000
 LARGE_DATA_ROWS = 100_000
 RANDOM_STATE = 0
+#: share of the model search's time that the permutation importance may take (at least 0.1 s)
+IMPORTANCE_BUDGET_SHARE = 0.05
+MIN_IMPORTANCE_SECONDS = 0.1
 #: selection metric -> (scikit-learn scorer for binary/regression, for multiclass)
 SCORERS = {
     "accuracy": ("accuracy", "accuracy"),
@@ -151,6 +164,38 @@ def _can_stratify(y: np.ndarray, test_size: float) -> bool:
         and len(y) * (1 - test_size) >= len(counts)
 
 
+def holdout_split(y: np.ndarray, problem_type: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Split rows ``0..len(y)-1`` into the training part and the held-out test part.
+
+    Deterministic: ``sklearn.model_selection.train_test_split`` with ``test_size=0.2``,
+    ``random_state=0``, ``shuffle=True``, stratified by ``y`` for a classification whose smallest
+    class has at least 2 rows (and where every class fits in both parts). The rows are numbered in
+    the order training loads them: the valid batch files in the order of
+    ``data_fingerprint["files"]``, each file's rows in file order, rows without a target dropped.
+
+    Returns:
+        ``(train_index, test_index, info)``; ``info`` is the JSON-safe rule plus
+        ``test_index_sha256``, the SHA-256 of the sorted test indices as little-endian int64, to
+        check a rebuilt split against.
+    """
+    stratified = problem_type == "classification" and _can_stratify(y, TEST_SIZE)
+    train_index, test_index = train_test_split(
+        np.arange(len(y)), test_size=TEST_SIZE, random_state=RANDOM_STATE, shuffle=True,
+        stratify=y if stratified else None)
+    info = {"method": "sklearn.model_selection.train_test_split", "test_size": TEST_SIZE,
+            "random_state": RANDOM_STATE, "shuffle": True, "stratified": bool(stratified),
+            "rows": len(y), "n_train": len(train_index), "n_test": len(test_index),
+            "row_order": "valid batch files in data_fingerprint order, rows in file order, "
+                         "rows without a target dropped",
+            "test_index_sha256": index_digest(test_index)}
+    return train_index, test_index, info
+
+
+def index_digest(index: np.ndarray) -> str:
+    """SHA-256 of the sorted row indices as little-endian int64 (identifies a split)."""
+    return sha256_hex(np.sort(np.asarray(index)).astype("<i8").tobytes())
+
+
 def _cv_splitter(problem_type: str, y: np.ndarray):
     folds = 3 if len(y) > LARGE_DATA_ROWS else 5
     folds = max(2, min(folds, len(y)))
@@ -160,6 +205,35 @@ def _cv_splitter(problem_type: str, y: np.ndarray):
             return StratifiedKFold(n_splits=min(folds, smallest), shuffle=True,
                                    random_state=RANDOM_STATE)
     return KFold(n_splits=folds, shuffle=True, random_state=RANDOM_STATE)
+
+
+def _cv_info(splitter) -> dict:
+    return {"method": f"sklearn.model_selection.{type(splitter).__name__}",
+            "n_splits": splitter.get_n_splits(), "shuffle": True,
+            "random_state": RANDOM_STATE, "on": "the training part"}
+
+
+def _cross_validate(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: list,  # noqa: N803
+                    scorer, should_stop: Callable[[], bool] | None
+                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Fit and score ``pipeline`` on each fold; NaN for a fold whose fit or scoring failed.
+
+    ``should_stop`` is polled before every fold. Returns the scores, the fit seconds and the
+    failure messages.
+    """
+    scores = np.full(len(folds), np.nan)
+    fit_seconds = np.zeros(len(folds))
+    failures: list[str] = []
+    for index, (train, test) in enumerate(folds):
+        check_cancelled(should_stop)
+        began = time.perf_counter()
+        try:
+            fitted = clone(pipeline).fit(X.iloc[train], y[train])
+            fit_seconds[index] = time.perf_counter() - began
+            scores[index] = scorer(fitted, X.iloc[test], y[test])
+        except (ValueError, TypeError, ArithmeticError, IndexError, KeyError) as exc:
+            failures.append(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+    return scores, fit_seconds, failures
 
 
 def _warning_summary(caught: list) -> str:
@@ -185,15 +259,18 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         execution_id: names the archive folder ``archive/<execution_id>/``.
         version: the model version number; files go to ``models/v<version>/``.
         reporter: receives log lines and progress.
-        should_stop: polled between files and between candidates; True cancels.
+        should_stop: polled between files, before every cross-validation fold of every
+            candidate, and between stages; True cancels.
         candidates: restrict the algorithms tried to these names (default: all that suit the
             problem type and the data size).
 
     Returns:
         ``{"algorithm", "metrics", "leaderboard", "params", "schema", "data_fingerprint",
-        "library_versions", "artifacts", "plots", "validation", "problem_type", "features"}``,
-        all JSON-serialisable. ``artifacts`` maps each file name in ``models/v<N>/`` to its
-        SHA-256.
+        "library_versions", "artifacts", "plots", "validation", "problem_type", "features",
+        "split"}``, all JSON-serialisable. ``artifacts`` maps each file name in ``models/v<N>/``
+        to its SHA-256 (``reference_profile.json``, the training data's per-feature profile for
+        drift checks, among them). ``split`` (also ``metrics["split"]``) is the held-out rule
+        of :func:`holdout_split`; ``metrics["cv"]`` describes the cross-validation folds.
 
     Raises:
         NoBatchFiles: ``training_batch_files/`` is empty.
@@ -255,13 +332,13 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                          "is this really a classification problem?", stage="preprocessing",
                          level="WARNING")
 
-    stratified = problem_type == "classification" and _can_stratify(y, TEST_SIZE)
-    X_train, X_test, y_train, y_test = train_test_split(  # noqa: N806
-        X, y, test_size=TEST_SIZE, random_state=RANDOM_STATE,
-        stratify=y if stratified else None)
+    train_index, test_index, split = holdout_split(y, problem_type)
+    X_train, X_test = X.iloc[train_index], X.iloc[test_index]  # noqa: N806
+    y_train, y_test = y[train_index], y[test_index]
     reporter.log(f"Held out {len(X_test)} rows for testing"
-                 f"{' (stratified by class)' if stratified else ''}; {len(X_train)} rows for "
-                 "model selection and fitting.", stage="preprocessing")
+                 f"{' (stratified by class)' if split['stratified'] else ''}, seeded so the "
+                 f"same data gives the same split; {len(X_train)} rows for model selection and "
+                 "fitting.", stage="preprocessing")
     plan = plan_features(X_train, schema)
     for column, why in plan.dropped.items():
         reporter.log(f"Not using column '{column}': {why}.", stage="preprocessing")
@@ -275,6 +352,8 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     multiclass = problem_type == "classification" and len(classes) > 2
     scoring = SCORERS[metric][1 if multiclass else 0]
     splitter = _cv_splitter(problem_type, y_train)
+    folds = list(splitter.split(np.zeros(len(y_train)), y_train))
+    scorer = get_scorer(scoring)
     options = candidate_models(problem_type, len(X_train))
     if candidates is not None:
         options = [c for c in options if c.name in set(candidates)]
@@ -286,6 +365,7 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                  f"{f' within {budget} s' if budget else ''}.", stage="training")
     leaderboard: list[dict] = []
     pipelines: dict[str, Pipeline] = {}
+    search_started = time.monotonic()
     for index, candidate in enumerate(options):
         check_cancelled(should_stop)
         elapsed = time.monotonic() - started
@@ -300,25 +380,22 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         began = time.monotonic()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                scores = cross_validate(pipeline, X_train, y_train, cv=splitter, scoring=scoring,
-                                        n_jobs=1, error_score=np.nan)
-            except ValueError as exc:
-                reporter.log(f"{candidate.name} failed: {str(exc).splitlines()[0][:200]}",
-                             stage="training", level="WARNING")
-                progress("training", (index + 1) / len(options))
-                continue
+            values, fold_seconds, failures = _cross_validate(pipeline, X_train, y_train, folds,
+                                                             scorer, should_stop)
         took = time.monotonic() - began
-        values = scores["test_score"]
         if np.isnan(values).all():
-            reporter.log(f"{candidate.name} failed on every fold.", stage="training",
+            why = f": {failures[0]}" if failures else ""
+            reporter.log(f"{candidate.name} failed on every fold{why}", stage="training",
                          level="WARNING")
             progress("training", (index + 1) / len(options))
             continue
+        if failures:
+            reporter.log(f"{candidate.name} failed on {len(failures)} of {len(folds)} folds: "
+                         f"{failures[0]}", stage="training", level="WARNING")
         sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         mean = float(np.nanmean(values)) * sign
         std = float(np.nanstd(values))
-        fit_seconds = float(np.mean(scores["fit_time"]))
+        fit_seconds = float(np.mean(fold_seconds))
         leaderboard.append({"algorithm": candidate.name, "cv_mean": evaluation.json_number(mean),
                             "cv_std": evaluation.json_number(std),
                             "fit_seconds": round(fit_seconds, 3),
@@ -338,6 +415,7 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X_train, y_train)
+    search_seconds = time.monotonic() - search_started
     reporter.log(f"Chose {algorithm} ({metric} {best['cv_mean']:.4f} ± {best['cv_std']:.4f}) "
                  f"and fitted it on {len(X_train)} rows.", stage="training")
 
@@ -368,8 +446,9 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     progress("evaluating", 0.4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        importances = evaluation.feature_importance(model, X_test[plan.used], y_test,
-                                                    scoring=scoring)
+        importances = evaluation.feature_importance(
+            model, X_test[plan.used], y_test, scoring=scorer,
+            budget_seconds=max(MIN_IMPORTANCE_SECONDS, IMPORTANCE_BUDGET_SHARE * search_seconds))
     metrics["feature_importance"] = importances
     importance_plot = evaluation.plot_feature_importance(importances, metric)
     if importance_plot:
@@ -378,7 +457,8 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         top = ", ".join(item["feature"] for item in importances[:5])
         reporter.log(f"Most important columns: {top}.", stage="evaluating")
     metrics.update({"selection_metric": metric, "cv_mean": best["cv_mean"],
-                    "cv_std": best["cv_std"], "n_train": len(X_train), "n_test": len(X_test)})
+                    "cv_std": best["cv_std"], "n_train": len(X_train), "n_test": len(X_test),
+                    "split": split, "cv": _cv_info(splitter)})
 
     # -- saving --------------------------------------------------------------------------
     progress("saving")
@@ -391,9 +471,11 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
             "problem_type": problem_type, "target": target, "metrics": metrics,
             "params": params, "features": features, "schema": schema.to_dict(),
             "data_fingerprint": fingerprint, "library_versions": versions}
+    reference = drift.reference_profile(X_train, plan)
     artifacts = save_model_version(
         files, version, model=model,
-        documents={"metrics.json": card, "leaderboard.json": leaderboard},
+        documents={"metrics.json": card, "leaderboard.json": leaderboard,
+                   REFERENCE_PROFILE_FILE: reference},
         binaries=plots)
     reporter.log(f"Saved model version {version} ({len(artifacts)} files) in "
                  f"{version_folder(version)}.", stage="saving")
@@ -402,7 +484,7 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
             "params": params, "schema": schema.to_dict(), "data_fingerprint": fingerprint,
             "library_versions": versions, "artifacts": artifacts, "plots": sorted(plots),
             "validation": [r.to_dict() for r in intake.reports], "problem_type": problem_type,
-            "features": features}
+            "features": features, "split": split}
 
 
 def _plan_summary(plan: FeaturePlan) -> str:
