@@ -108,7 +108,8 @@ def project(slug):
         pages=max(1, -(-total // per_page)), can_edit=project.has_role(current_user, "editor"),
         is_owner=project.has_role(current_user, "owner"),
         last_seq=db.logs.last_seq(active.id) if active else 0,
-        active_logs=db.logs.list(active.id) if active else [])
+        active_logs=db.logs.list(active.id) if active else [],
+        usage=services().model_server.usage(project.id))
 
 
 @bp.route("/projects/<slug>/settings", methods=["GET", "POST"])
