@@ -1,0 +1,302 @@
+"""Storage throughput through Trainyard's file manager against direct SDK calls.
+
+For each backend (local disk, S3 on moto_server, Azure Blob on Azurite, GCS on
+gcp-storage-emulator), it uploads and downloads one large file (500 MB by default) through the
+running app (HTTP: ``PUT .../files/content`` streamed into the storage, ``GET .../files/content``
+which streams or redirects to the cloud's signed URL) and through the cloud's own SDK to the same
+emulator, in the same run. It prints MB/s for both, the ratio (target: at least 0.8), and the web
+process's peak RSS growth during the upload (target: under 100 MB).
+
+    .venv/bin/python benchmarks/storage_throughput.py [--mb 500] [--backends local,s3,azure,gcs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client as http_client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests import emulators  # noqa: E402 - the same emulator servers the tests use
+
+ADMIN = {"email": "bench@example.com", "name": "Bench", "password": "benchmark password"}
+CHUNK = 8 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_file(path: Path, megabytes: int) -> None:
+    block = os.urandom(CHUNK)
+    with open(path, "wb") as out:
+        for _ in range(megabytes * 1024 * 1024 // CHUNK):
+            out.write(block)
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def worker_pid(master: int) -> int:
+    """gunicorn's worker: the child of the master process."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.2)
+    raise SystemExit("no gunicorn worker found")
+
+
+class PeakRss:
+    """Samples a process's RSS every 20 ms while in use."""
+
+    def __init__(self, pid: int):
+        self.pid, self.start, self.peak = pid, rss_kb(pid), rss_kb(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_kb(self.pid))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.start) / 1024
+
+
+def start_trainyard(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "DATA_DIR": str(workdir / "data"), "INSTANCE_DIR": str(workdir / "inst"),
+           "TRAINYARD_PORT": str(port), "LOG_LEVEL": "WARNING", "MAX_UPLOAD_MB": "4096"}
+    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(workdir / "app.log", "wb"),
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(base + "/healthz", timeout=1).ok:
+                return proc, base
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise SystemExit("Trainyard did not start; see " + str(workdir / "app.log"))
+
+
+def connection_definition(name: str, storage) -> dict:
+    """The storage connection that points Trainyard at the same bucket and prefix."""
+    parts = urlsplit(storage.uri)
+    prefix = parts.path.strip("/")
+    creds = storage.credentials
+    if parts.scheme == "s3":
+        return {"name": name, "kind": "s3", "settings": {
+            "bucket": parts.netloc, "prefix": prefix, "region": creds.get("region", ""),
+            "endpoint_url": creds["endpoint_url"], "access_key_id": creds["access_key_id"]},
+            "secrets": {"secret_access_key": creds["secret_access_key"]}}
+    if parts.scheme in ("wasbs", "az"):
+        return {"name": name, "kind": "azure", "settings": {
+            "container": parts.netloc.split("@")[0], "prefix": prefix},
+            "secrets": {"connection_string": creds["connection_string"]}}
+    if parts.scheme == "gs":
+        return {"name": name, "kind": "gcs", "settings": {
+            "bucket": parts.netloc, "prefix": prefix, "endpoint": creds["endpoint"]}}
+    return {"name": name, "kind": "local", "settings": {"directory": parts.path}}
+
+
+def direct_transfer(kind: str, storage, source: Path, sink: Path) -> tuple[float, float]:
+    """Seconds to upload and download ``source`` with the cloud's own SDK (or the file
+    system for local disk), to the same place Trainyard uses."""
+    parts = urlsplit(storage.uri)
+    key = f"{parts.path.strip('/')}/direct/big.bin".lstrip("/")
+    creds = storage.credentials
+    if kind == "local":
+        target = Path(parts.path) / "direct" / "big.bin"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        began = time.perf_counter()
+        shutil.copyfile(source, target)
+        up = time.perf_counter() - began
+        began = time.perf_counter()
+        shutil.copyfile(target, sink)
+        return up, time.perf_counter() - began
+    if kind == "s3":
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+
+        client = boto3.client("s3", endpoint_url=creds["endpoint_url"],
+                              aws_access_key_id=creds["access_key_id"],
+                              aws_secret_access_key=creds["secret_access_key"],
+                              region_name=creds.get("region") or "us-east-1")
+        config = TransferConfig(multipart_chunksize=CHUNK)
+        began = time.perf_counter()
+        client.upload_file(str(source), parts.netloc, key, Config=config)
+        up = time.perf_counter() - began
+        began = time.perf_counter()
+        client.download_file(parts.netloc, key, str(sink), Config=config)
+        return up, time.perf_counter() - began
+    if kind == "azure":
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(creds["connection_string"],
+                                                           api_version="2025-11-05")
+        blob = service.get_blob_client(parts.netloc.split("@")[0], key)
+        began = time.perf_counter()
+        with open(source, "rb") as data:
+            blob.upload_blob(data, overwrite=True)
+        up = time.perf_counter() - began
+        began = time.perf_counter()
+        with open(sink, "wb") as out:
+            blob.download_blob().readinto(out)
+        return up, time.perf_counter() - began
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs
+
+    client = gcs.Client(project="bench", credentials=AnonymousCredentials(),
+                        client_options={"api_endpoint": creds["endpoint"]})
+    blob = client.bucket(parts.netloc).blob(key, chunk_size=32 * 1024 * 1024)
+    began = time.perf_counter()
+    blob.upload_from_filename(str(source))
+    up = time.perf_counter() - began
+    began = time.perf_counter()
+    blob.download_to_filename(str(sink))
+    return up, time.perf_counter() - began
+
+
+def app_transfer(http: requests.Session, base: str, project_id: str, source: Path,
+                 sink: Path, pid: int) -> tuple[float, float, float]:
+    """Upload then download through the app. Plain http.client with 1 MB blocks: requests
+    would send the body in 8 KB writes and measure itself instead of the server."""
+    netloc = urlsplit(base).netloc
+    path = f"/api/v1/projects/{project_id}/files/content?path=data/big.bin"
+    headers = {"Cookie": "; ".join(f"{c.name}={c.value}" for c in http.cookies),
+               "X-CSRFToken": http.headers["X-CSRFToken"],
+               "Content-Length": str(source.stat().st_size),
+               "Content-Type": "application/octet-stream"}
+    connection = http_client.HTTPConnection(netloc, timeout=3600, blocksize=CHUNK)
+    with PeakRss(pid) as memory, open(source, "rb") as data:
+        began = time.perf_counter()
+        connection.request("PUT", path, body=data, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        up = time.perf_counter() - began
+    if response.status != 201:
+        raise SystemExit(f"upload failed: {response.status}")
+    began = time.perf_counter()
+    with http.get(base + path, stream=True, timeout=3600, allow_redirects=False) as answer:
+        if answer.status_code == 302:  # a cloud's signed URL: the bytes come from the cloud
+            target = answer.headers["Location"]
+        else:
+            target = None
+            answer.raise_for_status()
+            with open(sink, "wb") as out:
+                for chunk in answer.iter_content(CHUNK):
+                    out.write(chunk)
+    if target is not None:
+        with requests.get(target, stream=True, timeout=3600) as answer:
+            answer.raise_for_status()
+            with open(sink, "wb") as out:
+                for chunk in answer.iter_content(CHUNK):
+                    out.write(chunk)
+    down = time.perf_counter() - began
+    connection.close()
+    return up, down, memory.growth_mb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=int, default=500)
+    parser.add_argument("--backends", default="local,s3,azure,gcs")
+    args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
+    workdir = Path(tempfile.mkdtemp(prefix="trainyard-storage-bench-"))
+    source, sink = workdir / "big.bin", workdir / "copy.bin"
+    make_file(source, args.mb)
+    size_mb = source.stat().st_size / 1e6
+    app, base = start_trainyard(workdir)
+    rows, ok = [], True
+    try:
+        pid = worker_pid(app.pid)
+        http = requests.Session()
+        token = http.post(f"{base}/api/v1/setup", json=ADMIN, timeout=30).json()
+        http.headers["X-CSRFToken"] = token["csrf_token"]
+        for kind in backends:
+            with ExitStack() as stack:
+                if kind == "local":
+                    from cloud_storage import open_storage
+
+                    folder = workdir / "local-storage"
+                    folder.mkdir()
+                    storage = open_storage(folder.as_uri())
+                else:
+                    factory = {"s3": emulators.s3_storage, "azure": emulators.azure_storage,
+                               "gcs": emulators.gcs_storage}[kind]
+                    storage = stack.enter_context(factory())
+                connection = http.post(f"{base}/api/v1/storage-connections", timeout=30,
+                                       json=connection_definition(f"bench-{kind}", storage))
+                connection.raise_for_status()
+                project = http.post(f"{base}/api/v1/projects", timeout=30, json={
+                    "name": f"Bench {kind}", "problem_type": "regression",
+                    "storage_connection_id": connection.json()["id"],
+                    "schema": {"filename_pattern": r"^x\.csv$", "target": "y",
+                               "columns": [{"name": "x", "type": "float"},
+                                           {"name": "y", "type": "float"}]}})
+                project.raise_for_status()
+                app_up, app_down, growth = app_transfer(http, base, project.json()["id"],
+                                                        source, sink, pid)
+                assert sink.stat().st_size == source.stat().st_size
+                direct_up, direct_down = direct_transfer(kind, storage, source, sink)
+                rows.append((kind, size_mb / app_up, size_mb / direct_up,
+                             size_mb / app_down, size_mb / direct_down, growth))
+                print(f"{kind}: done", flush=True)
+    finally:
+        os.killpg(app.pid, signal.SIGTERM)
+        app.wait(timeout=30)
+        emulators.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\n{size_mb:.0f} MB file; MB/s through Trainyard vs the SDK directly\n")
+    print(f"{'backend':<8}{'up app':>9}{'up SDK':>9}{'ratio':>7}{'down app':>10}"
+          f"{'down SDK':>10}{'ratio':>7}{'RSS +MB':>9}  verdict")
+    for kind, app_up, sdk_up, app_down, sdk_down, growth in rows:
+        up_ratio, down_ratio = app_up / sdk_up, app_down / sdk_down
+        passed = up_ratio >= 0.8 and down_ratio >= 0.8 and growth < 100
+        ok &= passed
+        print(f"{kind:<8}{app_up:>9.1f}{sdk_up:>9.1f}{up_ratio:>7.2f}{app_down:>10.1f}"
+              f"{sdk_down:>10.1f}{down_ratio:>7.2f}{growth:>9.1f}  "
+              f"{'PASS' if passed else 'FAIL'}")
+    print("\nTargets: ratio >= 0.8 both ways; web process RSS growth < 100 MB during upload.")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
