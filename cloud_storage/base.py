@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import random
+import time
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
-from exception_layer import InvalidKey, ObjectNotFound, StorageError
+from exception_layer import (
+    InvalidKey,
+    ObjectNotFound,
+    PlatformError,
+    StorageError,
+    StorageUnavailable,
+)
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+logger = logging.getLogger("trainyard.storage")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,217 @@ def join_key(*parts: str) -> str:
     return joined
 
 
+# -- retries -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures (timeouts, 5xx, throttling) are retried.
+
+    ``attempts`` tries in all; before try ``n + 1`` the caller sleeps
+    ``base_delay * 2 ** (n - 1)`` seconds, capped at ``max_delay``, with jitter (50-100%).
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** (failures - 1)) * random.uniform(0.5, 1)
+
+
+def call_with_retry(operation: Callable[[], T], *, is_transient: Callable[[BaseException], bool],
+                    policy: RetryPolicy, description: str = "storage call",
+                    summarize: Callable[[BaseException], str] = lambda exc: type(exc).__name__,
+                    sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``operation``; retry it with exponential backoff while it fails transiently.
+
+    Each retry is logged on the ``trainyard.storage`` logger with ``summarize(exc)`` (which must
+    not carry secrets: SDK messages may quote signed URLs). A permanent failure, or the last
+    transient one, is raised as is.
+    """
+    failures = 0
+    while True:
+        try:
+            return operation()
+        except Exception as exc:
+            failures += 1
+            if failures >= policy.attempts or not is_transient(exc):
+                raise
+            delay = policy.delay(failures)
+            logger.warning("%s failed transiently (%s); retry %d of %d in %.2fs", description,
+                           summarize(exc), failures, policy.attempts - 1, delay)
+            sleep(delay)
+
+
+# -- error helpers shared by the cloud backends ------------------------------------------------
+
+def safe_endpoint(url: str) -> str:
+    """``url`` without user info, query or fragment (where secrets such as SAS tokens live)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__]
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+
+
+def describe_connection_failure(exc: BaseException) -> str:
+    """Why a connection failed, in plain words (read from the chain of ``exc``)."""
+    chain = list(_exception_chain(exc))
+    text = " ".join(f"{type(e).__name__} {e}" for e in chain).lower()
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
+        return "connection refused"
+    if any(word in text for word in ("name or service not known", "nodename nor servname",
+                                     "name resolution", "getaddrinfo", "no address associated",
+                                     "temporary failure in name", "nameresolution")):
+        return "the host name could not be resolved"
+    if any(isinstance(e, TimeoutError) for e in chain) or "timed out" in text \
+            or "timeout" in text:
+        return "the connection timed out"
+    if "certificate" in text or "ssl" in text:
+        return "the secure (TLS) connection failed"
+    if "reset" in text or "aborted" in text or "remote end closed" in text:
+        return "the connection was closed by the server"
+    return "the connection failed"
+
+
+def unreachable(endpoint: str, exc: BaseException) -> StorageUnavailable:
+    """The :class:`StorageUnavailable` error for a failed connection to ``endpoint``."""
+    return StorageUnavailable(
+        f"Cannot reach the storage at {safe_endpoint(endpoint)}: "
+        f"{describe_connection_failure(exc)}.")
+
+
+# -- streams --------------------------------------------------------------------------------
+
+def read_fully(stream: BinaryIO, size: int) -> bytes | bytearray:
+    """Read ``size`` bytes, or fewer only at the end of the stream (raw streams read short).
+
+    Reads into one buffer (no second copy) when the stream has ``readinto``.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        pieces, missing = [], size
+        while missing > 0:
+            piece = stream.read(missing)
+            if not piece:
+                break
+            pieces.append(piece)
+            missing -= len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    buffer = bytearray(size)
+    filled = 0
+    with memoryview(buffer) as view:
+        while filled < size:
+            count = readinto(view[filled:])
+            if not count:
+                break
+            filled += count
+    del buffer[filled:]
+    return buffer
+
+
+def first_chunk(stream: BinaryIO, chunk_size: int, size: int | None) -> tuple[bytes | bytearray,
+                                                                                  bool]:
+    """Read the start of an upload: ``(data, complete)``, ``complete`` when the stream ended
+    within ``chunk_size`` bytes (then one plain request stores it). ``size`` is a hint that
+    keeps small uploads from allocating a whole chunk."""
+    limit = chunk_size if size is None else max(1, min(chunk_size, size + 1))
+    data = read_fully(stream, limit)
+    if len(data) < limit:
+        return data, True
+    if limit < chunk_size:  # the size hint was short: fill the chunk
+        data = bytearray(data) + read_fully(stream, chunk_size - limit)
+        return data, len(data) < chunk_size
+    return data, False
+
+
+class FullReads(io.RawIOBase):
+    """A view of ``stream`` whose ``read(n)`` returns ``n`` bytes unless the stream ends.
+
+    SDKs that upload in chunks take a short read for the end of the data. ``error`` keeps what
+    reading the source raised, so that a caller can tell a failing source (re-raised as is) from
+    a failing storage.
+    """
+
+    def __init__(self, stream: BinaryIO):
+        super().__init__()
+        self._stream = stream
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            if size is None or size < 0:
+                return self._stream.read()
+            return read_fully(self._stream, size)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks (a streamed download).
+
+    ``close`` calls ``on_close`` (to release the connection) if given.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], on_close: Callable[[], None] | None = None):
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+        self._on_close = on_close
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._pending = memoryview(b"")
+            if self._on_close is not None:
+                self._on_close()
+        super().close()
+
+
+def chunk_stream(chunks: Iterator[bytes], on_close: Callable[[], None] | None = None,
+                 buffer_size: int = DEFAULT_CHUNK_SIZE) -> BinaryIO:
+    """A buffered binary file object (``read(n)``, ``with``) over ``chunks``."""
+    return io.BufferedReader(ChunkReader(chunks, on_close), buffer_size)
+
+
 class Storage(ABC):
     """A place where files live, addressed by URI.
 
@@ -90,11 +315,16 @@ class Storage(ABC):
     scheme: ClassVar[str] = ""
     #: the chunk size the backend prefers for streamed uploads
     upload_chunk_size: ClassVar[int] = 8 * 1024 * 1024
+    #: how transient failures are retried; set an instance's ``retry_policy`` to change it
+    retry_policy: RetryPolicy = RetryPolicy()
 
     def __init__(self, uri: str, credentials: dict | None = None, client=None):
         self.uri = uri
         self.credentials = credentials or {}
         self._client = client
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"<{type(self).__name__} {self.uri}>"
 
     # -- what each backend implements -------------------------------------------------
 
@@ -137,6 +367,42 @@ class Storage(ABC):
         """Create an (empty) folder so that it shows in listings."""
 
     # -- shared logic, overridable where a backend does better ---------------------------
+
+    def signed_url(self, key: str, expires_seconds: int = 3600) -> str | None:
+        """A URL that lets anyone holding it download ``key`` for ``expires_seconds``, or None
+        when this storage cannot sign (local disk, no signing key in the credentials)."""
+        check_key(key)
+        return None
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        """True if retrying the call that raised ``exc`` may succeed (backends override)."""
+        return False
+
+    def _summarize_error(self, exc: BaseException) -> str:
+        """A short, secret-free description of ``exc`` for the retry log."""
+        return type(exc).__name__
+
+    def _translate_error(self, exc: BaseException, key: str | None) -> BaseException:
+        """The :class:`PlatformError` that ``exc`` (an SDK error) means; ``exc`` if unknown."""
+        return exc
+
+    def _call(self, description: str, operation: Callable[[], T], *,
+              key: str | None = None) -> T:
+        """Run one SDK call with retries, raising SDK errors as platform errors.
+
+        ``key`` names the object concerned, so that "not found" becomes :class:`ObjectNotFound`.
+        """
+        try:
+            return call_with_retry(operation, is_transient=self._is_transient,
+                                   policy=self.retry_policy, description=description,
+                                   summarize=self._summarize_error)
+        except PlatformError:
+            raise
+        except Exception as exc:
+            translated = self._translate_error(exc, key)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     def check(self) -> None:
         """Verify that the storage is reachable and the credentials work (raises otherwise)."""

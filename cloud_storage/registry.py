@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from urllib.parse import urlsplit
 
-from cloud_storage.base import Storage
+from cloud_storage.base import Storage, logger
 from exception_layer import InvalidStorageUri
 
 _BACKENDS: dict[str, type[Storage]] = {}
@@ -39,7 +41,18 @@ def open_storage(uri: str, credentials: dict | None = None, client=None) -> Stor
     return backend_for(uri)(uri, credentials=credentials, client=client)
 
 
+_BUILTIN_MODULES = ("cloud_storage.local", "cloud_storage.s3", "cloud_storage.azure_blob",
+                    "cloud_storage.gcs")
+
+
 def _load_builtin_backends() -> None:
-    # Importing a backend module registers it; each imports its SDK lazily, so a missing
-    # cloud SDK only matters when that cloud is used.
-    import cloud_storage.local  # noqa: F401
+    # Importing a backend module registers it. Each imports its SDK inside the class, so a
+    # missing cloud SDK only matters when that cloud is used; a module that cannot be imported
+    # at all is left out (its scheme is then reported as unknown).
+    for module in _BUILTIN_MODULES:
+        if module in sys.modules:
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            logger.warning("Storage backend %s is not available: %s", module, exc)

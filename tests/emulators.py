@@ -185,14 +185,18 @@ def azurite() -> EmulatorServer:
 
 
 def gcs_emulator() -> EmulatorServer:
-    """The shared gcp-storage-emulator, started on first use."""
+    """The shared gcp-storage-emulator, started on first use.
+
+    In memory (``-M``): its disk store maps object names to files, so a folder marker
+    ``a/b/`` (a file ``a/b``) and an object ``a/b/c`` cannot both exist there.
+    """
     def build():
         port = free_port()
         workdir = _workdir("gcs")
         return EmulatorServer(
             "GCS (gcp-storage-emulator)", VENV_BIN / "gcp-storage-emulator",
-            ["-d", str(workdir / "data"), "start", "--host", "127.0.0.1", "--port", str(port),
-             "-q"], port=port, workdir=workdir, ready_path="/storage/v1/b")
+            ["start", "--host", "127.0.0.1", "--port", str(port), "-q", "--in-memory"],
+            port=port, workdir=workdir, ready_path="/storage/v1/b")
     return _shared("gcs", build)
 
 
@@ -234,3 +238,83 @@ def gcs_server() -> Iterator[EmulatorServer]:
     """gcp-storage-emulator on a free port: ``.endpoint`` is its URL."""
     yield gcs_emulator()
     stop_all()
+
+
+# -- fresh storages on the emulators -----------------------------------------------------------
+
+@contextmanager
+def s3_storage(tmp_path: Path | None = None, *, prefix: str | None = None) -> Iterator[Storage]:
+    """A fresh bucket on moto_server; yields an S3 storage on it under a unique prefix.
+
+    The bucket and everything in it are deleted on exit (moto keeps objects in memory).
+    """
+    server = moto()
+    bucket = unique_name("ty")
+    prefix = unique_name("run") if prefix is None else prefix
+    storage = open_storage(f"s3://{bucket}/{prefix}", s3_credentials(server))
+    client = storage.client
+    client.create_bucket(Bucket=bucket)
+    try:
+        yield storage
+    finally:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])
+        client.delete_bucket(Bucket=bucket)
+
+
+@contextmanager
+def azure_storage(tmp_path: Path | None = None, *,
+                  prefix: str | None = None) -> Iterator[Storage]:
+    """A fresh container on Azurite; yields an Azure Blob storage on it under a unique prefix
+    (``wasbs://container@devstoreaccount1/prefix``). The container is deleted on exit."""
+    server = azurite()
+    container = unique_name("ty")
+    prefix = unique_name("run") if prefix is None else prefix
+    storage = open_storage(f"wasbs://{container}@{AZURITE_ACCOUNT}/{prefix}",
+                           azure_credentials(server))
+    storage.service_client.create_container(container)
+    try:
+        yield storage
+    finally:
+        storage.service_client.delete_container(container)
+
+
+# The GCS emulator serves one request at a time: its tests upload with few threads.
+GCS_PARALLELISM = 2
+GCS_CLEANUP_LIMIT = 200
+
+
+@contextmanager
+def gcs_storage(tmp_path: Path | None = None, *, prefix: str | None = None) -> Iterator[Storage]:
+    """A fresh bucket on gcp-storage-emulator; yields a GCS storage on it under a unique prefix.
+    The bucket and its objects are deleted on exit."""
+    server = gcs_emulator()
+    bucket = unique_name("ty")
+    prefix = unique_name("run") if prefix is None else prefix
+    storage = open_storage(f"gs://{bucket}/{prefix}", gcs_credentials(server))
+    new_bucket = storage.client.bucket(bucket)
+    # The emulator rewrites its whole metadata on every write: soft-deleted objects kept for
+    # 7 days (the default) would slow every later test.
+    new_bucket.soft_delete_policy.retention_duration_seconds = 0
+    storage.client.create_bucket(new_bucket)
+    try:
+        yield storage
+    finally:
+        from google.api_core.exceptions import Conflict
+
+        names = [blob.name for blob in storage.client.list_blobs(bucket)]
+        # Deleting costs the emulator ~20 ms per object (it rewrites its metadata each time):
+        # a crowded bucket is left to the in-memory emulator, which goes at the session's end.
+        if len(names) <= GCS_CLEANUP_LIMIT:
+            for name in names:
+                new_bucket.delete_blob(name)
+            try:
+                new_bucket.delete()
+            except Conflict:  # an interrupted resumable upload's session remains
+                pass

@@ -2,9 +2,9 @@
 
 Each backend is one factory in ``STORAGE_FACTORIES``: a context manager that takes the test's
 ``tmp_path`` and yields a fresh, empty :class:`Storage` (its own root folder, bucket prefix or
-container), cleaning up on exit. Adding a backend (``s3`` against moto_server, ``azure`` against
-Azurite, ``gcs`` against gcp-storage-emulator) is one more factory and one more dict entry; a
-factory whose emulator or SDK is missing calls ``pytest.skip`` with the reason.
+container), cleaning up on exit. The cloud backends run against real emulator servers
+(``tests/emulators.py``: moto_server, Azurite, gcp-storage-emulator), started once per session;
+a missing emulator fails with the command that installs it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ from pathlib import Path
 import pytest
 
 from cloud_storage import Storage, open_storage
+from tests.emulators import (  # noqa: F401 - the *_server names are fixtures
+    GCS_PARALLELISM,
+    azure_storage,
+    azurite_server,
+    gcs_server,
+    gcs_storage,
+    moto_server,
+    s3_storage,
+)
 
 
 @contextmanager
@@ -28,6 +37,9 @@ def local_storage(tmp_path: Path) -> Iterator[Storage]:
 StorageFactory = Callable[[Path], AbstractContextManager[Storage]]
 STORAGE_FACTORIES: dict[str, StorageFactory] = {
     "local": local_storage,
+    "s3": s3_storage,
+    "azure": azure_storage,
+    "gcs": gcs_storage,
 }
 
 
@@ -38,23 +50,38 @@ def storage(request, tmp_path) -> Iterator[Storage]:
         yield fresh
 
 
+def upload_many(storage: Storage, items: dict[str, bytes] | Iterable[str]) -> None:
+    """Upload many small objects quickly (see the ``put_many`` fixture)."""
+    pairs = list(items.items() if isinstance(items, dict)
+                 else ((k, k.encode()) for k in items))
+    if storage.scheme == "file":
+        for key, data in pairs:
+            storage.upload_bytes(key, data)
+        return
+    with ThreadPoolExecutor(GCS_PARALLELISM if storage.scheme == "gs" else 8) as pool:
+        list(pool.map(lambda kv: storage.upload_bytes(*kv), pairs))
+
+
+@pytest.fixture(scope="session", params=sorted(STORAGE_FACTORIES))
+def crowded_storage(request, tmp_path_factory):
+    """One storage per backend holding 1,105 objects, shared by the read-only listing tests
+    (filling it takes seconds on an emulator): ``(storage, files, nested)``, where ``files`` are
+    1,100 files directly in many/ and ``nested`` 5 sub-folders' files."""
+    files = [f"many/{i:04d}.txt" for i in range(1100)]
+    nested = [f"many/sub{j}/inner.txt" for j in range(5)]
+    with STORAGE_FACTORIES[request.param](tmp_path_factory.mktemp(request.param)) as storage:
+        upload_many(storage, {key: b"x" for key in files + nested})
+        yield storage, files, nested
+
+
 @pytest.fixture
 def put_many():
     """Upload many small objects quickly: ``put_many(storage, {key: bytes})``, or a list of
     keys (each object then holds its own key).
 
-    Network backends upload 8 at a time; local uploads go one after the other, since a local
-    upload is a file creation and a rename, which threads only slow down (GIL, directory lock).
+    Network backends upload 8 at a time (the single-threaded GCS emulator fewer); local uploads
+    go one after the other, since a local upload is a file creation and a rename, which threads
+    only slow down (GIL, directory lock).
     """
 
-    def put(storage: Storage, items: dict[str, bytes] | Iterable[str]) -> None:
-        pairs = list(items.items() if isinstance(items, dict)
-                     else ((k, k.encode()) for k in items))
-        if storage.scheme == "file":
-            for key, data in pairs:
-                storage.upload_bytes(key, data)
-            return
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda kv: storage.upload_bytes(*kv), pairs))
-
-    return put
+    return upload_many

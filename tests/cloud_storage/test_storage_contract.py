@@ -168,12 +168,12 @@ def _collect(storage, prefix, *, recursive, page_size):
 
 
 @pytest.fixture
-def crowd(storage, put_many):
-    """1,105 objects: 1,100 files directly in many/ and 5 sub-folders with one file each."""
-    files = [f"many/{i:04d}.txt" for i in range(1100)]
-    nested = [f"many/sub{j}/inner.txt" for j in range(5)]
-    put_many(storage, {key: b"x" for key in files + nested})
-    return storage, files, nested
+def crowd(crowded_storage):
+    """1,105 objects: 1,100 files directly in many/ and 5 sub-folders with one file each.
+
+    Shared by the tests that only list it (conftest's ``crowded_storage``), one per backend.
+    """
+    return crowded_storage
 
 
 def test_recursive_pagination_over_more_than_a_thousand_objects(crowd):

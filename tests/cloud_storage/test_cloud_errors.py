@@ -1,0 +1,340 @@
+"""What users see when a cloud storage fails: wrong credentials, a missing bucket or container,
+an unreachable endpoint, and transient errors that are retried.
+
+Against the real emulators where they can show it: Azurite checks account keys and SAS
+signatures. moto_server does not check S3 signatures (any credentials pass), so S3's credential
+and permission errors are produced by botocore's Stubber on a real client; the GCS emulator
+takes any caller, so a service-account key is refused by a token endpoint instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+
+import pytest
+
+from cloud_storage import open_storage
+from cloud_storage.base import RetryPolicy, call_with_retry
+from exception_layer import ObjectNotFound, StorageAuthError, StorageError, StorageUnavailable
+from tests.emulators import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    azure_credentials,
+    azure_storage,
+    free_port,
+    gcs_credentials,
+    gcs_storage,
+    s3_credentials,
+    s3_storage,
+)
+
+FAST = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
+SECRET = "s3cr3t-Value-That-Must-Not-Leak"
+
+
+def fast(storage):
+    storage.retry_policy = FAST
+    return storage
+
+
+def assert_safe(error, *secrets):
+    for secret in secrets:
+        assert secret not in error.message
+        assert secret not in str(error)
+
+
+# -- S3 ------------------------------------------------------------------------------------
+
+def test_s3_missing_bucket(moto_server):
+    storage = fast(open_storage("s3://no-such-bucket-here/p", s3_credentials(moto_server)))
+    for attempt in (storage.check, lambda: storage.list(""),
+                    lambda: storage.upload_bytes("a.txt", b"1"),
+                    lambda: storage.read_bytes("a.txt")):
+        with pytest.raises(StorageError) as caught:
+            attempt()
+        assert caught.value.message == "The bucket 'no-such-bucket-here' does not exist."
+
+
+def test_s3_unreachable_endpoint():
+    port = free_port()
+    credentials = {"access_key_id": "AKIA", "secret_access_key": SECRET,
+                   "endpoint_url": f"http://127.0.0.1:{port}"}
+    storage = fast(open_storage("s3://bucket-x/p", credentials))
+    with pytest.raises(StorageUnavailable) as caught:
+        storage.check()
+    assert caught.value.message == (f"Cannot reach the storage at http://127.0.0.1:{port}: "
+                                    "connection refused.")
+    assert_safe(caught.value, SECRET)
+
+
+@pytest.mark.parametrize("code, status, message", [
+    ("SignatureDoesNotMatch", 403,
+     "The storage rejected the credentials (access key or secret is wrong)."),
+    ("InvalidAccessKeyId", 403,
+     "The storage rejected the credentials (access key or secret is wrong)."),
+    ("AccessDenied", 403, "Permission denied on bucket 'bucket-x'."),
+])
+def test_s3_credential_errors(moto_server, code, status, message):
+    from botocore.stub import Stubber
+
+    storage = fast(open_storage("s3://bucket-x/p", {**s3_credentials(moto_server),
+                                                    "secret_access_key": SECRET}))
+    with Stubber(storage.client) as stub:
+        stub.add_client_error("list_objects_v2", service_error_code=code,
+                              service_message=f"the signature for {SECRET}",
+                              http_status_code=status)
+        with pytest.raises(StorageAuthError) as caught:
+            storage.check()
+    assert caught.value.message == message
+    assert_safe(caught.value, SECRET)
+
+
+def test_s3_transient_errors_are_retried_and_logged(moto_server, caplog):
+    from botocore.stub import Stubber
+
+    with s3_storage() as storage:
+        fast(storage).upload_bytes("a.txt", b"1")
+        stub = Stubber(storage.client)
+        stub.add_client_error("head_object", service_error_code="SlowDown",
+                              http_status_code=503)
+        stub.add_client_error("head_object", service_error_code="503", http_status_code=503)
+        stub.add_response("head_object", {"ContentLength": 1})
+        with stub, caplog.at_level(logging.WARNING, logger="trainyard.storage"):
+            assert storage.stat("a.txt").size == 1
+            stub.assert_no_pending_responses()
+        retries = [r for r in caplog.records if r.name == "trainyard.storage"]
+        assert len(retries) == 2 and "SlowDown (HTTP 503)" in retries[0].getMessage()
+
+
+def test_s3_permanent_errors_are_not_retried(moto_server):
+    from botocore.stub import Stubber
+
+    with s3_storage() as storage:
+        stub = Stubber(fast(storage).client)
+        stub.add_client_error("head_object", service_error_code="AccessDenied",
+                              http_status_code=403)
+        stub.add_response("head_object", {"ContentLength": 1})
+        with stub:
+            with pytest.raises(StorageAuthError):
+                storage.stat("a.txt")
+            with pytest.raises(AssertionError):  # the second answer was never asked for
+                stub.assert_no_pending_responses()
+
+
+def test_s3_exhausted_retries_become_storage_unavailable(moto_server):
+    from botocore.stub import Stubber
+
+    with s3_storage() as storage:
+        stub = Stubber(fast(storage).client)
+        for _ in range(FAST.attempts):
+            stub.add_client_error("list_objects_v2", service_error_code="SlowDown",
+                                  http_status_code=503)
+        with stub, pytest.raises(StorageUnavailable, match="unavailable right now"):
+            storage.list("")
+
+
+def test_s3_aborted_multipart_upload_leaves_no_parts(moto_server):
+    from generated_stream import GeneratedStream
+
+    with s3_storage() as storage:
+        size = storage.upload_chunk_size * 2
+        with pytest.raises(ConnectionResetError):
+            storage.upload("x.bin", GeneratedStream(size, fail_after=size // 2 + 1))
+        uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket)
+        assert uploads.get("Uploads", []) == []
+        assert not storage.exists("x.bin")
+
+
+def test_s3_signed_url_downloads_the_object(moto_server):
+    with s3_storage() as storage:
+        storage.upload_bytes("dir/report.csv", b"a,b\n")
+        url = storage.signed_url("dir/report.csv", 60)
+        assert "X-Amz-Signature=" in url
+        with urllib.request.urlopen(url) as response:
+            assert response.read() == b"a,b\n"
+
+
+# -- Azure ---------------------------------------------------------------------------------
+
+def test_azure_wrong_account_key(azurite_server):
+    wrong = AZURITE_KEY[:-8] + "AAAAAAA="
+    credentials = {"connection_string": azure_credentials(azurite_server)["connection_string"]
+                   .replace(AZURITE_KEY, wrong)}
+    with azure_storage() as good:
+        storage = fast(open_storage(good.uri, credentials))
+        for attempt in (storage.check, lambda: storage.upload_bytes("a.txt", b"1")):
+            with pytest.raises(StorageAuthError) as caught:
+                attempt()
+            assert caught.value.message == ("The storage rejected the credentials (account "
+                                            "key or SAS token is wrong or expired).")
+            assert_safe(caught.value, wrong, AZURITE_KEY)
+
+
+def test_azure_account_name_and_key_credentials(azurite_server):
+    credentials = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY,
+                   "account_url": f"{azurite_server.endpoint}/{AZURITE_ACCOUNT}"}
+    with azure_storage() as good:
+        uri = good.uri.replace("wasbs://", "az://").replace(f"@{AZURITE_ACCOUNT}", "")
+        storage = open_storage(uri + "/x", credentials)
+        storage.upload_bytes("k.txt", b"1")
+        assert good.read_bytes("x/k.txt") == b"1"
+
+
+def test_azure_missing_container(azurite_server):
+    storage = fast(open_storage(f"wasbs://no-such-container@{AZURITE_ACCOUNT}/p",
+                                azure_credentials(azurite_server)))
+    for attempt in (storage.check, lambda: storage.upload_bytes("a.txt", b"1"),
+                    lambda: storage.stat("a.txt")):
+        with pytest.raises(StorageError) as caught:
+            attempt()
+        assert caught.value.message == "The container 'no-such-container' does not exist."
+
+
+def test_azure_unreachable_endpoint():
+    port = free_port()
+    credentials = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY,
+                   "account_url": f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"}
+    storage = fast(open_storage(f"wasbs://c-one@{AZURITE_ACCOUNT}/p", credentials))
+    with pytest.raises(StorageUnavailable) as caught:
+        storage.check()
+    assert caught.value.message == (f"Cannot reach the storage at http://127.0.0.1:{port}/"
+                                    f"{AZURITE_ACCOUNT}: connection refused.")
+    assert_safe(caught.value, AZURITE_KEY)
+
+
+def test_azure_signed_url_is_checked_by_the_server(azurite_server):
+    with azure_storage() as storage:
+        storage.upload_bytes("d/r.csv", b"x,y\n")
+        url = storage.signed_url("d/r.csv", 60)
+        with urllib.request.urlopen(url) as response:
+            assert response.read() == b"x,y\n"
+        tampered = url.replace("sp=r", "sp=rw")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(tampered)
+        assert caught.value.code == 403
+
+
+def test_azure_sas_token_credentials_cannot_sign(azurite_server):
+    storage = open_storage("az://c-one/p", {"account_name": AZURITE_ACCOUNT,
+                                             "sas_token": "sv=x&sig=y"})
+    assert storage.signed_url("a.txt") is None
+
+
+# -- GCS -----------------------------------------------------------------------------------
+
+def _service_account_json(token_uri: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return json.dumps({"type": "service_account", "project_id": "trainyard-test",
+                       "private_key_id": "k1", "private_key": pem,
+                       "client_email": "robot@trainyard-test.iam.gserviceaccount.com",
+                       "client_id": "1", "token_uri": token_uri})
+
+
+def test_gcs_rejected_service_account_key(gcs_server):
+    """The token endpoint refuses the key (here: the emulator, which has no token service)."""
+    key_json = _service_account_json(f"{gcs_server.endpoint}/token")
+    storage = fast(open_storage("gs://some-bucket/p", {**gcs_credentials(gcs_server),
+                                                       "service_account_json": key_json}))
+    with pytest.raises(StorageAuthError) as caught:
+        storage.check()
+    assert caught.value.message.startswith("The storage rejected the credentials")
+    assert_safe(caught.value, json.loads(key_json)["private_key"][40:80])
+
+
+def test_gcs_invalid_service_account_json():
+    storage = open_storage("gs://some-bucket/p", {"service_account_json": "{not json"})
+    with pytest.raises(StorageAuthError, match="service account key is not valid"):
+        storage.check()
+
+
+def test_gcs_missing_bucket(gcs_server):
+    storage = fast(open_storage("gs://no-such-bucket-here/p", gcs_credentials(gcs_server)))
+    for attempt in (storage.check, lambda: storage.upload_bytes("a.txt", b"1"),
+                    lambda: storage.stat("a.txt")):
+        with pytest.raises(StorageError) as caught:
+            attempt()
+        assert caught.value.message == "The bucket 'no-such-bucket-here' does not exist."
+
+
+def test_gcs_missing_object_in_an_existing_bucket(gcs_server):
+    with gcs_storage() as storage:
+        with pytest.raises(ObjectNotFound):
+            storage.stat("nope.txt")
+
+
+def test_gcs_unreachable_endpoint():
+    port = free_port()
+    storage = fast(open_storage("gs://some-bucket/p", {"endpoint": f"http://127.0.0.1:{port}"}))
+    with pytest.raises(StorageUnavailable) as caught:
+        storage.check()
+    assert caught.value.message == (f"Cannot reach the storage at http://127.0.0.1:{port}: "
+                                    "connection refused.")
+
+
+def test_gcs_permission_denied_and_server_errors_are_mapped():
+    from google.api_core import exceptions as api
+
+    storage = open_storage("gs://some-bucket/p", {"endpoint": "http://127.0.0.1:1"})
+    denied = storage._translate_error(api.Forbidden("robot@x lacks storage.objects.list"), None)
+    assert isinstance(denied, StorageAuthError)
+    assert denied.message == "Permission denied on bucket 'some-bucket'."
+    assert storage._is_transient(api.ServiceUnavailable("busy"))
+    assert not storage._is_transient(api.Forbidden("no"))
+
+
+def test_gcs_signed_url_needs_a_service_account_key(gcs_server):
+    with gcs_storage() as storage:
+        assert storage.signed_url("a.txt") is None  # anonymous: cannot sign
+    signer = open_storage("gs://some-bucket/p", {
+        "service_account_json": _service_account_json("https://oauth2.googleapis.com/token")})
+    url = signer.signed_url("dir/a b.txt", 60)
+    assert url.startswith("https://storage.googleapis.com/some-bucket/p/dir/a%20b.txt?")
+    assert "X-Goog-Signature=" in url and "X-Goog-Expires=60" in url
+
+
+# -- the shared retry helper ---------------------------------------------------------------
+
+class Transient(Exception):
+    pass
+
+
+def test_call_with_retry_backs_off_exponentially_then_gives_up():
+    sleeps, calls = [], []
+
+    def flaky():
+        calls.append(1)
+        raise Transient("503")
+
+    policy = RetryPolicy(attempts=4, base_delay=1, max_delay=3)
+    with pytest.raises(Transient):
+        call_with_retry(flaky, is_transient=lambda e: isinstance(e, Transient), policy=policy,
+                        sleep=sleeps.append)
+    assert len(calls) == 4 and len(sleeps) == 3
+    assert 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2 and 1.5 <= sleeps[2] <= 3
+
+
+def test_call_with_retry_does_not_retry_permanent_errors():
+    calls = []
+
+    def denied():
+        calls.append(1)
+        raise PermissionError("403")
+
+    with pytest.raises(PermissionError):
+        call_with_retry(denied, is_transient=lambda e: isinstance(e, Transient),
+                        policy=FAST, sleep=lambda s: None)
+    assert len(calls) == 1
+
+
+def test_storage_repr_hides_credentials(moto_server):
+    storage = open_storage("s3://bucket-x/p", {**s3_credentials(moto_server),
+                                               "secret_access_key": SECRET})
+    assert SECRET not in repr(storage)
