@@ -13,7 +13,7 @@ from flask_mail import Message
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
 from controllers import admin, api, auth, health, pages, transfers  # noqa: F401 (routes)
-from controllers.accounts import user_for_token
+from controllers.accounts import session_is_open, user_for_token
 from controllers.live import register_live_events
 from controllers.services import Services
 from entity.database import Database
@@ -102,6 +102,8 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         user_id, _, version = session_id.rpartition(".")
         user = db.users.get(user_id)
         if user is None or not user.active or str(user.session_version) != version:
+            return None
+        if not session_is_open(user.id):  # logged out elsewhere: the cookie is a stale copy
             return None
         return user
 

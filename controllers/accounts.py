@@ -190,6 +190,7 @@ def _redeem(kind: str, secret: str, password: str, confirm: str | None) -> User:
         raise BadRequest("This link is invalid, expired or already used; ask for a new one.")
     user.password_hash = generate_password_hash(password)
     user.session_version += 1
+    db.sessions.close_all(user.id)
     if kind == "invite":
         user.active = True
     db.users.save(user)
@@ -233,6 +234,7 @@ def change_password(user: User, current: str, new: str, confirm: str | None) -> 
     user.password_hash = generate_password_hash(new)
     user.session_version += 1
     services().db.users.save(user)
+    services().db.sessions.close_all(user.id)
     audit("user.password_changed", user.email)
 
 
@@ -262,10 +264,46 @@ def update_user(user: User, by: User, *, role: str | None = None,
         if not active:
             user.session_version += 1
             db.api_tokens.revoke_all_for_user(user.id)
+            db.sessions.close_all(user.id)
     db.users.save(user)
     if changes:
         audit("user.update", user.email, details=changes)
     return user
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+def sign_in(user: User, *, api_token_id: str | None = None) -> None:
+    """Log ``user`` in on this client: a new server-side session named by the cookie (or, for
+    a Socket.IO connection opened with a token, tied to that token)."""
+    from flask import session
+    from flask_login import login_user
+
+    session["sid"] = (f"token:{api_token_id}" if api_token_id
+                      else services().db.sessions.open(user.id))
+    login_user(user)
+
+
+def sign_out() -> None:
+    """End this client's session on the server too (a copied cookie stops working)."""
+    from flask import session
+    from flask_login import logout_user
+
+    sid = session.pop("sid", None)
+    if sid and not sid.startswith("token:"):
+        services().db.sessions.close(sid)
+    logout_user()
+
+
+def session_is_open(user_id: str) -> bool:
+    """True if this request's session is still open on the server."""
+    from flask import session
+
+    sid = session.get("sid") or ""
+    if sid.startswith("token:"):
+        token = services().db.api_tokens.get(sid[6:])
+        return token is not None and token.revoked_at is None and token.user_id == user_id
+    return services().db.sessions.is_open(sid, user_id)
 
 
 # -- personal API tokens -------------------------------------------------------------------

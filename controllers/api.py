@@ -10,8 +10,16 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
-from flask_login import current_user, login_user, logout_user
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    stream_with_context,
+)
+from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
 from controllers import accounts
@@ -19,13 +27,66 @@ from controllers import operations as ops
 from controllers import storage_connections as sc
 from controllers.access import load_project, require_admin, require_user, visible_projects
 from controllers.accounts import authenticate, create_first_admin
+from controllers.openapi import (
+    BINARY,
+    EVENT_STREAM,
+    FILE,
+    NO_CONTENT,
+    PAGING,
+    Body,
+    build_document,
+    multipart,
+    page_of,
+    query,
+    ref,
+    spec,
+)
 from controllers.services import services
+from entity.execution import KINDS as EXECUTION_KINDS
+from entity.project import PROJECT_ROLES
+from entity.security import TOKEN_SCOPES
+from entity.user import PLATFORM_ROLES
 from exception_layer import AccessDenied, BadRequest
 from integration.credentials import masked
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PER_PAGE = 200
+MAX_PAGE = 10**9
+#: sequence numbers are 64-bit integers in the databases
+MAX_SEQ = 2**62
+
+# Request and answer bodies used by one route each (the shared ones are in controllers.openapi).
+_TEXT = {"type": "string"}
+DAY = {"type": "string", "format": "date"}
+SCHEMA_ANSWER = {"type": "object", "required": ["schema"],
+                 "properties": {"schema": ref("BatchSchema")}}
+AFTER_SEQ = query("after_seq", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ,
+                                "default": 0},
+                  "the sequence number of the last line already read")
+FOLDER = query("path", description="a folder, ending with '/' (empty: the project's root)")
+FILE_PATH = query("path", required=True, description="a file; a folder when it ends with '/'")
+FOLDER_INPUT = {"type": "object", "required": ["path"], "properties": {"path": _TEXT}}
+FOLDER_ANSWER = FOLDER_INPUT
+EXECUTION_INPUT = {
+    "type": "object", "required": ["kind"],
+    "properties": {"kind": {"enum": list(EXECUTION_KINDS)},
+                   "version": {"anyOf": [{"type": "integer"}, _TEXT, {"type": "null"}],
+                               "description": "predict: the model version (default: active)"},
+                   "target_connection_id": {"anyOf": [_TEXT, {"type": "null"}],
+                                            "description": "move: the storage connection "
+                                                           "(empty: the default storage)"}}}
+MEMBER_INPUT = {"type": "object", "required": ["email", "role"],
+                "properties": {"email": _TEXT, "role": {"enum": list(PROJECT_ROLES)}}}
+EMAIL_INPUT = {"type": "object", "required": ["email"], "properties": {"email": _TEXT}}
+TOKEN_INPUT = {"type": "object", "required": ["name", "scope"],
+               "properties": {"name": {**_TEXT, "maxLength": 100},
+                              "scope": {"enum": list(TOKEN_SCOPES)}}}
+INVITE_INPUT = {"type": "object", "required": ["email", "name"],
+                "properties": {"email": _TEXT, "name": _TEXT,
+                               "role": {"enum": list(PLATFORM_ROLES), "default": "member"}}}
+USER_INPUT = {"type": "object", "properties": {"role": {"enum": list(PLATFORM_ROLES)},
+                                               "active": {"type": "boolean"}}}
 
 
 def _body() -> dict:
@@ -35,15 +96,21 @@ def _body() -> dict:
     return data
 
 
-def _paging() -> tuple[int, int]:
+def _whole_number(name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as a whole number from ``low`` to ``high``."""
     try:
-        page = int(request.args.get("page", 1))
-        per_page = int(request.args.get("per_page", 50))
+        value = int(request.args.get(name, default))
     except ValueError:
-        raise BadRequest("page and per_page must be whole numbers.") from None
-    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
-        raise BadRequest(f"page starts at 1; per_page is from 1 to {MAX_PER_PAGE}.")
-    return page, per_page
+        raise BadRequest(f"{name} must be a whole number.") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{name} is from {low} to {high}.")
+    return value
+
+
+def _paging() -> tuple[int, int]:
+    # The bound keeps page * per_page within what every database accepts as an offset.
+    return (_whole_number("page", 1, 1, MAX_PAGE),
+            _whole_number("per_page", 50, 1, MAX_PER_PAGE))
 
 
 def _paged(items: list, page: int, per_page: int, total: int):
@@ -59,70 +126,88 @@ def _slice(items: list):
 # -- session -----------------------------------------------------------------------------
 
 @bp.post("/setup")
+@spec("Session", request="SetupInput", responses={201: "Session"}, errors=(409, 422), public=True)
 def setup():
     """Create the first administrator (only while no account exists)."""
     data = _body()
     user = create_first_admin(data.get("email", ""), data.get("name", ""),
                               data.get("password", ""), data.get("password", ""))
-    login_user(user)
+    accounts.sign_in(user)
     return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()}), 201
 
 
 @bp.post("/session")
+@spec("Session", request="Credentials", responses={200: "Session"}, errors=(401, 429), public=True)
 def login():
     """Log in; answers the user and the CSRF token for later calls."""
     data = _body()
     user = authenticate(str(data.get("email", "")), str(data.get("password", "")),
                         request.remote_addr)
-    login_user(user)
+    accounts.sign_in(user)
     return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
 
 
 @bp.get("/session")
+@spec("Session", responses={200: "Session"})
 def session_info():
+    """Who am I: the logged-in user and a fresh CSRF token."""
     user = require_user()
     return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
 
 
 @bp.delete("/session")
+@spec("Session", responses={204: NO_CONTENT})
 def logout():
+    """Log out (ends the session cookie; a bearer token stays valid)."""
     require_user()
-    logout_user()
+    accounts.sign_out()
     return "", 204
 
 
 # -- projects ----------------------------------------------------------------------------
 
 @bp.get("/projects")
+@spec("Projects", query=PAGING, responses={200: page_of("Project")})
 def list_projects():
+    """The projects the caller may see."""
     return _slice([p.to_public() for p in visible_projects()])
 
 
 @bp.post("/projects")
+@spec("Projects", request="ProjectInput", responses={201: "Project"}, errors=(422,))
 def create_project():
+    """Create a project owned by the caller, with its folders."""
     project = ops.create_project(_body(), require_user())
     return jsonify(project.to_public()), 201
 
 
 @bp.get("/projects/<project_id>")
+@spec("Projects", responses={200: "Project"})
 def get_project(project_id):
+    """Read a project."""
     return jsonify(load_project(project_id=project_id).to_public())
 
 
 @bp.patch("/projects/<project_id>")
+@spec("Projects", request="ProjectInput", responses={200: "Project"}, errors=(409, 422))
 def update_project(project_id):
+    """Change a project's settings (its name and folder stay; editors)."""
     project = load_project(project_id=project_id, need="editor")
     return jsonify(ops.update_project(project, _body()).to_public())
 
 
 @bp.delete("/projects/<project_id>")
+@spec("Projects", responses={204: NO_CONTENT}, errors=(409,))
 def delete_project(project_id):
+    """Delete a project with its files, executions, logs and model versions (owners)."""
     ops.delete_project(load_project(project_id=project_id, need="owner"))
     return "", 204
 
 
 @bp.post("/schema/infer")
+@spec("Projects", request=multipart(sample=FILE), responses={200: SCHEMA_ANSWER}, errors=(413, 422))
 def infer_schema():
+    """Infer a batch-file schema from a sample CSV (multipart field ``sample``)."""
     require_user()
     return jsonify({"schema": ops.infer_schema(request.files.get("sample"))})
 
@@ -130,14 +215,23 @@ def infer_schema():
 # -- files -------------------------------------------------------------------------------
 
 @bp.get("/projects/<project_id>/files")
+@spec("Files", query=(FOLDER, query("page_token", description="next_token of the previous page")),
+      responses={200: "FolderListing"}, errors=(502, 503))
 def list_files(project_id):
+    """List a folder of the project (``path`` ending with '/'; empty: the root)."""
     project = load_project(project_id=project_id)
     return jsonify(ops.list_folder(project, request.args.get("path", ""),
                                    request.args.get("page_token")))
 
 
 @bp.post("/projects/<project_id>/files")
+@spec("Files", query=(FOLDER,), request=multipart(files={"type": "array", "items": FILE}),
+      responses={201: "Uploaded"}, errors=(413, 422, 502, 503))
 def upload_files(project_id):
+    """Upload files into a folder: all of them or none.
+
+    Files going into the batch folders are checked against the project's schema first.
+    """
     project = load_project(project_id=project_id, need="editor")
     stored = ops.upload_files(project, request.args.get("path", ""),
                               request.files.getlist("files"))
@@ -145,20 +239,26 @@ def upload_files(project_id):
 
 
 @bp.get("/projects/<project_id>/files/content")
+@spec("Files", query=(FILE_PATH,), responses={200: BINARY}, errors=(502, 503))
 def download_file(project_id):
+    """Download a file."""
     project = load_project(project_id=project_id)
     return ops.download_response(project, request.args.get("path", ""))
 
 
 @bp.delete("/projects/<project_id>/files")
+@spec("Files", query=(FILE_PATH,), responses={204: NO_CONTENT}, errors=(409, 502, 503))
 def delete_file(project_id):
+    """Delete a file, or a folder when ``path`` ends with '/' (editors)."""
     project = load_project(project_id=project_id, need="editor")
     ops.delete_path(project, request.args.get("path", ""))
     return "", 204
 
 
 @bp.post("/projects/<project_id>/folders")
+@spec("Files", request=FOLDER_INPUT, responses={201: FOLDER_ANSWER}, errors=(502, 503))
 def make_folder(project_id):
+    """Create a folder (editors)."""
     project = load_project(project_id=project_id, need="editor")
     path = _body().get("path")
     if not isinstance(path, str) or not path.strip():
@@ -169,7 +269,9 @@ def make_folder(project_id):
 # -- executions --------------------------------------------------------------------------
 
 @bp.post("/projects/<project_id>/executions")
+@spec("Executions", request=EXECUTION_INPUT, responses={202: "Execution"}, errors=(409, 422))
 def start_execution(project_id):
+    """Start a training, a prediction or a storage move (202; 409 names the running one)."""
     project = load_project(project_id=project_id, need="editor")
     data = _body()
     kind = data.get("kind")
@@ -183,7 +285,9 @@ def start_execution(project_id):
 
 
 @bp.get("/projects/<project_id>/executions")
+@spec("Executions", query=PAGING, responses={200: page_of("Execution")})
 def list_executions(project_id):
+    """The project's executions, newest first."""
     project = load_project(project_id=project_id)
     page, per_page = _paging()
     db = services().db
@@ -199,26 +303,30 @@ def _execution(project_id: str, execution_id: str, need: str = "viewer"):
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>")
+@spec("Executions", responses={200: "Execution"})
 def get_execution(project_id, execution_id):
+    """Read an execution: status, stage, progress, error, result."""
     return jsonify(_execution(project_id, execution_id)[1].to_public())
 
 
 @bp.post("/projects/<project_id>/executions/<execution_id>/cancel")
+@spec("Executions", responses={202: "Execution"}, errors=(409,))
 def cancel_execution(project_id, execution_id):
+    """Ask a running execution to stop (editors)."""
     project, execution = _execution(project_id, execution_id, need="editor")
     return jsonify(ops.cancel_execution(project, execution).to_public()), 202
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/logs")
+@spec("Executions",
+      query=(AFTER_SEQ, query("limit", {"type": "integer", "minimum": 1, "maximum": 5000,
+                                         "default": 1000})),
+      responses={200: "LogPage"})
 def execution_logs(project_id, execution_id):
+    """Log lines after the sequence number ``after_seq``."""
     _, execution = _execution(project_id, execution_id)
-    try:
-        after_seq = int(request.args.get("after_seq", 0))
-        limit = int(request.args.get("limit", 1000))
-    except ValueError:
-        raise BadRequest("after_seq and limit must be whole numbers.") from None
-    if after_seq < 0 or not 1 <= limit <= 5000:
-        raise BadRequest("after_seq is 0 or more; limit is from 1 to 5000.")
+    after_seq = _whole_number("after_seq", 0, 0, MAX_SEQ)
+    limit = _whole_number("limit", 1000, 1, 5000)
     records = services().db.logs.list(execution.id, after_seq=after_seq, limit=limit)
     return jsonify({"items": [r.to_public() for r in records],
                     "last_seq": records[-1].seq if records else after_seq,
@@ -226,14 +334,12 @@ def execution_logs(project_id, execution_id):
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/events")
+@spec("Executions", query=(AFTER_SEQ,), responses={200: EVENT_STREAM})
 def execution_events(project_id, execution_id):
     """Live log without Socket.IO: server-sent events (``log`` lines after ``after_seq``, then
     ``execution`` states) until the execution ends."""
     _, execution = _execution(project_id, execution_id)
-    try:
-        after_seq = max(0, int(request.args.get("after_seq", 0)))
-    except ValueError:
-        raise BadRequest("after_seq must be a whole number.") from None
+    after_seq = _whole_number("after_seq", 0, 0, MAX_SEQ)
     db = services().db
 
     def stream():
@@ -257,14 +363,18 @@ def execution_events(project_id, execution_id):
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/output")
+@spec("Executions", query=PAGING, responses={200: "OutputPage"}, errors=(422, 502, 503))
 def execution_output(project_id, execution_id):
+    """One page of a prediction's output table."""
     project, execution = _execution(project_id, execution_id)
     page, per_page = _paging()
     return jsonify(ops.output_page(project, execution, page, per_page))
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/output.csv")
+@spec("Executions", responses={200: BINARY}, errors=(502, 503))
 def execution_output_csv(project_id, execution_id):
+    """Download a prediction's output CSV."""
     project, execution = _execution(project_id, execution_id)
     ops.output_page(project, execution, 1, 1)  # 404 unless there is an output
     return ops.download_response(project, execution.result["output_path"])
@@ -273,11 +383,12 @@ def execution_output_csv(project_id, execution_id):
 # -- real-time prediction ------------------------------------------------------------------
 
 @bp.post("/projects/<project_id>/predict")
+@spec("Prediction", request="PredictionRequest", responses={200: "Prediction"}, errors=(409, 422))
 def predict(project_id):
     """Predict JSON records now: {"records": [{column: value}...], "version": N (optional)}
     (a bare list of records works too). Answers the predictions, class probabilities where
     they apply, and the model version used."""
-    project = load_project(project_id=project_id, need="viewer")
+    project = load_project(project_id=project_id, need="editor")
     data = request.get_json(silent=True)
     version = None
     if isinstance(data, dict):
@@ -292,6 +403,7 @@ def predict(project_id):
 
 
 @bp.get("/projects/<project_id>/usage")
+@spec("Prediction", responses={200: "Usage"})
 def usage(project_id):
     """Real-time prediction counters per model version (this server process)."""
     project = load_project(project_id=project_id)
@@ -302,7 +414,9 @@ def usage(project_id):
 # -- model versions ----------------------------------------------------------------------
 
 @bp.get("/projects/<project_id>/models")
+@spec("Models", query=PAGING, responses={200: page_of("ModelVersion")})
 def list_models(project_id):
+    """The project's model versions, newest first."""
     project = load_project(project_id=project_id)
     versions = services().db.model_versions.list_for_project(project.id)
     return _slice([v.to_public() | {"active": v.version == project.active_version}
@@ -310,6 +424,8 @@ def list_models(project_id):
 
 
 @bp.get("/projects/<project_id>/models/compare")
+@spec("Models", query=(query("a", required=True), query("b", required=True)),
+      responses={200: "ModelComparison"})
 def compare_models(project_id):
     """Two versions side by side: ?a=1&b=2."""
     project = load_project(project_id=project_id)
@@ -318,26 +434,34 @@ def compare_models(project_id):
 
 
 @bp.post("/projects/<project_id>/models/rollback")
+@spec("Models", responses={200: "ModelVersion"}, errors=(409,))
 def rollback_model(project_id):
+    """Make the newest version older than the active one active again (editors)."""
     project = load_project(project_id=project_id, need="editor")
     return jsonify(ops.rollback_version(project).to_public() | {"active": True})
 
 
 @bp.delete("/projects/<project_id>/models/<version>")
+@spec("Models", responses={204: NO_CONTENT}, errors=(409, 502, 503))
 def delete_model(project_id, version):
+    """Delete a model version and its files; not the active one (editors)."""
     ops.delete_version(load_project(project_id=project_id, need="editor"), version)
     return "", 204
 
 
 @bp.get("/projects/<project_id>/models/<version>")
+@spec("Models", responses={200: "ModelVersion"})
 def get_model(project_id, version):
+    """Read a model version (``version``: 3 or v3)."""
     project = load_project(project_id=project_id)
     found = ops.load_version(project, version)
     return jsonify(found.to_public() | {"active": found.version == project.active_version})
 
 
 @bp.post("/projects/<project_id>/models/<version>/promote")
+@spec("Models", responses={200: "ModelVersion"})
 def promote_model(project_id, version):
+    """Make a version the one predictions use (editors)."""
     project = load_project(project_id=project_id, need="editor")
     promoted = ops.promote_version(project, version)
     return jsonify(promoted.to_public() | {"active": True})
@@ -346,19 +470,25 @@ def promote_model(project_id, version):
 # -- members -------------------------------------------------------------------------------
 
 @bp.get("/projects/<project_id>/members")
+@spec("Members", query=PAGING, responses={200: page_of("Member")})
 def list_members(project_id):
+    """The project's owner and members with their roles."""
     return _slice(ops.list_members(load_project(project_id=project_id)))
 
 
 @bp.put("/projects/<project_id>/members")
+@spec("Members", request=MEMBER_INPUT, responses={200: "Member"}, errors=(409, 422))
 def set_member(project_id):
+    """Give the person with ``email`` a role on the project (owners)."""
     project = load_project(project_id=project_id, need="owner")
     data = _body()
     return jsonify(ops.set_member(project, data.get("email", ""), data.get("role", "")))
 
 
 @bp.delete("/projects/<project_id>/members/<user_id>")
+@spec("Members", responses={204: NO_CONTENT})
 def remove_member(project_id, user_id):
+    """Take a member off the project (owners)."""
     ops.remove_member(load_project(project_id=project_id, need="owner"), user_id)
     return "", 204
 
@@ -366,20 +496,27 @@ def remove_member(project_id, user_id):
 # -- accounts and tokens ---------------------------------------------------------------------
 
 @bp.post("/password-reset")
+@spec("Session", request=EMAIL_INPUT, responses={202: "Message"}, public=True)
 def forgot():
     """Mail a password-reset link (answers 202 whether or not the address exists)."""
-    accounts.request_password_reset(str(_body().get("email", "")))
+    email = _body().get("email", "")
+    if not isinstance(email, str):
+        raise BadRequest("email must be text.")
+    accounts.request_password_reset(email)
     return jsonify({"message": "If this address belongs to an account, a reset link is on "
                                "its way."}), 202
 
 
 @bp.get("/tokens")
+@spec("Tokens", query=PAGING, responses={200: page_of("Token")})
 def list_tokens():
+    """The caller's personal API tokens (never their values)."""
     user = require_user()
     return _slice([t.to_public() for t in services().db.api_tokens.list_for_user(user.id)])
 
 
 @bp.post("/tokens")
+@spec("Tokens", request=TOKEN_INPUT, responses={201: "CreatedToken"}, errors=(422,))
 def create_token():
     """Create a personal token; its value is in this answer only."""
     data = _body()
@@ -389,18 +526,23 @@ def create_token():
 
 
 @bp.delete("/tokens/<token_id>")
+@spec("Tokens", responses={204: NO_CONTENT}, errors=(409,))
 def revoke_token(token_id):
+    """Revoke a personal token (yours; admins: anyone's)."""
     accounts.revoke_token(require_user(), token_id)
     return "", 204
 
 
 @bp.get("/users")
+@spec("Administration", query=PAGING, responses={200: page_of("User")})
 def list_users():
+    """Every account (admins)."""
     require_admin()
     return _slice([u.to_public() for u in services().db.users.list()])
 
 
 @bp.post("/users")
+@spec("Administration", request=INVITE_INPUT, responses={201: "User"}, errors=(422,))
 def invite_user():
     """Invite someone by mail (admins)."""
     admin = require_admin()
@@ -411,6 +553,7 @@ def invite_user():
 
 
 @bp.patch("/users/<user_id>")
+@spec("Administration", request=USER_INPUT, responses={200: "User"}, errors=(409, 422))
 def update_user(user_id):
     """Change a user's role or deactivate/reactivate them (admins)."""
     admin = require_admin()
@@ -423,6 +566,11 @@ def update_user(user_id):
 
 
 @bp.get("/audit")
+@spec("Administration",
+      query=(*PAGING, query("actor", description="an e-mail address"),
+             query("action", description="e.g. project.create"),
+             query("since", DAY, "YYYY-MM-DD"), query("until", DAY, "YYYY-MM-DD")),
+      responses={200: page_of("AuditEvent")})
 def audit_log():
     """The audit log, newest first; filters actor, action, since, until (YYYY-MM-DD)."""
     from datetime import timedelta
@@ -443,12 +591,16 @@ def audit_log():
 # -- storage connections ---------------------------------------------------------------
 
 @bp.get("/storage-connections")
+@spec("Storage connections", query=PAGING, responses={200: page_of("StorageConnection")})
 def list_storage():
+    """The storage connections, secrets masked (admins)."""
     require_admin()
     return _slice(sc.list_connections())
 
 
 @bp.post("/storage-connections")
+@spec("Storage connections", request="StorageConnectionInput", responses={201: "StorageConnection"},
+      errors=(422,))
 def create_storage():
     """Create a connection: {name, kind, settings: {...}, secrets: {...}} (secrets masked in
     every answer)."""
@@ -458,26 +610,34 @@ def create_storage():
 
 
 @bp.get("/storage-connections/<connection_id>")
+@spec("Storage connections", responses={200: "StorageConnection"})
 def get_storage(connection_id):
+    """Read a storage connection, secrets masked (admins)."""
     require_admin()
     return jsonify(masked(sc.load_connection(connection_id), services().box))
 
 
 @bp.patch("/storage-connections/<connection_id>")
+@spec("Storage connections", request="StorageConnectionInput", responses={200: "StorageConnection"},
+      errors=(409, 422))
 def update_storage(connection_id):
+    """Change a connection; a secret left empty or masked keeps its value (admins)."""
     require_admin()
     connection = sc.update_connection(sc.load_connection(connection_id), _body())
     return jsonify(masked(connection, services().box))
 
 
 @bp.delete("/storage-connections/<connection_id>")
+@spec("Storage connections", responses={204: NO_CONTENT}, errors=(409,))
 def delete_storage(connection_id):
+    """Delete a connection no project uses (admins)."""
     require_admin()
     sc.delete_connection(sc.load_connection(connection_id))
     return "", 204
 
 
 @bp.post("/storage-connections/<connection_id>/test")
+@spec("Storage connections", responses={200: "Message"}, errors=(422, 502, 503))
 def test_storage(connection_id):
     """Reach the storage: 200 with a message, or the storage error (502/503) saying what is
     wrong."""
@@ -488,9 +648,29 @@ def test_storage(connection_id):
 # -- administration ----------------------------------------------------------------------
 
 @bp.get("/outbox")
+@spec("Administration", query=PAGING, responses={200: page_of("MailMessage")})
 def outbox():
+    """The mails Trainyard sent or kept, newest first (admins)."""
     require_admin()
     page, per_page = _paging()
     db = services().db
     items = db.mail.list(skip=(page - 1) * per_page, limit=per_page)
     return _paged([m.to_public() for m in items], page, per_page, db.mail.count())
+
+
+# -- documentation -------------------------------------------------------------------------
+
+@bp.get("/openapi.json")
+@spec("Documentation", responses={200: {"type": "object", "required": ["openapi", "paths"]}},
+      public=True)
+def openapi_document():
+    """This API's OpenAPI 3.1 document, generated from the routes and their declarations."""
+    return jsonify(build_document(current_app))
+
+
+@bp.get("/docs")
+@spec("Documentation", responses={200: Body("text/html", _TEXT, "An HTML page.")},
+      public=True)
+def docs():
+    """A browsable page of this API, read from /api/v1/openapi.json."""
+    return render_template("api_docs.html")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
 from controllers import accounts
 from controllers.access import require_user
@@ -45,7 +45,7 @@ def setup():
         except ValidationFailed as exc:
             errors = exc.details
         else:
-            login_user(user)
+            accounts.sign_in(user)
             flash("Welcome to Trainyard. Create your first project.", "success")
             return redirect(url_for("pages.index"))
     return render_template("auth/setup.html", errors=errors, form=form), (422 if errors else 200)
@@ -64,7 +64,7 @@ def login():
         except (Unauthenticated, TooManyRequests) as exc:
             error, status = exc.message, exc.status
         else:
-            login_user(user)
+            accounts.sign_in(user)
             return redirect(_safe_next(request.args.get("next")))
     return render_template(
         "auth/login.html", error=error, email=request.form.get("email", ""),
@@ -76,7 +76,7 @@ def logout():
     """End the session."""
     if current_user.is_authenticated:
         audit("logout", current_user.email)
-    logout_user()
+    accounts.sign_out()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -96,7 +96,7 @@ def register():
         except ValidationFailed as exc:
             errors = exc.details
         else:
-            login_user(user)
+            accounts.sign_in(user)
             return redirect(url_for("pages.index"))
     return (render_template("auth/password_form.html", mode="register", errors=errors,
                             form=form), 422 if errors else 200)
@@ -124,7 +124,7 @@ def _redeem_page(mode: str, secret: str):
         except BadRequest as exc:
             errors, status = {"link": exc.message}, 400
         else:
-            login_user(user)
+            accounts.sign_in(user)
             flash("Your password is set.", "success")
             return redirect(url_for("pages.index"))
     elif services().db.one_time_tokens.find_valid(mode, secret) is None:
@@ -159,7 +159,7 @@ def profile():
                 accounts.change_password(user, request.form.get("current", ""),
                                          request.form.get("password", ""),
                                          request.form.get("confirm", ""))
-                login_user(services().db.users.get(user.id))  # keep this session alive
+                accounts.sign_in(services().db.users.get(user.id))  # keep this one open
                 flash("Password changed; your other sessions have ended.", "success")
                 return redirect(url_for("auth.profile"))
             if action == "create_token":

@@ -3,10 +3,10 @@ then the live ones. Joining checks the same project role as the pages."""
 
 from __future__ import annotations
 
-from flask_login import current_user, login_user
+from flask_login import current_user
 from flask_socketio import SocketIO, emit, join_room
 
-from controllers.accounts import user_for_token
+from controllers.accounts import sign_in, user_for_token
 from controllers.services import services
 from logging_layer.execution_logger import project_room
 
@@ -24,7 +24,7 @@ def register_live_events(socketio: SocketIO) -> None:
         found = user_for_token(str(token)) if token else None
         if found is None:
             return False
-        login_user(found[0])  # for this socket's session only
+        sign_in(found[0], api_token_id=found[1].id)  # for this socket's session only
         return True
 
     @socketio.on("join")

@@ -209,10 +209,8 @@ def make_folder(slug):
     """Create a folder."""
     project = load_project(slug=slug, need="editor")
     parent = request.form.get("parent", "")
-    try:
-        ops.make_folder(project, parent + request.form.get("name", "").strip())
-    except PlatformError as exc:
-        flash(exc.message, "danger")
+    created = ops.make_folder(project, parent + request.form.get("name", "").strip())
+    flash(f"Created {created}.", "info")
     return _back_to_files(parent)
 
 
@@ -222,11 +220,8 @@ def delete_file(slug):
     project = load_project(slug=slug, need="editor")
     path = request.form.get("path", "")
     parent = path.rstrip("/").rpartition("/")[0]
-    try:
-        ops.delete_path(project, path)
-        flash(f"Deleted {path}.", "info")
-    except PlatformError as exc:
-        flash(exc.message, "danger")
+    ops.delete_path(project, path)
+    flash(f"Deleted {path}.", "info")
     return _back_to_files(parent + "/" if parent else "")
 
 

@@ -12,6 +12,7 @@ from entity.security import (
     AuditRepository,
     LoginFailureRepository,
     OneTimeTokenRepository,
+    SessionRepository,
     SettingsRepository,
 )
 from entity.storage_connection import StorageConnectionRepository
@@ -35,6 +36,7 @@ class Database:
         self.audit = AuditRepository(store.collection("audit_events"))
         self.login_failures = LoginFailureRepository(store.collection("login_failures"))
         self.settings = SettingsRepository(store.collection("settings"))
+        self.sessions = SessionRepository(store.collection("login_sessions"))
         self.storage_connections = StorageConnectionRepository(
             store.collection("storage_connections"))
 
@@ -45,7 +47,7 @@ class Database:
     def repositories(self) -> list:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
-                self.login_failures, self.settings, self.storage_connections]
+                self.login_failures, self.settings, self.storage_connections, self.sessions]
 
     def ensure_indexes(self) -> None:
         for repo in self.repositories():

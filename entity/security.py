@@ -259,6 +259,35 @@ class LoginFailureRepository:
         return self.collection.delete_many({"time": {"$lt": to_iso(before)}})
 
 
+# -- login sessions (so that logging out really ends a session) ------------------------------
+
+class SessionRepository:
+    """Login sessions that are still valid. The session cookie only names one; deleting it here
+    ends that session even if someone kept a copy of the cookie."""
+
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def ensure_indexes(self) -> None:
+        self.collection.ensure_index(["user_id"])
+
+    def open(self, user_id: str) -> str:
+        session_id = new_secret()
+        self.collection.insert({"_id": hash_secret(session_id), "user_id": user_id,
+                                "created_at": to_iso(utcnow())})
+        return session_id
+
+    def is_open(self, session_id: str, user_id: str) -> bool:
+        doc = self.collection.get(hash_secret(session_id or ""))
+        return doc is not None and doc["user_id"] == user_id
+
+    def close(self, session_id: str) -> None:
+        self.collection.delete_many({"_id": hash_secret(session_id or "")})
+
+    def close_all(self, user_id: str) -> int:
+        return self.collection.delete_many({"user_id": user_id})
+
+
 # -- platform settings -------------------------------------------------------------------------
 
 class SettingsRepository:

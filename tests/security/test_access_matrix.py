@@ -1,0 +1,756 @@
+"""Who may call what: every route of the app and the Socket.IO ``join`` event, tried by every
+persona (anonymous, viewer, editor, owner, admin, and an outsider who is a member of another
+project only), through cookie sessions with CSRF tokens and through API bearer tokens.
+
+The table ``ROUTES`` names every (method, rule) of ``app.url_map``; a route missing from it fails
+``test_every_route_is_in_the_table``, so a new route cannot ship without its expectations.
+Refused writes must leave the state as it was (the file, the project, the member list...).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import socketio
+
+from tests.conftest import ADMIN, wait_until
+from tests.security.conftest import (
+    DOC_FILE,
+    PERSONAS,
+    SCHEMA,
+    Persona,
+    World,
+    anonymous_client,
+    login_client,
+    sample_csv,
+    unique,
+)
+
+START_RULE = "/projects/<slug>/<any(train, predict, move):kind>"
+RANK = {"viewer": 1, "editor": 2, "owner": 3}
+LOGGED_IN = ("viewer", "editor", "owner", "admin", "outsider")
+
+
+@dataclass
+class Call:
+    """What one attempt sends: the URL and the body, and how to see its effect."""
+
+    url: str
+    kwargs: dict
+    probe: Callable[[], object] | None = None  # state that a refused call must not change
+
+
+@dataclass
+class Route:
+    method: str
+    rule: str
+    access: str  # public | login | viewer | editor | owner | admin
+    ok: int  # status of an allowed call
+    build: Callable[[World, object, str], Call]  # (world, target, persona) -> Call
+    variant: str = ""
+    active: bool = False  # the target project needs a queued execution
+    fresh_client: bool = False  # the call ends or changes the session: use a new login
+    changes: bool = True  # an allowed call changes what ``probe`` sees
+
+    @property
+    def api(self) -> bool:
+        return self.rule.startswith("/api/")
+
+    @property
+    def project(self) -> bool:
+        return self.access in RANK
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.rule}" + (f" [{self.variant}]" if self.variant else "")
+
+
+def _get(url: str) -> Callable:
+    return lambda world, target, persona: Call(url.format(t=target), {})
+
+
+def _project_probe(world: World, target) -> Callable:
+    return lambda: world.project(target) is not None
+
+
+def _file_probe(world: World, target, path: str) -> Callable:
+    return lambda: world.exists(target, path)
+
+
+def _folder_probe(world: World, target, path: str) -> Callable:
+    return lambda: world.services.resolver.files(target.project).folder_exists(path)
+
+
+def _executions_probe(world: World, target) -> Callable:
+    return lambda: world.db.executions.count_for_project(target.id)
+
+
+def _members_probe(world: World, target) -> Callable:
+    return lambda: world.project(target).members
+
+
+def _status_probe(world: World, execution_id: str) -> Callable:
+    return lambda: world.db.executions.get(execution_id).status
+
+
+def _active_version_probe(world: World, target) -> Callable:
+    return lambda: world.project(target).active_version
+
+
+def _version_probe(world: World, target, number: int) -> Callable:
+    return lambda: world.db.model_versions.get(target.id, number) is not None
+
+
+def _description_probe(world: World, target) -> Callable:
+    return lambda: world.project(target).description
+
+
+def _new_project_call(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        name = unique("Created ")
+        body = {"name": name, "problem_type": "classification", "description": "",
+                "recipients": ""}
+        kwargs = ({"json": {**body, "schema": SCHEMA}} if api else
+                  {"data": {**body, "schema_json": json.dumps(SCHEMA)}})
+        slug = name.lower().replace(" ", "-")
+        return Call(url, kwargs, lambda: world.db.projects.get_by_slug(slug) is not None)
+    return build
+
+
+def _upload(url: str) -> Callable:
+    def build(world, target, persona):
+        name = unique("notes") + ".txt"
+        return Call(url.format(t=target),
+                    {"data": {"files": [(io.BytesIO(b"hello"), name)]},
+                     "content_type": "multipart/form-data"},
+                    _file_probe(world, target, name))
+    return build
+
+
+def _infer(url: str) -> Callable:
+    return lambda world, target, persona: Call(url, {"data": sample_csv(),
+                                                     "content_type": "multipart/form-data"})
+
+
+def _fresh_user_probe(world: World, holder: dict) -> Callable:
+    return lambda: world.db.users.get(holder["user"].id).active
+
+
+def _deactivate_call(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        victim = world.add_user("victim", password=None)
+        holder = {"user": victim}
+        if api:
+            return Call(url.format(uid=victim.id), {"json": {"active": False}},
+                        _fresh_user_probe(world, holder))
+        return Call(url, {"data": {"action": "deactivate", "user_id": victim.id}},
+                    _fresh_user_probe(world, holder))
+    return build
+
+
+def _invite_call(world, target, persona):
+    email = f"{unique('invitee')}@example.com"
+    return Call("/api/v1/users", {"json": {"email": email, "name": "Invitee", "role": "member"}},
+                lambda: world.db.users.get_by_email(email) is not None)
+
+
+def _revoke_own_token(world, target, persona):
+    owner = world.user(persona) if persona != "anonymous" else world.user("viewer")
+    token, _ = world.issue_token(owner)
+    return Call(f"/api/v1/tokens/{token.id}", {},
+                lambda: world.db.api_tokens.get(token.id).revoked_at is not None)
+
+
+def _create_token(world, target, persona):
+    user = world.user(persona) if persona != "anonymous" else None
+    count = (lambda: len(world.db.api_tokens.list_for_user(user.id))) if user else None
+    return Call("/api/v1/tokens", {"json": {"name": "matrix", "scope": "read"}}, count)
+
+
+def _profile_post(world, target, persona):
+    user = world.user(persona) if persona != "anonymous" else None
+    count = (lambda: len(world.db.api_tokens.list_for_user(user.id))) if user else None
+    return Call("/profile", {"data": {"action": "create_token", "name": "matrix",
+                                      "scope": "read"}}, count)
+
+
+def _login_call(url: str, *, api: bool) -> Callable:
+    """Log in as a dedicated probe user (on a fresh client, so no persona's session moves)."""
+    def build(world, target, persona):
+        user = world.personas["prober"].user
+        body = {"email": user.email, "password": PROBE_PASSWORD}
+        return Call(url, {"json": body} if api else {"data": body})
+    return build
+
+
+PROBE_PASSWORD = "matrix password 2026"
+
+
+def _set_member(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        newcomer = world.personas["newcomer"].user
+        body = {"email": newcomer.email, "role": "editor"}
+        return Call(url.format(t=target), {"json": body} if api else {"data": body},
+                    _members_probe(world, target))
+    return build
+
+
+def _remove_member(world, target, persona):
+    uid = world.personas["bystander"].user.id
+    return Call(f"/api/v1/projects/{target.id}/members/{uid}", {},
+                _members_probe(world, target))
+
+
+def _connection(world: World):
+    """A fresh local-disk storage connection (made directly, no route involved)."""
+    from entity.storage_connection import StorageConnection
+
+    folder = Path(world.app.config["DATA_DIR"]) / unique("elsewhere")
+    folder.mkdir(parents=True)
+    return world.db.storage_connections.add(StorageConnection(
+        name=unique("Disk "), kind="local", settings={"directory": str(folder)},
+        secrets=world.services.box.encrypt({})))
+
+
+def _connection_call(url: str, body_key: str | None = None, body: dict | None = None,
+                     probe: str = "exists") -> Callable:
+    """A call on a fresh connection; ``probe``: whether it exists, or its name."""
+    def build(world, target, persona):
+        connection = _connection(world)
+
+        def state():
+            found = world.db.storage_connections.get(connection.id)
+            return found is not None if probe == "exists" else found and found.name
+        # a "name": None in the body gets a fresh name (names are unique)
+        fields = {k: unique("Renamed ") if v is None else v for k, v in (body or {}).items()}
+        kwargs = {body_key: fields} if body_key else {}
+        return Call(url.format(cid=connection.id), kwargs,
+                    state if probe != "none" else None)
+    return build
+
+
+def _new_connection_call(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        name = unique("New disk ")
+        folder = str(Path(world.app.config["DATA_DIR"]) / unique("new-disk"))
+        body = {"name": name, "kind": "local", "directory": folder}
+        if api:
+            body = {"name": name, "kind": "local", "settings": {"directory": folder}}
+        return Call(url, {"json": body} if api else {"data": body},
+                    lambda: any(c.name == name for c in world.db.storage_connections.list()))
+    return build
+
+
+def _signed_download(world, target, persona):
+    """An app-signed link made the way GET .../files/link makes them (public routes get no
+    target project: it makes one)."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    target = target or world.target()
+    token = URLSafeTimedSerializer(world.app.config["SECRET_KEY"],
+                                   salt="trainyard-download-link").dumps(
+        {"project": target.id, "path": DOC_FILE, "ttl": 600})
+    return Call(f"/api/v1/download/{token}", {})
+
+
+def _raw_upload(world, target, persona):
+    name = unique("notes") + ".txt"
+    return Call(f"/api/v1/projects/{target.id}/files/content?path=notes/{name}",
+                {"data": b"hello"}, _file_probe(world, target, f"notes/{name}"))
+
+
+def _move_call(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        body = {"kind": "move", "target_connection_id": _connection(world).id}
+        return Call(url.format(t=target), {"json": body} if api else {"data": body},
+                    _executions_probe(world, target))
+    return build
+
+
+ROUTES: list[Route] = [
+    # -- public ------------------------------------------------------------------------------
+    Route("GET", "/login", "public", 200, _get("/login")),
+    Route("POST", "/login", "public", 302, _login_call("/login", api=False),
+          fresh_client=True, changes=False),
+    Route("GET", "/setup", "public", 302, _get("/setup")),
+    Route("POST", "/setup", "public", 302,
+          lambda w, t, p: Call("/setup", {"data": {"email": "late@example.com", "name": "Late",
+                                                   "password": "x" * 12, "confirm": "x" * 12}},
+                               lambda: w.db.users.get_by_email("late@example.com")),
+          changes=False),
+    Route("GET", "/register", "public", 302, _get("/register")),
+    Route("POST", "/register", "public", 302,
+          lambda w, t, p: Call("/register", {"data": {"email": "reg@example.com", "name": "R",
+                                                      "password": "y" * 12,
+                                                      "confirm": "y" * 12}},
+                               lambda: w.db.users.get_by_email("reg@example.com")),
+          changes=False),
+    Route("GET", "/forgot", "public", 200, _get("/forgot")),
+    Route("POST", "/forgot", "public", 302,
+          lambda w, t, p: Call("/forgot", {"data": {"email": "nobody@example.com"}})),
+    Route("GET", "/invite/<secret>", "public", 400, _get("/invite/not-a-real-secret")),
+    Route("POST", "/invite/<secret>", "public", 400,
+          lambda w, t, p: Call("/invite/not-a-real-secret",
+                               {"data": {"password": "z" * 12 + "abc", "confirm": "z" * 12 +
+                                         "abc"}})),
+    Route("GET", "/reset/<secret>", "public", 400, _get("/reset/not-a-real-secret")),
+    Route("POST", "/reset/<secret>", "public", 400,
+          lambda w, t, p: Call("/reset/not-a-real-secret",
+                               {"data": {"password": "z" * 12 + "abc", "confirm": "z" * 12 +
+                                         "abc"}})),
+    Route("GET", "/healthz", "public", 200, _get("/healthz")),
+    Route("GET", "/static/<path:filename>", "public", 200, _get("/static/js/csrf.js")),
+    Route("POST", "/api/v1/session", "public", 200, _login_call("/api/v1/session", api=True),
+          fresh_client=True, changes=False),
+    Route("POST", "/api/v1/setup", "public", 409,
+          lambda w, t, p: Call("/api/v1/setup", {"json": {"email": "late@example.com",
+                                                          "name": "Late",
+                                                          "password": "x" * 12 + "abcd"}},
+                               lambda: w.db.users.get_by_email("late@example.com")),
+          changes=False),
+    Route("GET", "/api/v1/openapi.json", "public", 200, _get("/api/v1/openapi.json")),
+    Route("GET", "/api/v1/docs", "public", 200, _get("/api/v1/docs")),
+    Route("POST", "/api/v1/password-reset", "public", 202,
+          lambda w, t, p: Call("/api/v1/password-reset", {"json": {"email": "x@example.com"}})),
+    # -- any logged-in user --------------------------------------------------------------------
+    Route("GET", "/", "login", 200, _get("/")),
+    Route("POST", "/logout", "login", 302, _get("/logout"), fresh_client=True),
+    Route("GET", "/profile", "login", 200, _get("/profile")),
+    Route("POST", "/profile", "login", 200, _profile_post),
+    Route("GET", "/projects/new", "login", 200, _get("/projects/new")),
+    Route("POST", "/projects/new", "login", 302, _new_project_call("/projects/new", api=False)),
+    Route("POST", "/schema/infer", "login", 200, _infer("/schema/infer")),
+    Route("GET", "/api/v1/session", "login", 200, _get("/api/v1/session")),
+    Route("DELETE", "/api/v1/session", "login", 204, _get("/api/v1/session"),
+          fresh_client=True),
+    Route("GET", "/api/v1/projects", "login", 200, _get("/api/v1/projects")),
+    Route("POST", "/api/v1/projects", "login", 201,
+          _new_project_call("/api/v1/projects", api=True)),
+    Route("POST", "/api/v1/schema/infer", "login", 200, _infer("/api/v1/schema/infer")),
+    Route("GET", "/api/v1/tokens", "login", 200, _get("/api/v1/tokens")),
+    Route("POST", "/api/v1/tokens", "login", 201, _create_token),
+    Route("DELETE", "/api/v1/tokens/<token_id>", "login", 204, _revoke_own_token),
+    # -- administrators ------------------------------------------------------------------------
+    Route("GET", "/admin/users", "admin", 200, _get("/admin/users")),
+    Route("POST", "/admin/users", "admin", 303, _deactivate_call("/admin/users", api=False)),
+    Route("GET", "/admin/audit", "admin", 200, _get("/admin/audit")),
+    Route("GET", "/admin/outbox", "admin", 200, _get("/admin/outbox")),
+    Route("GET", "/api/v1/users", "admin", 200, _get("/api/v1/users")),
+    Route("POST", "/api/v1/users", "admin", 201, _invite_call),
+    Route("PATCH", "/api/v1/users/<user_id>", "admin", 200,
+          _deactivate_call("/api/v1/users/{uid}", api=True)),
+    Route("GET", "/api/v1/audit", "admin", 200, _get("/api/v1/audit")),
+    Route("GET", "/api/v1/outbox", "admin", 200, _get("/api/v1/outbox")),
+    Route("GET", "/admin/storage", "admin", 200, _get("/admin/storage")),
+    Route("GET", "/admin/storage/new", "admin", 200, _get("/admin/storage/new?kind=local")),
+    Route("POST", "/admin/storage/new", "admin", 303,
+          _new_connection_call("/admin/storage/new", api=False)),
+    Route("GET", "/admin/storage/<connection_id>", "admin", 200,
+          _connection_call("/admin/storage/{cid}", probe="none")),
+    Route("POST", "/admin/storage/<connection_id>", "admin", 303,
+          _connection_call("/admin/storage/{cid}", "data", {"name": None}, probe="name")),
+    Route("POST", "/admin/storage/<connection_id>/test", "admin", 303,
+          _connection_call("/admin/storage/{cid}/test", probe="none")),
+    Route("POST", "/admin/storage/<connection_id>/delete", "admin", 303,
+          _connection_call("/admin/storage/{cid}/delete")),
+    Route("GET", "/api/v1/storage-connections", "admin", 200,
+          _get("/api/v1/storage-connections")),
+    Route("POST", "/api/v1/storage-connections", "admin", 201,
+          _new_connection_call("/api/v1/storage-connections", api=True)),
+    Route("GET", "/api/v1/storage-connections/<connection_id>", "admin", 200,
+          _connection_call("/api/v1/storage-connections/{cid}", probe="none")),
+    Route("PATCH", "/api/v1/storage-connections/<connection_id>", "admin", 200,
+          _connection_call("/api/v1/storage-connections/{cid}", "json", {"name": None},
+                           probe="name")),
+    Route("DELETE", "/api/v1/storage-connections/<connection_id>", "admin", 204,
+          _connection_call("/api/v1/storage-connections/{cid}")),
+    Route("POST", "/api/v1/storage-connections/<connection_id>/test", "admin", 200,
+          _connection_call("/api/v1/storage-connections/{cid}/test", probe="none")),
+    # -- project pages ---------------------------------------------------------------------
+    Route("GET", "/projects/<slug>", "viewer", 200, _get("/projects/{t.slug}")),
+    Route("GET", "/projects/<slug>/files", "viewer", 200, _get("/projects/{t.slug}/files")),
+    Route("GET", "/projects/<slug>/files/download", "viewer", 200,
+          _get("/projects/{t.slug}/files/download?path=" + DOC_FILE)),
+    Route("GET", "/projects/<slug>/executions/<execution_id>", "viewer", 200,
+          _get("/projects/{t.slug}/executions/{t.predict_id}")),
+    Route("GET", "/projects/<slug>/executions/<execution_id>/output.csv", "viewer", 200,
+          _get("/projects/{t.slug}/executions/{t.predict_id}/output.csv")),
+    Route("GET", "/projects/<slug>/models/<version>", "viewer", 200,
+          _get("/projects/{t.slug}/models/1")),
+    Route("GET", "/projects/<slug>/settings", "editor", 200, _get("/projects/{t.slug}/settings")),
+    Route("POST", "/projects/<slug>/settings", "editor", 302,
+          lambda w, t, p: Call(f"/projects/{t.slug}/settings",
+                               {"data": {"description": "changed"}}, _description_probe(w, t))),
+    Route("POST", "/projects/<slug>/files/upload", "editor", 201,
+          _upload("/projects/{t.slug}/files/upload?path=")),
+    Route("POST", "/projects/<slug>/files/delete", "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/files/delete", {"data": {"path": DOC_FILE}},
+                               _file_probe(w, t, DOC_FILE))),
+    Route("POST", "/projects/<slug>/files/folder", "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/files/folder",
+                               {"data": {"parent": "", "name": "fresh"}},
+                               _folder_probe(w, t, "fresh/"))),
+    Route("POST", START_RULE, "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/train", {}, _executions_probe(w, t)),
+          variant="train"),
+    Route("POST", START_RULE, "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/predict", {}, _executions_probe(w, t)),
+          variant="predict"),
+    Route("POST", START_RULE, "owner", 303, _move_call("/projects/{t.slug}/move", api=False),
+          variant="move"),
+    Route("POST", "/projects/<slug>/executions/<execution_id>/cancel", "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/executions/{t.queued_id}/cancel", {},
+                               _status_probe(w, t.queued_id)), active=True),
+    Route("POST", "/projects/<slug>/models/<version>/promote", "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/models/1/promote", {},
+                               _active_version_probe(w, t))),
+    Route("GET", "/projects/<slug>/models/compare", "viewer", 200,
+          _get("/projects/{t.slug}/models/compare?a=1&b=2")),
+    Route("POST", "/projects/<slug>/models/rollback", "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/models/rollback", {},
+                               _active_version_probe(w, t))),
+    Route("POST", "/projects/<slug>/models/<version>/delete", "editor", 303,
+          lambda w, t, p: Call(f"/projects/{t.slug}/models/1/delete", {},
+                               _version_probe(w, t, 1))),
+    Route("POST", "/projects/<slug>/members", "owner", 303,
+          _set_member("/projects/{t.slug}/members", api=False)),
+    Route("POST", "/projects/<slug>/delete", "owner", 302,
+          lambda w, t, p: Call(f"/projects/{t.slug}/delete", {}, _project_probe(w, t))),
+    # -- project API ---------------------------------------------------------------------------
+    Route("GET", "/api/v1/projects/<project_id>", "viewer", 200, _get("/api/v1/projects/{t.id}")),
+    Route("GET", "/api/v1/projects/<project_id>/files", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/files")),
+    Route("GET", "/api/v1/projects/<project_id>/files/content", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/files/content?path=" + DOC_FILE)),
+    Route("GET", "/api/v1/projects/<project_id>/executions", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/executions")),
+    Route("GET", "/api/v1/projects/<project_id>/executions/<execution_id>", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/executions/{t.predict_id}")),
+    Route("GET", "/api/v1/projects/<project_id>/executions/<execution_id>/logs", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/executions/{t.predict_id}/logs")),
+    Route("GET", "/api/v1/projects/<project_id>/executions/<execution_id>/output", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/executions/{t.predict_id}/output")),
+    Route("GET", "/api/v1/projects/<project_id>/executions/<execution_id>/output.csv", "viewer",
+          200, _get("/api/v1/projects/{t.id}/executions/{t.predict_id}/output.csv")),
+    Route("GET", "/api/v1/projects/<project_id>/models", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/models")),
+    Route("GET", "/api/v1/projects/<project_id>/models/<version>", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/models/1")),
+    Route("GET", "/api/v1/projects/<project_id>/usage", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/usage")),
+    Route("GET", "/api/v1/projects/<project_id>/files/link", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/files/link?path=" + DOC_FILE)),
+    Route("GET", "/api/v1/projects/<project_id>/executions/<execution_id>/events", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/executions/{t.predict_id}/events")),
+    Route("GET", "/api/v1/download/<token>", "public", 200, _signed_download),
+    Route("PUT", "/api/v1/projects/<project_id>/files/content", "editor", 201, _raw_upload),
+    # The matrix's model versions have no files, so an allowed call gets as far as loading
+    # the model and is refused there (409: the artifact does not match the registry).
+    Route("POST", "/api/v1/projects/<project_id>/predict", "editor", 409,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/predict",
+                               {"json": {"records": [{"a": 1, "b": 2}]}}), changes=False),
+    Route("GET", "/api/v1/projects/<project_id>/members", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/members")),
+    Route("PATCH", "/api/v1/projects/<project_id>", "editor", 200,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}", {"json": {"description": "changed"}},
+                               _description_probe(w, t))),
+    Route("POST", "/api/v1/projects/<project_id>/files", "editor", 201,
+          _upload("/api/v1/projects/{t.id}/files?path=")),
+    Route("DELETE", "/api/v1/projects/<project_id>/files", "editor", 204,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/files?path={DOC_FILE}", {},
+                               _file_probe(w, t, DOC_FILE))),
+    Route("POST", "/api/v1/projects/<project_id>/folders", "editor", 201,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/folders", {"json": {"path": "fresh/"}},
+                               _folder_probe(w, t, "fresh/"))),
+    Route("POST", "/api/v1/projects/<project_id>/executions", "editor", 202,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/executions", {"json": {"kind": "train"}},
+                               _executions_probe(w, t)), variant="train"),
+    Route("POST", "/api/v1/projects/<project_id>/executions", "editor", 202,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/executions",
+                               {"json": {"kind": "predict"}}, _executions_probe(w, t)),
+          variant="predict"),
+    Route("POST", "/api/v1/projects/<project_id>/executions", "owner", 202,
+          _move_call("/api/v1/projects/{t.id}/executions", api=True), variant="move"),
+    Route("POST", "/api/v1/projects/<project_id>/executions/<execution_id>/cancel", "editor", 202,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/executions/{t.queued_id}/cancel", {},
+                               _status_probe(w, t.queued_id)), active=True),
+    Route("POST", "/api/v1/projects/<project_id>/models/<version>/promote", "editor", 200,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/models/1/promote", {},
+                               _active_version_probe(w, t))),
+    Route("GET", "/api/v1/projects/<project_id>/models/compare", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/models/compare?a=1&b=2")),
+    Route("POST", "/api/v1/projects/<project_id>/models/rollback", "editor", 200,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/models/rollback", {},
+                               _active_version_probe(w, t))),
+    Route("DELETE", "/api/v1/projects/<project_id>/models/<version>", "editor", 204,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/models/1", {},
+                               _version_probe(w, t, 1))),
+    Route("PUT", "/api/v1/projects/<project_id>/members", "owner", 200,
+          _set_member("/api/v1/projects/{t.id}/members", api=True)),
+    Route("DELETE", "/api/v1/projects/<project_id>/members/<user_id>", "owner", 204,
+          _remove_member),
+    Route("DELETE", "/api/v1/projects/<project_id>", "owner", 204,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}", {}, _project_probe(w, t))),
+]
+
+
+def allowed(route: Route, persona: str) -> bool:
+    """Whether the table lets ``persona`` call ``route``."""
+    if route.access == "public":
+        return True
+    if persona == "anonymous":
+        return False
+    if route.access == "login" or persona == "admin":
+        return True
+    if route.access == "admin" or persona == "outsider":
+        return False
+    return RANK[persona] >= RANK[route.access]
+
+
+def expected_status(route: Route, persona: str) -> int:
+    """The table's verdict for ``persona`` calling ``route`` with a cookie session."""
+    if allowed(route, persona):
+        return route.ok
+    if persona == "anonymous":
+        return 401 if route.api else 302  # to the login page
+    if persona == "outsider" and route.project:
+        return 404  # a project you have no role on looks absent
+    return 403
+
+
+def _cases(personas, routes, token: str | None = None):
+    return [pytest.param(route, persona, id=f"{route.key} | {persona}" +
+                         (f" | {token} token" if token else ""))
+            for route in routes for persona in personas]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prober(world):
+    """Users that routes act upon: a login probe and a future project member."""
+    world.personas["prober"] = Persona("prober", world.add_user("prober",
+                                                                password=PROBE_PASSWORD), None)
+    world.personas["newcomer"] = Persona("newcomer", world.add_user("newcomer", password=None),
+                                         None)
+
+
+def _client_for(world: World, route: Route, persona: str):
+    if not route.fresh_client:
+        return world.personas[persona].client
+    if persona == "anonymous":
+        return anonymous_client(world.app)
+    if persona == "admin":
+        return login_client(world.app, ADMIN["email"], ADMIN["password"])
+    return login_client(world.app, world.user(persona).email)
+
+
+def _send(client, method: str, call: Call, headers: dict):
+    # Each request comes from its own address, so that the failed logins of the matrix never
+    # add up to the per-address limit.
+    n = int(unique(""))
+    environ = {"REMOTE_ADDR": f"10.1.{n // 250 % 250}.{n % 250}"}
+    return client.open(call.url, method=method, headers=headers, environ_base=environ,
+                       **call.kwargs)
+
+
+def _check(world: World, route: Route, persona: str, response, expected: int, before, call,
+           permitted: bool):
+    assert response.status_code == expected, (
+        f"{route.key} as {persona}: expected {expected}, got {response.status_code}: "
+        f"{response.get_data(as_text=True)[:300]}")
+    if expected in (401, 403, 404) or response.status_code >= 400:
+        if route.api or response.is_json:
+            error = response.get_json()["error"]
+            assert error["code"] and error["message"]
+    if persona == "anonymous" and route.access != "public" and not route.api:
+        location = urlsplit(response.headers["Location"])
+        assert location.path == "/login", response.headers["Location"]
+    if call.probe is None:
+        return
+    after = call.probe()
+    if permitted and route.changes:
+        assert after != before, f"{route.key} as {persona} was allowed but changed nothing"
+    elif not permitted:
+        assert after == before, f"{route.key} as {persona} was refused but changed the state"
+
+
+def _target_for(world: World, route: Route):
+    return world.target(active=route.active) if route.project else None
+
+
+# -- the table covers the app --------------------------------------------------------------
+
+def test_every_route_is_in_the_table(world):
+    in_app = {f"{method} {rule.rule}" for rule in world.app.url_map.iter_rules()
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    in_table = {f"{r.method} {r.rule}" for r in ROUTES}
+    assert not in_app - in_table, f"routes without expectations: {sorted(in_app - in_table)}"
+    assert not in_table - in_app, f"the table names routes that are gone: " \
+                                  f"{sorted(in_table - in_app)}"
+
+
+# -- cookie sessions -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("route, persona", _cases(PERSONAS, ROUTES))
+def test_cookie_session(world, route, persona):
+    target = _target_for(world, route)
+    call = route.build(world, target, persona)
+    client = _client_for(world, route, persona)
+    before = call.probe() if call.probe else None
+    headers = {} if route.method == "GET" else {"X-CSRFToken": client.csrf_token}
+    response = _send(client, route.method, call, headers)
+    _check(world, route, persona, response, expected_status(route, persona), before, call,
+           allowed(route, persona))
+
+
+# -- API bearer tokens ---------------------------------------------------------------------
+
+API_ROUTES = [r for r in ROUTES if r.api]
+WRITE_ROUTES = [r for r in API_ROUTES if r.method != "GET"]
+
+
+@pytest.mark.parametrize("route, persona", _cases(LOGGED_IN, API_ROUTES, "write"))
+def test_write_token(world, route, persona):
+    target = _target_for(world, route)
+    call = route.build(world, target, persona)
+    before = call.probe() if call.probe else None
+    client = world.app.test_client()  # no cookie: the token alone authenticates
+    headers = {"Authorization": f"Bearer {world.personas[persona].write_token}"}
+    response = _send(client, route.method, call, headers)
+    _check(world, route, persona, response, expected_status(route, persona), before, call,
+           allowed(route, persona))
+
+
+@pytest.mark.parametrize("route, persona", _cases(LOGGED_IN, API_ROUTES, "read"))
+def test_read_token(world, route, persona):
+    """A read-only token reads what its user may read, and changes nothing anywhere."""
+    target = _target_for(world, route)
+    call = route.build(world, target, persona)
+    before = call.probe() if call.probe else None
+    client = world.app.test_client()
+    headers = {"Authorization": f"Bearer {world.personas[persona].read_token}"}
+    response = _send(client, route.method, call, headers)
+    expected = expected_status(route, persona) if route.method == "GET" else 403
+    _check(world, route, persona, response, expected, before, call,
+           allowed(route, persona) and route.method == "GET")
+    if route.method != "GET":
+        assert "read-only" in response.get_json()["error"]["message"]
+
+
+# -- listings ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("persona", LOGGED_IN)
+def test_listings_show_exactly_the_visible_projects(world, persona):
+    target = world.target()
+    client = world.personas[persona].client
+    html = client.get("/").get_data(as_text=True)
+    listed, page = set(), 1
+    while True:
+        body = client.get(f"/api/v1/projects?per_page=200&page={page}").get_json()
+        listed |= {p["id"] for p in body["items"]}
+        if page * 200 >= body["total"]:
+            break
+        page += 1
+    sees = persona != "outsider"
+    assert (target.project.name in html) is sees
+    assert (target.id in listed) is sees
+    own = world.outsider_project
+    assert (own.id in listed) is (persona in ("outsider", "admin"))
+
+
+# -- Socket.IO -----------------------------------------------------------------------------
+
+class Watcher:
+    def __init__(self, url: str, *, cookie: str | None = None, token: str | None = None):
+        self.events: dict[str, list] = {"log": [], "execution": [], "join_error": []}
+        self.sio = socketio.Client(reconnection=False)
+        for name, items in self.events.items():
+            self.sio.on(name, items.append)
+        self.sio.connect(url, headers={"Cookie": cookie} if cookie else {},
+                         auth={"token": token} if token else None,
+                         transports=["websocket"], wait_timeout=10)
+
+    def join(self, target) -> None:
+        self.sio.emit("join", {"project_id": target.id, "execution_id": target.predict_id,
+                               "after_seq": 0})
+
+    def close(self) -> None:
+        self.sio.disconnect()
+
+
+def _cookie(world: World, persona: str) -> str:
+    return f"session={world.personas[persona].client.get_cookie('session').value}"
+
+
+BAD_SOCKET_TOKENS = {"unknown token": "ty_nope_nope", "garbage token": "garbage"}
+
+
+def _socket_session(url: str, target, *, cookie: str | None = None,
+                    token: str | None = None) -> dict:
+    """Connect, join the target's room, and report what arrived (or that the connection was
+    refused)."""
+    try:
+        watcher = Watcher(url, cookie=cookie, token=token)
+    except socketio.exceptions.ConnectionError as exc:
+        return {"refused": str(exc)}
+    try:
+        watcher.join(target)
+        wait_until(lambda: watcher.events["execution"] or watcher.events["join_error"],
+                   timeout=10, message="an answer to join")
+        return {"refused": None, **watcher.events}
+    finally:
+        watcher.close()
+
+
+@pytest.fixture(scope="module")
+def socket_sessions(world, live) -> dict:
+    """Every Socket.IO scenario at once: the client library waits up to 3 s for the server's
+    close frame on each disconnect, so one after the other they would take half a minute."""
+    target = world.target()
+    scenarios = {persona: {"cookie": _cookie(world, persona)} for persona in LOGGED_IN}
+    scenarios["anonymous"] = {}
+    scenarios["viewer's read token"] = {"token": world.personas["viewer"].read_token}
+    scenarios["outsider's write token"] = {"token": world.personas["outsider"].write_token}
+    scenarios.update({name: {"token": value} for name, value in BAD_SOCKET_TOKENS.items()})
+    with ThreadPoolExecutor(len(scenarios)) as pool:
+        futures = {name: pool.submit(_socket_session, live.url, target, **kwargs)
+                   for name, kwargs in scenarios.items()}
+        return {name: future.result() | {"target": target} for name, future in futures.items()}
+
+
+def _assert_replayed(result: dict) -> None:
+    assert result["refused"] is None, result["refused"]
+    assert not result["join_error"]
+    assert [r["message"] for r in result["log"]] == ["Prediction queued.", "Predicting.",
+                                                     "Done."]
+    assert result["execution"][0]["id"] == result["target"].predict_id
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_socketio_join(socket_sessions, persona):
+    result = socket_sessions[persona]
+    if persona == "anonymous":
+        assert result["refused"], "an anonymous socket was accepted"
+    elif persona == "outsider":
+        assert result["refused"] is None
+        assert [e["message"] for e in result["join_error"]] == ["No such project."]
+        assert not result["log"] and not result["execution"]
+    else:
+        _assert_replayed(result)
+
+
+def test_socketio_bearer_token_in_auth_connects_and_joins(socket_sessions):
+    _assert_replayed(socket_sessions["viewer's read token"])
+    outsider = socket_sessions["outsider's write token"]
+    assert [e["message"] for e in outsider["join_error"]] == ["No such project."]
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SOCKET_TOKENS))
+def test_socketio_bad_token_is_refused(socket_sessions, name):
+    assert socket_sessions[name]["refused"]
