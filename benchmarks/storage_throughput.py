@@ -113,26 +113,6 @@ def start_trainyard(workdir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("Trainyard did not start; see " + str(workdir / "app.log"))
 
 
-def connection_definition(name: str, storage) -> dict:
-    """The storage connection that points Trainyard at the same bucket and prefix."""
-    parts = urlsplit(storage.uri)
-    prefix = parts.path.strip("/")
-    creds = storage.credentials
-    if parts.scheme == "s3":
-        return {"name": name, "kind": "s3", "settings": {
-            "bucket": parts.netloc, "prefix": prefix, "region": creds.get("region", ""),
-            "endpoint_url": creds["endpoint_url"], "access_key_id": creds["access_key_id"]},
-            "secrets": {"secret_access_key": creds["secret_access_key"]}}
-    if parts.scheme in ("wasbs", "az"):
-        return {"name": name, "kind": "azure", "settings": {
-            "container": parts.netloc.split("@")[0], "prefix": prefix},
-            "secrets": {"connection_string": creds["connection_string"]}}
-    if parts.scheme == "gs":
-        return {"name": name, "kind": "gcs", "settings": {
-            "bucket": parts.netloc, "prefix": prefix, "endpoint": creds["endpoint"]}}
-    return {"name": name, "kind": "local", "settings": {"directory": parts.path}}
-
-
 def direct_transfer(kind: str, storage, source: Path, sink: Path) -> tuple[float, float]:
     """Seconds to upload and download ``source`` with the cloud's own SDK (or the file
     system for local disk), to the same place Trainyard uses."""
@@ -261,8 +241,9 @@ def main() -> int:
                     factory = {"s3": emulators.s3_storage, "azure": emulators.azure_storage,
                                "gcs": emulators.gcs_storage}[kind]
                     storage = stack.enter_context(factory())
-                connection = http.post(f"{base}/api/v1/storage-connections", timeout=30,
-                                       json=connection_definition(f"bench-{kind}", storage))
+                connection = http.post(
+                    f"{base}/api/v1/storage-connections", timeout=30,
+                    json=emulators.connection_definition(f"bench-{kind}", storage))
                 connection.raise_for_status()
                 project = http.post(f"{base}/api/v1/projects", timeout=30, json={
                     "name": f"Bench {kind}", "problem_type": "regression",

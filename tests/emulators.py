@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -318,3 +319,26 @@ def gcs_storage(tmp_path: Path | None = None, *, prefix: str | None = None) -> I
                 new_bucket.delete()
             except Conflict:  # an interrupted resumable upload's session remains
                 pass
+
+
+# -- the same storages as Trainyard storage connections ------------------------------------
+
+def connection_definition(name: str, storage) -> dict:
+    """The storage-connection definition (API body) that points Trainyard at the bucket and
+    prefix of ``storage``."""
+    parts = urlsplit(storage.uri)
+    prefix = parts.path.strip("/")
+    creds = storage.credentials
+    if parts.scheme == "s3":
+        return {"name": name, "kind": "s3", "settings": {
+            "bucket": parts.netloc, "prefix": prefix, "region": creds.get("region", ""),
+            "endpoint_url": creds["endpoint_url"], "access_key_id": creds["access_key_id"]},
+            "secrets": {"secret_access_key": creds["secret_access_key"]}}
+    if parts.scheme in ("wasbs", "az"):
+        return {"name": name, "kind": "azure", "settings": {
+            "container": parts.netloc.split("@")[0], "prefix": prefix},
+            "secrets": {"connection_string": creds["connection_string"]}}
+    if parts.scheme == "gs":
+        return {"name": name, "kind": "gcs", "settings": {
+            "bucket": parts.netloc, "prefix": prefix, "endpoint": creds["endpoint"]}}
+    return {"name": name, "kind": "local", "settings": {"directory": parts.path}}
