@@ -1,0 +1,472 @@
+"""The ``trainyard`` command line.
+
+    trainyard login --url URL --token TOKEN
+    trainyard projects
+    trainyard create-project definition.json
+    trainyard upload PROJECT LOCAL_DIR [--to training_batch_files/]
+    trainyard train PROJECT [--follow]
+    trainyard predict PROJECT [--csv FILE [--out FILE]] [--download DEST] [--follow]
+    trainyard download PROJECT PATH DEST
+    trainyard logs PROJECT EXECUTION [--follow]
+
+PROJECT is a project's id or slug. Errors print ``trainyard: <message>`` on stderr and exit with
+1 (2 for a usage error or when not logged in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import getpass
+import itertools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from trainyard_client import __version__
+from trainyard_client.client import PREDICTION_FOLDER, TRAINING_FOLDER, Client
+from trainyard_client.config import config_path, save_config, settings
+from trainyard_client.errors import (
+    ApiError,
+    NotLoggedIn,
+    TrainyardError,
+    failure_message,
+)
+
+PROG = "trainyard"
+
+
+# -- terminal output -----------------------------------------------------------------------
+
+class Bar:
+    """A one-line text progress bar on ``stream``, drawn only when it is a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = width
+        self.text = ""
+
+    def show(self, fraction: float, label: str) -> None:
+        if not self.enabled:
+            return
+        fraction = min(max(fraction, 0.0), 1.0)
+        filled = int(round(fraction * self.width))
+        self.text = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:3.0f}% {label}"
+        self.stream.write("\r\033[K" + self.text)
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled and self.text:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def redraw(self) -> None:
+        if self.enabled and self.text:
+            self.stream.write(self.text)
+            self.stream.flush()
+
+    def done(self) -> None:
+        self.clear()
+        self.text = ""
+
+
+def format_line(line: dict) -> str:
+    """A log line as ``HH:MM:SS LEVEL   stage        message``."""
+    stamp = str(line.get("time") or "")
+    clock = stamp[11:19] if len(stamp) >= 19 else stamp
+    return f"{clock} {line.get('level', ''):<7} {line.get('stage', ''):<13} {line.get('message')}"
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _client() -> Client:
+    url, token = settings()
+    return Client(url, token)
+
+
+def _project(client: Client, ref: str) -> dict:
+    """A project by id or slug."""
+    return client.projects.resolve(ref)
+
+
+def _follow(client: Client, execution: dict, *, print_lines: bool) -> dict:
+    """Follow an execution: its log lines on stdout (when asked) and a progress bar of its
+    stage on stderr (on a terminal). Answers the final state."""
+    bar = Bar()
+
+    def on_line(line: dict) -> None:
+        if print_lines:
+            bar.clear()
+            _out(format_line(line))
+            bar.redraw()
+
+    def on_state(state: dict) -> None:
+        bar.show((state.get("progress") or 0) / 100,
+                 f"{state.get('status')}: {state.get('stage')}")
+
+    try:
+        return client.executions.follow(execution, on_line, on_state)
+    finally:
+        bar.done()
+
+
+def _conclude(final: dict, success: Callable[[dict], None]) -> int:
+    if final.get("status") == "succeeded":
+        success(final)
+        return 0
+    _err(f"{PROG}: {failure_message(final)}")
+    return 1
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def cmd_login(args) -> int:
+    token = args.token
+    if not token:
+        if not sys.stdin.isatty():
+            raise NotLoggedIn("give the token with --token")
+        token = getpass.getpass("API token: ").strip()
+    client = Client(args.url, token)
+    user = None
+    if not args.no_check:
+        user = client.whoami()
+    path = save_config(client.base_url, token)
+    who = f" as {user.get('email')}" if user else ""
+    _out(f"Logged in to {client.base_url}{who}; settings saved in {path}")
+    return 0
+
+
+def cmd_whoami(args) -> int:
+    client = _client()
+    user = client.whoami()
+    _out(f"{user.get('email')} ({user.get('name')}) on {client.base_url}")
+    return 0
+
+
+def cmd_projects(args) -> int:
+    projects = _client().projects.list()
+    if not projects:
+        _out("No projects yet: create one with 'trainyard create-project definition.json'.")
+        return 0
+    rows = [("SLUG", "ID", "TYPE", "MODEL", "NAME")]
+    for p in projects:
+        active = p.get("active_version")
+        rows.append((p.get("slug", ""), p.get("id", ""), p.get("problem_type", ""),
+                     f"v{active}" if active else "-", p.get("name", "")))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    for row in rows:
+        _out("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False))
+             + "  " + str(row[4]))
+    return 0
+
+
+def cmd_create_project(args) -> int:
+    project = _client().create_project_from_schema_file(args.definition)
+    _out(f"Created project {project['slug']} ({project['id']})")
+    return 0
+
+
+def cmd_upload(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    bar = Bar()
+
+    def progress(sent: int, total: int) -> None:
+        bar.show(sent / total if total else 1.0, f"{_size(sent)} of {_size(total)}")
+
+    try:
+        uploaded = client.files.upload_folder(project, args.local_dir, args.to, progress,
+                                              pattern=args.pattern)
+    finally:
+        bar.done()
+    for item in uploaded:
+        _out(f"{item.get('path') or item.get('name')}")
+    folder = args.to if args.to.endswith("/") else args.to + "/"
+    _out(f"Uploaded {len(uploaded)} file{'s' if len(uploaded) != 1 else ''} to "
+         f"{project['slug']}/{folder}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    execution = client.executions.train(project)
+    if not args.follow:
+        _out(execution["id"])
+        return 0
+    _err(f"Training {execution['id']} of {project['slug']} started.")
+    final = _follow(client, execution, print_lines=True)
+
+    def success(state: dict) -> None:
+        result = state.get("result") or {}
+        metrics = ", ".join(_headline_metrics(result.get("metrics") or {}))
+        version = f"model v{result['version']}" if result.get("version") else "a model"
+        _err(f"Training succeeded: {version}" + (f" ({metrics})" if metrics else "") +
+             (", now active" if result.get("promoted") else ""))
+
+    return _conclude(final, success)
+
+
+def _headline_metrics(metrics: dict, most: int = 3) -> list[str]:
+    """The first few scores (not counts, cross-validation or baseline figures)."""
+    skip = ("n_", "cv_", "baseline")
+    shown = [f"{k} {v:.4f}" for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not k.startswith(skip)
+             and not k.endswith("_weighted")]
+    return shown[:most]
+
+
+def _csv_records(rows: list[dict], columns: list[str]) -> list[dict]:
+    return [{c: (row.get(c) if row.get(c) not in ("", None) else None) for c in columns}
+            for row in rows]
+
+
+def cmd_predict_csv(args, client: Client, project: dict) -> int:
+    source = Path(args.csv)
+    try:
+        handle = source.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise TrainyardError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        if not header:
+            raise TrainyardError(f"{source} has no header row")
+        known = {c.get("name") for c in (project.get("schema") or {}).get("columns", [])}
+        send = [c for c in header if not known or c in known]
+        extra = [c for c in header if c not in send]
+        if extra:
+            _err(f"Not sent (not columns of the project's schema): {', '.join(extra)}")
+        out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout
+        try:
+            writer, version, total = None, args.version, 0
+            labels: list[str] = []
+            while rows := list(itertools.islice(reader, args.chunk_size)):
+                try:
+                    answer = client.predict_records(project, _csv_records(rows, send), version,
+                                                    chunk_size=args.chunk_size)
+                except ApiError as exc:
+                    if exc.status == 422:
+                        exc.message += f" (record numbers count from row {total + 1} " \
+                                       f"of {source})"
+                        exc.args = (exc.message,)
+                    raise
+                version = answer["model_version"]
+                probabilities = answer.get("probabilities")
+                if writer is None:
+                    labels = list(probabilities[0]) if probabilities else []
+                    writer = csv.writer(out)
+                    writer.writerow(header + ["prediction"] +
+                                    [f"probability_{label}" for label in labels])
+                for i, row in enumerate(rows):
+                    extra_values = [probabilities[i].get(label) for label in labels] \
+                        if probabilities else []
+                    writer.writerow([row.get(c, "") for c in header] +
+                                    [answer["predictions"][i]] + extra_values)
+                total += len(rows)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    if not total:
+        raise TrainyardError(f"{source} has no rows to predict")
+    where = f" into {args.out}" if args.out else ""
+    _err(f"Predicted {total} row{'s' if total != 1 else ''} with model v{version}{where}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    if args.csv:
+        return cmd_predict_csv(args, client, project)
+    if args.out:
+        raise TrainyardError("--out goes with --csv; for a batch prediction use --download DEST")
+    execution = client.executions.predict(project, args.version)
+    _err(f"Prediction {execution['id']} of {project['slug']} started "
+         f"(files of {PREDICTION_FOLDER}).")
+    final = _follow(client, execution, print_lines=args.follow)
+
+    def success(state: dict) -> None:
+        result = state.get("result") or {}
+        _err(f"Prediction succeeded: {result.get('rows')} rows from {result.get('files')} "
+             f"files with model v{result.get('version')}; output "
+             f"{result.get('output_path')}")
+        if args.download:
+            path = client.download_output(project, state, args.download)
+            _out(str(path))
+
+    return _conclude(final, success)
+
+
+def cmd_download(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    bar = Bar()
+    try:
+        path = client.files.download(project, args.path, args.dest,
+                                     lambda done, total: bar.show(done / total if total else 1,
+                                                                  _size(done)))
+    finally:
+        bar.done()
+    _out(str(path))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    if args.execution == "latest":
+        latest = client.executions.list(project, limit=1)
+        if not latest:
+            raise TrainyardError(f"{project['slug']} has no executions yet")
+        execution = latest[0]
+    else:
+        execution = client.executions.get(project, args.execution)
+    if args.follow:
+        final = _follow(client, execution, print_lines=True)
+        return _conclude(final, lambda state: None)
+    for line in client.executions.iter_logs(project, execution):
+        _out(format_line(line))
+    if execution.get("status") not in ("succeeded", "queued", "running"):
+        _err(f"{execution['status']}: {failure_message(execution)}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    for model in client.models.list(project):
+        metrics = ", ".join(_headline_metrics(model.get("metrics") or {}))
+        mark = "*" if model.get("active") else " "
+        _out(f"{mark} v{model['version']}  {model.get('algorithm', '')}  {metrics}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Work with a Trainyard server from the command line.",
+        epilog=f"Settings: {config_path()} (TRAINYARD_URL and TRAINYARD_TOKEN override it).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("login", cmd_login, "save the server address and your API token")
+    p.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:5000")
+    p.add_argument("--token", help="a personal API token (asked for when omitted)")
+    p.add_argument("--no-check", action="store_true", help="save without asking the server")
+
+    command("whoami", cmd_whoami, "who the saved token belongs to")
+    command("projects", cmd_projects, "list the projects you may see")
+
+    p = command("create-project", cmd_create_project,
+                "create a project from a JSON definition (name, problem_type, schema...)")
+    p.add_argument("definition", help="the JSON file")
+
+    p = command("upload", cmd_upload, "upload the files of a local folder")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("local_dir", help="the local folder")
+    p.add_argument("--to", default=TRAINING_FOLDER,
+                   help=f"the project folder (default {TRAINING_FOLDER})")
+    p.add_argument("--pattern", default="*", help="only files matching this glob")
+
+    p = command("train", cmd_train, "train the project on its training batch files")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="print the log live and wait for the end (exit 1 on failure)")
+
+    p = command("predict", cmd_predict,
+                "predict a CSV now (--csv), or run a batch prediction of "
+                f"{PREDICTION_FOLDER}")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--csv", help="a local CSV whose rows to predict in real time")
+    p.add_argument("--out", help="where to write the CSV with predictions (default stdout)")
+    p.add_argument("--version", type=int, help="the model version (default: the active one)")
+    p.add_argument("--chunk-size", type=int, default=1000, help="rows per request (--csv)")
+    p.add_argument("--download", metavar="DEST",
+                   help="batch: download the output CSV to this file or folder")
+    p.add_argument("--follow", "-f", action="store_true", help="batch: print the log live")
+
+    p = command("download", cmd_download, "download a project file")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("path", help="the file's path in the project, e.g. models/v1/metrics.json")
+    p.add_argument("dest", help="a local file or folder")
+
+    p = command("logs", cmd_logs, "print an execution's log")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("execution", help="an execution id, or 'latest'")
+    p.add_argument("--follow", "-f", action="store_true", help="follow it to its end")
+
+    p = command("models", cmd_models, "list a project's model versions (* = active)")
+    p.add_argument("project", help="project id or slug")
+    return parser
+
+
+def _print_details(details) -> None:
+    if isinstance(details, dict):
+        for key, value in details.items():
+            if isinstance(value, dict):
+                for inner, reason in value.items():
+                    _err(f"  {key} {inner}: {reason}")
+            elif key != "execution_id":
+                _err(f"  {key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; answers the exit code (0 ok, 1 error, 2 usage / not logged in)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    if args.command == "predict" and args.chunk_size < 1:
+        parser.error("--chunk-size must be 1 or more")
+    try:
+        return args.func(args)
+    except NotLoggedIn as exc:
+        _err(f"{PROG}: {exc}")
+        return 2
+    except ApiError as exc:
+        _err(f"{PROG}: {exc}")
+        if exc.status == 422:
+            _print_details(exc.details)
+        return 1
+    except TrainyardError as exc:
+        _err(f"{PROG}: {exc}")
+        return 1
+    except TimeoutError as exc:
+        _err(f"{PROG}: {exc}")
+        return 1
+    except OSError as exc:  # a local file that cannot be read or written
+        _err(f"{PROG}: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return 1
+    except KeyboardInterrupt:
+        _err(f"{PROG}: interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

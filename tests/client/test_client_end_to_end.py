@@ -1,0 +1,211 @@
+"""The Python client and the ``trainyard`` command line against the real app on a real threaded
+server: log in with a personal API token, create a project from a definition file, upload a
+folder of batch files, train following the log live, predict a CSV in real time, run a batch
+prediction and download its output, and the plain error of a training without files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ADMIN
+from tests.factories import batch_files, cancer_frame, cancer_project, csv_bytes
+from trainyard_client import ApiError, Client, ConnectionFailed
+from trainyard_client.cli import main
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+TRAINYARD = Path(sys.executable).with_name("trainyard")
+NO_FILES = "no training batch files found in training_batch_files/"
+
+
+def make_token(url: str) -> str:
+    """The first admin (POST /api/v1/setup) and a read-write personal token for them."""
+    http = requests.Session()
+    answer = http.post(f"{url}/api/v1/setup", json=ADMIN, timeout=30)
+    assert answer.status_code == 201, answer.text
+    created = http.post(f"{url}/api/v1/tokens", json={"name": "cli", "scope": "write"},
+                        headers={"X-CSRFToken": answer.json()["csrf_token"]}, timeout=30)
+    assert created.status_code == 201, created.text
+    return created.json()["token"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run the CLI in-process with its config under tmp_path; answers (code, stdout, stderr)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("TRAINYARD_URL", raising=False)
+    monkeypatch.delenv("TRAINYARD_TOKEN", raising=False)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def write_batches(folder: Path, frame, prefix: str, parts: int) -> Path:
+    folder.mkdir(parents=True)
+    for name, data in batch_files(frame, prefix, parts):
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_client_and_cli_drive_the_whole_loop(live_server, cli, tmp_path):
+    token = make_token(live_server.url)
+
+    # login: url and token saved, readable by the owner only
+    code, out, _ = cli("login", "--url", live_server.url, "--token", token)
+    assert code == 0 and ADMIN["email"] in out
+    config = tmp_path / "config" / "trainyard" / "config.json"
+    assert json.loads(config.read_text()) == {"url": live_server.url, "token": token}
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+    # create a project from a definition file
+    definition = tmp_path / "definition.json"
+    definition.write_text(json.dumps(cancer_project("CLI screening")))
+    code, out, err = cli("create-project", definition)
+    assert code == 0, err
+    client = Client(live_server.url, token)
+    project = client.projects.resolve("cli-screening")
+    assert out.strip() == f"Created project cli-screening ({project['id']})"
+    code, out, _ = cli("projects")
+    assert code == 0 and "cli-screening" in out and project["id"] in out
+
+    # upload a folder of training batch files (by slug, default folder)
+    frame = cancer_frame()
+    train_part, predict_part = frame.iloc[:450], frame.iloc[450:]
+    batches = write_batches(tmp_path / "batches", train_part, "cancer", 3)
+    code, out, err = cli("upload", "cli-screening", batches)
+    assert code == 0, err
+    assert "Uploaded 3 files to cli-screening/training_batch_files/" in out
+    listed = client.files.list(project, "training_batch_files/")
+    assert sorted(f["name"] for f in listed["files"]) == sorted(p.name for p in
+                                                                batches.iterdir())
+
+    # train, following the log live: every line printed, in order; exit code 0
+    code, out, err = cli("train", "cli-screening", "--follow")
+    assert code == 0, err
+    assert "Training succeeded: model v1" in err
+    training = client.executions.list(project)[0]
+    assert training["kind"] == "train" and training["status"] == "succeeded"
+    stored = list(client.executions.iter_logs(project, training))
+    assert [line["seq"] for line in stored] == list(range(1, len(stored) + 1))
+    printed = out.splitlines()
+    assert len(printed) == len(stored) >= 5
+    for text, line in zip(printed, stored, strict=True):
+        assert text.endswith(line["message"]) and line["stage"] in text
+
+    # the same log through each transport of follow(), and the logs command
+    for transport in ("socketio", "sse", "poll"):
+        lines, states = [], []
+        final = client.executions.follow(training, lines.append, states.append,
+                                         transport=transport, timeout=60)
+        assert final["status"] == "succeeded" and states[-1]["status"] == "succeeded"
+        assert [line["seq"] for line in lines] == [line["seq"] for line in stored], transport
+    tail = client.executions.follow(training, (tail_lines := []).append, after_seq=3,
+                                    transport="sse")
+    assert tail["id"] == training["id"] and tail_lines[0]["seq"] == 4
+    code, out, _ = cli("logs", "cli-screening", "latest")
+    assert code == 0 and len(out.splitlines()) == len(stored)
+
+    # predict a CSV in real time: one prediction per row, with probabilities
+    rows_csv = tmp_path / "rows.csv"
+    rows_csv.write_bytes(csv_bytes(predict_part))
+    predictions = tmp_path / "predictions.csv"
+    code, out, err = cli("predict", "cli-screening", "--csv", rows_csv, "--out", predictions,
+                         "--chunk-size", "40")
+    assert code == 0, err
+    with predictions.open(newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert len(written) == len(predict_part)
+    assert [int(r["sample_id"]) for r in written] == predict_part["sample_id"].tolist()
+    right = sum(r["prediction"] == truth for r, truth in zip(written, predict_part["diagnosis"],
+                                                             strict=True))
+    assert right >= 0.9 * len(written)
+    assert {"probability_malignant", "probability_benign"} <= set(written[0])
+    assert f"Predicted {len(predict_part)} rows with model v1" in err
+
+    # real-time prediction of records through the client
+    records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+               for row in predict_part.drop(columns=["diagnosis"]).head(25).to_dict("records")]
+    answer = client.predict_records(project, records, chunk_size=10)
+    assert answer["rows"] == 25 and len(answer["predictions"]) == 25
+    assert len(answer["probabilities"]) == 25 and answer["model_version"] == 1
+
+    # batch prediction of prediction_batch_files/ and the download of its output
+    client.files.upload(project, "prediction_batch_files/",
+                        sorted(write_batches(tmp_path / "to-predict", predict_part,
+                                             "cancer", 2).iterdir()))
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    code, out, err = cli("predict", "cli-screening", "--download", outputs)
+    assert code == 0, err
+    downloaded = Path(out.strip().splitlines()[-1])
+    assert downloaded.parent == outputs and downloaded.is_file()
+    with downloaded.open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(predict_part)
+    batch = client.executions.list(project, limit=1)[0]
+    assert batch["kind"] == "predict" and batch["result"]["rows"] == len(predict_part)
+    again = client.download_output(project, batch, tmp_path / "again.csv")
+    assert again.read_bytes() == downloaded.read_bytes()
+
+    # download a project file; models
+    code, out, err = cli("download", "cli-screening", "models/v1/manifest.json", tmp_path)
+    assert code == 0, err
+    assert "model.joblib" in (tmp_path / "manifest.json").read_text()
+    models = client.models.list(project)
+    assert [m["version"] for m in models] == [1] and models[0]["active"]
+    assert client.models.get(project, 1)["version"] == 1
+    assert client.models.compare(project, 1, 1)["metrics"]
+
+    # errors: the server's error body, and an unreachable server
+    with pytest.raises(ApiError) as caught:
+        client.models.get(project, 7)
+    assert caught.value.status == 404 and caught.value.code == "not_found"
+    assert caught.value.message == "Model version v7 does not exist."
+    code, _, err = cli("download", "cli-screening", "models/v9/nothing.json", tmp_path)
+    assert code == 1 and err.startswith("trainyard: ")
+    with pytest.raises(ConnectionFailed, match="cannot reach Trainyard at http://127.0.0.1:9"):
+        Client("http://127.0.0.1:9", token).projects.list()
+
+
+def test_training_without_files_fails_with_the_plain_message(live_server, cli, tmp_path):
+    token = make_token(live_server.url)
+    client = Client(live_server.url, token)
+    project = client.projects.create(**{k: v for k, v in cancer_project("Empty").items()})
+    assert project["slug"] == "empty"
+
+    code, _, _ = cli("projects")
+    assert code == 2  # not logged in yet
+
+    # the console script, as a real process, configured by the environment alone
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "nowhere"),
+           "TRAINYARD_URL": live_server.url, "TRAINYARD_TOKEN": token}
+    done = subprocess.run([str(TRAINYARD), "train", "empty", "--follow"], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"trainyard: {NO_FILES}"
+    assert NO_FILES in done.stdout  # the log line of the failure was printed too
+    listed = subprocess.run([str(TRAINYARD), "projects"], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "empty" in listed.stdout
+
+    # in-process, logged in: the failed execution's log followed to its end says the same
+    assert cli("login", "--url", live_server.url, "--token", token)[0] == 0
+    code, out, err = cli("logs", project["id"], "latest", "--follow")
+    assert code == 1 and NO_FILES in out
+    assert err.strip().splitlines()[-1] == f"trainyard: {NO_FILES}"
+
+    code, _, err = cli("train", "no-such-project")
+    assert code == 1 and err.strip() == "trainyard: no project with the id or slug " \
+                                        "'no-such-project'"
