@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
@@ -42,6 +43,8 @@ from exception_layer import (
 MB = 1024 * 1024
 #: an API version both Azure and Azurite 3.37 accept (the SDK's default is newer than Azurite)
 API_VERSION = "2025-11-05"
+#: blocks staged at once during a large upload
+UPLOAD_PARALLELISM = 3
 DELETE_BATCH = 256
 DELETE_THREADS = 8
 COPY_TIMEOUT = 3600
@@ -100,7 +103,7 @@ class AzureBlobStorage(Storage):
     """
 
     scheme = "wasbs"
-    upload_chunk_size = 8 * MB
+    upload_chunk_size = 4 * MB  # x UPLOAD_PARALLELISM blocks in flight: bounded memory
     #: azure-core's response generator reports its byte length as ``__len__``, so the SDK's
     #: ``list(response)`` preallocates 8 bytes of pointers per byte of a chunk: keep chunks small
     download_chunk_size = 1 * MB
@@ -299,16 +302,24 @@ class AzureBlobStorage(Storage):
                 body, overwrite=True, content_settings=settings, max_concurrency=1))
             return ObjectInfo(key, len(body), response.get("last_modified"))
         # Staged blocks stay invisible until committed; uncommitted ones expire on their own.
+        # Up to UPLOAD_PARALLELISM blocks are in flight at once (bounded memory), as the SDK's
+        # own upload_blob does, while the next one is read from the stream.
         run = uuid.uuid4().hex
         blocks = []
-        while data:
-            block_id = base64.b64encode(f"{run}-{len(blocks):06d}".encode()).decode()
-            body = data
-            self._call("upload a block", lambda b=body, i=block_id: blob.stage_block(
-                i, b, length=len(b)))
-            blocks.append(BlobBlock(block_id=block_id))
-            data = body = None  # hold one block at a time
-            data = read_fully(stream, self.upload_chunk_size)
+        in_flight: deque = deque()
+        with ThreadPoolExecutor(max_workers=UPLOAD_PARALLELISM) as pool:
+            while data:
+                block_id = base64.b64encode(f"{run}-{len(blocks):06d}".encode()).decode()
+                in_flight.append(pool.submit(
+                    self._call, "upload a block",
+                    lambda b=bytes(data), i=block_id: blob.stage_block(i, b, length=len(b))))
+                blocks.append(BlobBlock(block_id=block_id))
+                data = None
+                if len(in_flight) >= UPLOAD_PARALLELISM:
+                    in_flight.popleft().result()  # raises the first failure
+                data = read_fully(stream, self.upload_chunk_size)
+            for future in in_flight:
+                future.result()
         self._call("commit the blocks", lambda: blob.commit_block_list(
             blocks, content_settings=settings))
         return self.stat(key)
