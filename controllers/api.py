@@ -1,8 +1,12 @@
 """The JSON API under ``/api/v1``: every action of the pages, with HTTP status codes and one
 error shape, ``{"error": {"code": ..., "message": ...}}``.
 
-Authentication is the session cookie for now (``POST /api/v1/session``); state-changing calls
-send the CSRF token that the session endpoint returns in the ``X-CSRFToken`` header.
+Authentication is a personal token (``Authorization: Bearer ty_...``) or the session cookie
+(``POST /api/v1/session``), with whose state-changing calls the CSRF token that the session
+endpoint returns goes in the ``X-CSRFToken`` header.
+
+Each view declares its body and answers with :func:`controllers.openapi.spec`; the OpenAPI
+document at ``/api/v1/openapi.json`` (and the page ``/api/v1/docs``) is generated from them.
 """
 
 from __future__ import annotations

@@ -361,8 +361,14 @@ def output_page(project: Project, execution: Execution, page: int, page_size: in
         raise NotFound("This execution has no prediction output.")
     if page < 1:
         raise BadRequest("Pages start at 1.")
-    return read_output_page(services().resolver.files(project), path, page=page,
-                            page_size=page_size)
+    files = services().resolver.files(project)
+    # A page past the end has no rows. Every row takes at least two bytes, so a page that
+    # starts beyond half the file's size is answered without making the reader skip (and
+    # hold in memory) billions of row numbers.
+    if (page - 1) * page_size > files.stat(path).size // 2:
+        first = read_output_page(files, path, page=1, page_size=page_size)
+        return {**first, "rows": [], "page": page}
+    return read_output_page(files, path, page=page, page_size=page_size)
 
 
 # -- model versions ------------------------------------------------------------------------

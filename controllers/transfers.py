@@ -12,6 +12,7 @@ from controllers import operations as ops
 from controllers.access import load_project
 from controllers.api import bp
 from controllers.auditing import audit
+from controllers.openapi import BINARY, FILE, Body, query, spec
 from controllers.services import services
 from entity.base import utcnow
 from exception_layer import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
@@ -48,6 +49,12 @@ class _HeadThenRest:
 
 
 @bp.put("/projects/<project_id>/files/content")
+@spec("Files", query=(query("path", required=True, description="the file's path"),),
+      request=Body("application/octet-stream", FILE, "The file's bytes."),
+      responses={201: {"type": "object", "required": ["path", "size"],
+                       "properties": {"path": {"type": "string"},
+                                      "size": {"type": "integer"}}}},
+      errors=(413, 422, 502, 503))
 def put_file(project_id):
     """Upload one file as the raw request body (streamed into the storage, never held whole
     in memory): ``PUT ...?path=training_batch_files/name.csv``. Batch files are checked against
@@ -86,6 +93,14 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 @bp.get("/projects/<project_id>/files/link")
+@spec("Files", query=(query("path", required=True, description="the file's path"),
+                      query("expires", {"type": "integer", "minimum": 60,
+                                        "maximum": MAX_LINK_SECONDS, "default": 3600},
+                            "seconds the link stays valid")),
+      responses={200: {"type": "object", "required": ["url", "expires_at"],
+                       "properties": {"url": {"type": "string"},
+                                      "expires_at": {"type": "string", "format": "date-time"}}}},
+      errors=(502, 503))
 def file_link(project_id):
     """A signed link to download one file without logging in, valid ``expires`` seconds
     (default 3600): the cloud's own signed URL where the storage can sign, else the app's."""
@@ -109,6 +124,7 @@ def file_link(project_id):
 
 
 @bp.get("/download/<token>")
+@spec("Files", responses={200: BINARY}, errors=(502, 503), public=True)
 def signed_download(token):
     """Download through an app-signed link (no login: the link is the permission)."""
     serializer = _serializer()
