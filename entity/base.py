@@ -29,6 +29,7 @@ def new_id() -> str:
 
 
 def new_sortable_id(now: datetime | None = None) -> str:
-    """An id that sorts by creation time and reads well in folder names: 20261122T171620-a1b2c3."""
+    """An id that sorts by creation time and reads well in folder names: 20261122T171620-a1b2c3d4
+    (32 random bits, so that ids made in the same second practically never collide)."""
     now = now or utcnow()
-    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from entity.log_record import LEVELS, LogRecord, LogRepository
+from exception_layer import DuplicateKey
 
 #: publish(event, payload, room)
 Publisher = Callable[[str, dict, str], None]
@@ -46,10 +47,20 @@ class ExecutionLogger:
         """Persist one line, then publish it to the project's room."""
         level = level if level in LEVELS else "INFO"
         with self._lock:
-            self._seq += 1
-            record = LogRecord(execution_id=self.execution_id, project_id=self.project_id,
-                               seq=self._seq, level=level, stage=stage, message=str(message))
-            self.logs.add(record)
+            for _attempt in range(5):
+                self._seq += 1
+                record = LogRecord(execution_id=self.execution_id, project_id=self.project_id,
+                                   seq=self._seq, level=level, stage=stage,
+                                   message=str(message))
+                try:
+                    self.logs.add(record)
+                    break
+                except DuplicateKey:
+                    # Another writer (a shutdown marking the execution interrupted while its
+                    # supervisor still logs) took this number: continue after the last one.
+                    self._seq = self.logs.last_seq(self.execution_id)
+            else:
+                raise DuplicateKey("Could not find a free log sequence number.")
         server_log.log(logging.getLevelName(level), "[%s] %s: %s", self.execution_id, stage,
                        message)
         try:
