@@ -229,21 +229,7 @@ class AzureBlobStorage(Storage):
                                       f"now ({code or status}); try again later.")
         return StorageError(f"The storage refused the operation ({code or status}).")
 
-    # -- keys ------------------------------------------------------------------------------
-
-    def _full(self, key: str, *, folder: bool = False) -> str:
-        return self.prefix + check_key(key, folder=folder)
-
-    def _relative(self, name: str) -> str:
-        if not name.startswith(self.prefix):
-            raise StorageError("The storage listed an object outside of this storage's folder.")
-        return name[len(self.prefix):]
-
-    @staticmethod
-    def _folder_key(prefix: str) -> str:
-        if prefix and not prefix.endswith("/"):
-            raise InvalidKey("A folder path must end with '/'.")
-        return prefix
+    # -- helpers ---------------------------------------------------------------------------
 
     def _blob(self, full: str):
         return self.container_client.get_blob_client(full)

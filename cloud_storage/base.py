@@ -366,6 +366,27 @@ class Storage(ABC):
     def make_folder(self, prefix: str) -> None:
         """Create an (empty) folder so that it shows in listings."""
 
+    # -- keys of object stores (a bucket or container under a prefix) --------------------
+
+    #: the folder inside the bucket or container that is this storage's root ("" or "a/b/")
+    prefix: str = ""
+
+    def _full(self, key: str, *, folder: bool = False) -> str:
+        """The object name of ``key`` (checked) in the bucket."""
+        return self.prefix + check_key(key, folder=folder)
+
+    def _relative(self, name: str) -> str:
+        """``key`` of a listed object name; refuses names outside the prefix."""
+        if not name.startswith(self.prefix):
+            raise StorageError("The storage listed an object outside of this storage's folder.")
+        return name[len(self.prefix):]
+
+    @staticmethod
+    def _folder_key(prefix: str) -> str:
+        if prefix and not prefix.endswith("/"):
+            raise InvalidKey("A folder path must end with '/'.")
+        return prefix
+
     # -- shared logic, overridable where a backend does better ---------------------------
 
     def signed_url(self, key: str, expires_seconds: int = 3600) -> str | None:

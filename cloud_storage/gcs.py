@@ -267,21 +267,7 @@ class GCSStorage(Storage):
                 pass
         return ObjectNotFound(f"No file named {key}.")
 
-    # -- keys ------------------------------------------------------------------------------
-
-    def _full(self, key: str, *, folder: bool = False) -> str:
-        return self.prefix + check_key(key, folder=folder)
-
-    def _relative(self, name: str) -> str:
-        if not name.startswith(self.prefix):
-            raise StorageError("The storage listed an object outside of this storage's folder.")
-        return name[len(self.prefix):]
-
-    @staticmethod
-    def _folder_key(prefix: str) -> str:
-        if prefix and not prefix.endswith("/"):
-            raise InvalidKey("A folder path must end with '/'.")
-        return prefix
+    # -- helpers ---------------------------------------------------------------------------
 
     @staticmethod
     def _info(key: str, blob) -> ObjectInfo:

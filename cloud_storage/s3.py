@@ -197,22 +197,6 @@ class S3Storage(Storage):
             return unreachable(self.endpoint, exc)
         return exc
 
-    # -- keys ------------------------------------------------------------------------------
-
-    def _full(self, key: str, *, folder: bool = False) -> str:
-        return self.prefix + check_key(key, folder=folder)
-
-    def _relative(self, full_key: str) -> str:
-        if not full_key.startswith(self.prefix):
-            raise StorageError("The storage listed an object outside of this storage's folder.")
-        return full_key[len(self.prefix):]
-
-    @staticmethod
-    def _folder_key(prefix: str) -> str:
-        if prefix and not prefix.endswith("/"):
-            raise InvalidKey("A folder path must end with '/'.")
-        return prefix
-
     # -- the interface ---------------------------------------------------------------------
 
     def list(self, prefix: str = "", *, recursive: bool = False, page_size: int = 1000,
