@@ -267,6 +267,7 @@ def update_user(user: User, by: User, *, role: str | None = None,
             db.sessions.close_all(user.id)
     db.users.save(user)
     if changes:
+        db.api_tokens.forget(user_id=user.id)  # API calls see the new role at once
         audit("user.update", user.email, details=changes)
     return user
 
@@ -340,6 +341,13 @@ def user_for_token(value: str) -> tuple[User, ApiToken] | None:
     if parts is None:
         return None
     db = services().db
+    recent = db.api_tokens.recall(parts[0])  # checked in the database a few seconds ago
+    if recent is not None:
+        token, user = recent
+        if not token.matches(parts[1]):
+            return None
+        db.api_tokens.touch(token)
+        return user, token
     token = db.api_tokens.get(parts[0])
     if token is None or not token.matches(parts[1]):
         return None
@@ -347,4 +355,5 @@ def user_for_token(value: str) -> tuple[User, ApiToken] | None:
     if user is None or not user.active:
         return None
     db.api_tokens.touch(token)
+    db.api_tokens.remember(token, user)
     return user, token

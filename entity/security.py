@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,6 +15,10 @@ from entity.base import from_iso, new_id, new_sortable_id, to_iso, utcnow
 from entity.store import Collection
 
 TOKEN_SCOPES = ("read", "write")
+#: how long a process keeps trusting a token (and its user) it has just read from the database:
+#: a revocation or deactivation elsewhere takes effect in every process within this time (at
+#: once in the process that made it)
+RECENT_TOKEN_SECONDS = 5.0
 ONE_TIME_KINDS = ("invite", "reset")
 
 
@@ -77,6 +83,10 @@ class ApiToken:
 class ApiTokenRepository:
     def __init__(self, collection: Collection):
         self.collection = collection
+        # token id -> (trusted until, token, its user): the bearer check of a busy API client
+        # would otherwise read two documents per request
+        self._recent: dict[str, tuple[float, ApiToken, object]] = {}
+        self._recent_lock = threading.Lock()
 
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["user_id"])
@@ -99,12 +109,38 @@ class ApiTokenRepository:
         if token.last_used_at and (now - token.last_used_at).total_seconds() < every_seconds:
             return
         self.collection.update_one({"_id": token.id}, {"last_used_at": to_iso(now)})
+        token.last_used_at = now
+
+    def remember(self, token: ApiToken, user, seconds: float = RECENT_TOKEN_SECONDS) -> None:
+        """Trust ``token`` and its ``user``, as just read, for ``seconds`` in this process."""
+        with self._recent_lock:
+            if len(self._recent) >= 10_000:
+                self._recent.clear()
+            self._recent[token.id] = (time.monotonic() + seconds, token, user)
+
+    def recall(self, token_id: str) -> tuple[ApiToken, object] | None:
+        """The token and user remembered for ``token_id`` if still trusted, else None."""
+        entry = self._recent.get(token_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1], entry[2]
+
+    def forget(self, *, token_id: str | None = None, user_id: str | None = None) -> None:
+        """Stop trusting a remembered token, or all of a user's tokens."""
+        with self._recent_lock:
+            if token_id is not None:
+                self._recent.pop(token_id, None)
+            if user_id is not None:
+                for key in [k for k, v in self._recent.items() if v[1].user_id == user_id]:
+                    del self._recent[key]
 
     def revoke(self, token_id: str) -> bool:
+        self.forget(token_id=token_id)
         return self.collection.update_one({"_id": token_id, "revoked_at": None},
                                           {"revoked_at": to_iso(utcnow())})
 
     def revoke_all_for_user(self, user_id: str) -> int:
+        self.forget(user_id=user_id)
         return self.collection.update_many({"user_id": user_id, "revoked_at": None},
                                            {"revoked_at": to_iso(utcnow())})
 

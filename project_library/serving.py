@@ -6,9 +6,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
+from sklearn.pipeline import Pipeline
 
 from entity.model_version import ModelVersion
 from entity.project import BatchSchema, Project
@@ -39,6 +46,12 @@ class ServingModel:
     problem_type: str
     classes: list = field(default_factory=list)
 
+    def __post_init__(self):
+        self._transformers, self._estimator = _pipeline_parts(self.model)
+        self._labels = [str(json_value(c)) for c in self.classes]
+        self._float_columns = frozenset(c.name for c in self.schema.columns
+                                        if c.type == "float") if self.schema else frozenset()
+
     @property
     def inputs(self) -> list:
         """The columns a record may carry: the features, the ignored ones and the target."""
@@ -48,20 +61,77 @@ class ServingModel:
         """Typed frame of ``records``; raises ValidationFailed naming each wrong field."""
         return records_frame(records, self.schema)
 
+    def join(self, frames: list[pd.DataFrame]) -> pd.DataFrame:
+        """The rows of ``frames`` (built by :meth:`frame`) as one frame, in order: what
+        ``pd.concat(frames, ignore_index=True)`` gives, stacked as one array when every frame
+        has the same float columns (the common case, and much cheaper)."""
+        if len(frames) == 1:
+            return frames[0]
+        first = frames[0].columns
+        if all(name in self._float_columns for name in first) and \
+                all(frame.columns.equals(first) for frame in frames[1:]):
+            return pd.DataFrame(np.vstack([frame.to_numpy() for frame in frames]),
+                                columns=first)
+        return pd.concat(frames, ignore_index=True)
+
     def predict(self, frame: pd.DataFrame) -> dict:
-        """Predictions (and class probabilities) for every row of ``frame``."""
+        """Predictions (and class probabilities) for every row of ``frame``.
+
+        The same numbers as ``model.predict`` and ``model.predict_proba``, with the pipeline's
+        preprocessing run once (not once per method), and for estimators whose ``predict`` is
+        derived from their probabilities, one pass through the trees instead of two.
+        """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            predicted = self.model.predict(frame)
-            proba = (self.model.predict_proba(frame)
-                     if self.classes and hasattr(self.model, "predict_proba") else None)
-        result = {"predictions": [json_value(v) for v in predicted]}
+            features = frame
+            for transformer in self._transformers:
+                features = transformer.transform(features)
+            want_proba = bool(self.classes) and hasattr(self._estimator, "predict_proba")
+            predicted, proba = _predict(self._estimator, features, want_proba)
+        result = {"predictions": [json_value(v) for v in predicted.tolist()]}
         if proba is not None:
-            labels = [str(json_value(c)) for c in self.classes]
+            labels = self._labels
             result["probabilities"] = [
-                {label: round(float(p), 6) for label, p in zip(labels, row, strict=True)}
-                for row in proba]
+                {label: round(p, 6) for label, p in zip(labels, row, strict=True)}
+                for row in proba.astype("float64", copy=False).tolist()]
         return result
+
+
+def _pipeline_parts(model) -> tuple[list, object]:
+    """The transformers a Pipeline applies before its final estimator, and that estimator
+    (``[]`` and the model itself for anything else)."""
+    if isinstance(model, Pipeline) and model.steps:
+        steps = [step for _, step in model.steps[:-1] if step not in (None, "passthrough")]
+        final = model.steps[-1][1]
+        if final not in (None, "passthrough"):
+            return steps, final
+    return [], model
+
+
+def _predict(estimator, features, want_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``estimator.predict(features)`` and, if wanted, ``predict_proba(features)``.
+
+    Where scikit-learn derives ``predict`` from the probabilities (the forests: the argmax of
+    ``predict_proba``; histogram gradient boosting: both from one raw prediction), the
+    estimator's own code is followed with one pass instead of two; others are called twice.
+    """
+    if want_proba and isinstance(estimator, HistGradientBoostingClassifier) and \
+            hasattr(estimator, "_raw_predict") and hasattr(estimator, "_loss"):
+        # HistGradientBoostingClassifier.predict and .predict_proba (scikit-learn 1.9).
+        raw = estimator._raw_predict(features)
+        proba = estimator._loss.predict_proba(raw)
+        if raw.shape[1] == 1:
+            encoded = (raw.ravel() > 0).astype(int)
+        else:
+            encoded = np.argmax(raw, axis=1)
+        return estimator.classes_[encoded], proba
+    if want_proba and isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) and \
+            getattr(estimator, "n_outputs_", None) == 1:
+        # ForestClassifier.predict: the class of highest mean probability.
+        proba = estimator.predict_proba(features)
+        return estimator.classes_.take(np.argmax(proba, axis=1), axis=0), proba
+    predicted = np.asarray(estimator.predict(features))
+    return predicted, (estimator.predict_proba(features) if want_proba else None)
 
 
 def load_serving_model(files: ProjectFiles, project: Project,
@@ -82,7 +152,10 @@ def _number(value, integer: bool):
     if isinstance(value, bool):
         return np.nan, True
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for any float
+            return np.nan, True
     elif isinstance(value, str):
         try:
             number = float(value.strip())
@@ -93,6 +166,25 @@ def _number(value, integer: bool):
     if not math.isfinite(number) or (integer and not number.is_integer()):
         return np.nan, True
     return number, False
+
+
+def _float_column(values: list, integer: bool) -> tuple[np.ndarray, list[bool] | None]:
+    """The float64 values of a numeric column and which are bad (None: none is).
+
+    JSON numbers arrive as Python floats and ints: those columns are converted in one numpy
+    call; any other value (null, text, booleans, non-finite, fractions in an integer column)
+    takes the value-by-value path of :func:`_number`, with the same results.
+    """
+    if all(type(v) is float or type(v) is int for v in values):
+        try:
+            array = np.array(values, dtype="float64")
+        except OverflowError:
+            array = None
+        if array is not None and np.isfinite(array).all() and (
+                not integer or (array == np.floor(array)).all()):
+            return array, None
+    parsed = [_number(v, integer) for v in values]
+    return np.array([p[0] for p in parsed], dtype="float64"), [p[1] for p in parsed]
 
 
 def _boolean(value):
@@ -129,8 +221,11 @@ def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
                                "prediction for more.", details={"records": "too many"})
     known = {c.name: c for c in schema.columns}
     required = [c.name for c in schema.feature_columns]
+    required_set = set(required)
     problems: dict[str, dict[str, str]] = {}
     for index, record in enumerate(records):
+        if type(record) is dict and required_set <= record.keys() <= known.keys():
+            continue  # every feature present, no unknown key (set comparisons, in C)
         if not isinstance(record, dict):
             problems[str(index)] = {"record": "must be an object of column: value"}
             continue
@@ -145,6 +240,9 @@ def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
             problems[str(index)] = row
     if problems:
         raise ValidationFailed(_summary(problems), details={"rows": problems})
+    fast = _float_frame(records, schema, required_set)
+    if fast is not None:
+        return fast
 
     columns: dict[str, object] = {}
     for spec in schema.columns:
@@ -152,11 +250,9 @@ def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
         if spec.name not in required and all(v is None for v in values):
             continue
         if spec.type in ("integer", "float"):
-            parsed = [_number(v, spec.type == "integer") for v in values]
-            series = pd.Series([p[0] for p in parsed], dtype="float64")
+            series, bad = _float_column(values, spec.type == "integer")
             if spec.type == "integer":
-                series = series.round().astype("Int64")
-            bad = [p[1] for p in parsed]
+                series = pd.Series(series).round().astype("Int64")
         elif spec.type == "boolean":
             parsed = [_boolean(v) for v in values]
             series = pd.Series([p[0] for p in parsed], dtype="boolean")
@@ -171,14 +267,53 @@ def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
             bad = [isinstance(v, (dict, list)) for v in values]
             series = pd.Series([np.nan if v is None or v == "" or isinstance(v, (dict, list))
                                 else str(json_value(v)) for v in values], dtype=object)
-        for index, is_bad in enumerate(bad):
+        for index, is_bad in enumerate(bad or ()):
             if is_bad:
                 problems.setdefault(str(index), {})[spec.name] = (
                     f"{records[index].get(spec.name)!r} is not {spec.type}")
         columns[spec.name] = series
     if problems:
         raise ValidationFailed(_summary(problems), details={"rows": problems})
+    if columns and all(isinstance(c, np.ndarray) for c in columns.values()):
+        # Only float columns (the common case): one 2-D block, without pandas' per-column
+        # construction and consolidation.
+        return pd.DataFrame(np.column_stack(list(columns.values())),
+                            columns=_column_index(tuple(columns)))
     return pd.DataFrame(columns)
+
+
+@lru_cache(maxsize=256)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    """One shared (immutable) column index per list of names: building it costs more than
+    the rest of a one-row frame."""
+    return pd.Index(list(names))
+
+
+def _float_frame(records: list[dict], schema: BatchSchema,
+                 required: set[str]) -> pd.DataFrame | None:
+    """The frame of :func:`records_frame` built in one step when every column it would hold
+    is a float column and every value a finite JSON number (the common case for real-time
+    requests); None otherwise (the general path then decides, value by value)."""
+    names = []
+    for spec in schema.columns:
+        sent = any(record.get(spec.name) is not None for record in records)
+        if spec.type != "float":
+            if spec.name in required or sent:
+                return None
+        elif spec.name in required or sent:
+            names.append(spec.name)
+    if not names:
+        return None
+    matrix = [[record.get(name) for name in names] for record in records]
+    if not all(type(v) is float or type(v) is int for row in matrix for v in row):
+        return None
+    try:
+        array = np.array(matrix, dtype="float64")
+    except OverflowError:
+        return None
+    if not np.isfinite(array).all():
+        return None
+    return pd.DataFrame(array, columns=_column_index(tuple(names)))
 
 
 def _summary(problems: dict[str, dict[str, str]]) -> str:

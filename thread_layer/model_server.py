@@ -105,8 +105,7 @@ class _Batcher:
                     return  # closed and drained
                 frames = [frame for frame, _ in batch]
                 try:
-                    joined = frames[0] if len(frames) == 1 else pd.concat(frames,
-                                                                          ignore_index=True)
+                    joined = self.model.join(frames)
                     result = self.model.predict(joined)
                 except Exception as exc:  # noqa: BLE001 - handed to each waiting request
                     for _, future in batch:

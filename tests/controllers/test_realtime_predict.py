@@ -122,3 +122,26 @@ def test_promote_during_a_stream_never_fails_a_request(trained):
     # once the promotion has answered, requests that start afterwards use the new version
     assert answers[-1][1] == after
     assert all(v == after for _, v in answers[switched_at + 12:])
+
+
+def test_record_checks_without_a_server():
+    """The record checks on their own (no model needed): huge numbers, text in numeric
+    columns, unknown and missing fields each name the field."""
+    from entity.project import BatchSchema
+    from exception_layer import ValidationFailed
+    from project_library.serving import records_frame
+
+    schema = BatchSchema.from_dict({"filename_pattern": "^x$", "target": "y", "columns": [
+        {"name": "a", "type": "float"}, {"name": "n", "type": "integer"},
+        {"name": "c", "type": "category"}, {"name": "y", "type": "category"}]})
+    frame = records_frame([{"a": 1.5, "n": 2, "c": "x"}, {"a": None, "n": None, "c": None}],
+                          schema)
+    assert frame["a"].tolist()[0] == 1.5 and frame["n"].tolist()[0] == 2
+    for record, field in (({"a": 10**400, "n": 1, "c": "x"}, "a"),
+                          ({"a": 1.0, "n": 1.5, "c": "x"}, "n"),
+                          ({"a": "wide", "n": 1, "c": "x"}, "a"),
+                          ({"a": 1.0, "n": 1}, "c"),
+                          ({"a": 1.0, "n": 1, "c": "x", "z": 0}, "z")):
+        with pytest.raises(ValidationFailed) as refused:
+            records_frame([record], schema)
+        assert field in refused.value.details["rows"]["0"]
