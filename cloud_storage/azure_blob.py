@@ -14,7 +14,6 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
@@ -27,7 +26,7 @@ from cloud_storage.base import (
     check_key,
     chunk_stream,
     first_chunk,
-    read_fully,
+    send_parts_in_parallel,
     unreachable,
 )
 from cloud_storage.registry import register_backend
@@ -43,8 +42,6 @@ from exception_layer import (
 MB = 1024 * 1024
 #: an API version both Azure and Azurite 3.37 accept (the SDK's default is newer than Azurite)
 API_VERSION = "2025-11-05"
-#: blocks staged at once during a large upload
-UPLOAD_PARALLELISM = 3
 DELETE_BATCH = 256
 DELETE_THREADS = 8
 COPY_TIMEOUT = 3600
@@ -288,24 +285,15 @@ class AzureBlobStorage(Storage):
                 body, overwrite=True, content_settings=settings, max_concurrency=1))
             return ObjectInfo(key, len(body), response.get("last_modified"))
         # Staged blocks stay invisible until committed; uncommitted ones expire on their own.
-        # Up to UPLOAD_PARALLELISM blocks are in flight at once (bounded memory), as the SDK's
-        # own upload_blob does, while the next one is read from the stream.
         run = uuid.uuid4().hex
-        blocks = []
-        in_flight: deque = deque()
-        with ThreadPoolExecutor(max_workers=UPLOAD_PARALLELISM) as pool:
-            while data:
-                block_id = base64.b64encode(f"{run}-{len(blocks):06d}".encode()).decode()
-                in_flight.append(pool.submit(
-                    self._call, "upload a block",
-                    lambda b=bytes(data), i=block_id: blob.stage_block(i, b, length=len(b))))
-                blocks.append(BlobBlock(block_id=block_id))
-                data = None
-                if len(in_flight) >= UPLOAD_PARALLELISM:
-                    in_flight.popleft().result()  # raises the first failure
-                data = read_fully(stream, self.upload_chunk_size)
-            for future in in_flight:
-                future.result()
+
+        def stage(number: int, body: bytes):
+            block_id = base64.b64encode(f"{run}-{number:06d}".encode()).decode()
+            self._call("upload a block", lambda: blob.stage_block(block_id, body,
+                                                                  length=len(body)))
+            return BlobBlock(block_id=block_id)
+        blocks = send_parts_in_parallel(data, stream, self.upload_chunk_size, stage,
+                                        parallelism=self.upload_parallelism)
         self._call("commit the blocks", lambda: blob.commit_block_list(
             blocks, content_settings=settings))
         return self.stat(key)

@@ -190,6 +190,44 @@ def unreachable(endpoint: str, exc: BaseException) -> StorageUnavailable:
 
 # -- streams --------------------------------------------------------------------------------
 
+#: parts of a large upload sent at once (each part is held in memory until sent)
+UPLOAD_PARALLELISM = 3
+
+
+def send_parts_in_parallel(first, stream: BinaryIO, part_size: int,
+                           send: Callable[[int, bytes | bytearray], T], *,
+                           parallelism: int = UPLOAD_PARALLELISM,
+                           max_parts: int | None = None) -> list[T]:
+    """Read ``stream`` part by part (``first`` is the part already read) and ``send(number,
+    data)`` up to ``parallelism`` parts at once, numbered from 1; returns the sends' results in
+    order. Memory stays bounded: at most ``parallelism + 1`` parts are held. The first failure
+    is raised once the parts in flight have ended.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    results: list = []
+    in_flight: deque = deque()
+    data, number = first, 0
+    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+        try:
+            while data:
+                number += 1
+                if max_parts is not None and number > max_parts:
+                    raise StorageError("The file is too large for one upload.")
+                in_flight.append(pool.submit(send, number, data))  # no copy
+                data = None
+                if len(in_flight) >= parallelism:
+                    results.append(in_flight.popleft().result())
+                data = read_fully(stream, part_size)
+            while in_flight:
+                results.append(in_flight.popleft().result())
+        finally:
+            for future in in_flight:
+                future.cancel()
+    return results
+
+
 def read_fully(stream: BinaryIO, size: int) -> bytes | bytearray:
     """Read ``size`` bytes, or fewer only at the end of the stream (raw streams read short).
 
@@ -315,6 +353,8 @@ class Storage(ABC):
     scheme: ClassVar[str] = ""
     #: the chunk size the backend prefers for streamed uploads
     upload_chunk_size: ClassVar[int] = 8 * 1024 * 1024
+    #: parts of a large upload in flight at once (memory: about (parallelism + 1) x chunk)
+    upload_parallelism: ClassVar[int] = UPLOAD_PARALLELISM
     #: how transient failures are retried; set an instance's ``retry_policy`` to change it
     retry_policy: RetryPolicy = RetryPolicy()
 

@@ -21,7 +21,7 @@ from cloud_storage.base import (
     check_key,
     first_chunk,
     logger,
-    read_fully,
+    send_parts_in_parallel,
     unreachable,
 )
 from cloud_storage.registry import register_backend
@@ -94,7 +94,8 @@ class S3Storage(Storage):
     """
 
     scheme = "s3"
-    upload_chunk_size = 8 * MB
+    upload_chunk_size = 6 * MB  # S3 parts are 5 MiB at least
+    upload_parallelism = 2  # x 6 MB in flight + 1 being read: within the memory bound
 
     def __init__(self, uri: str, credentials: dict | None = None, client=None):
         super().__init__(uri, credentials, client)
@@ -260,18 +261,12 @@ class S3Storage(Storage):
 
     def _upload_parts(self, full: str, upload_id: str, stream: BinaryIO, data,
                       chunk_size: int) -> list[dict]:
-        parts: list[dict] = []
-        while data:
-            if len(parts) >= MAX_PARTS:
-                raise StorageError("The file is too large for one upload.")
-            number = len(parts) + 1
-            response = self._call("upload a part", lambda n=number, b=data: (
-                self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id,
-                                        PartNumber=n, Body=b)))
-            parts.append({"ETag": response["ETag"], "PartNumber": number})
-            data = None  # hold one chunk at a time
-            data = read_fully(stream, chunk_size)
-        return parts
+        def send(number: int, body: bytes) -> dict:
+            response = self._call("upload a part", lambda: self.client.upload_part(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body))
+            return {"ETag": response["ETag"], "PartNumber": number}
+        return send_parts_in_parallel(data, stream, chunk_size, send, max_parts=MAX_PARTS,
+                                      parallelism=self.upload_parallelism)
 
     def _abort(self, full: str, upload_id: str) -> None:
         try:
