@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +121,6 @@ class AzureBlobStorage(Storage):
         self.account_url = (creds.get("account_url") or creds.get("endpoint")
                             or fields.get("blobendpoint")
                             or self._default_url(fields)).rstrip("/")
-        self._lock = threading.Lock()
         self._container_client = None
 
     def _default_url(self, fields: dict) -> str:
@@ -135,11 +133,7 @@ class AzureBlobStorage(Storage):
     @property
     def service_client(self):
         """The azure-storage-blob ``BlobServiceClient``, built on first use."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._build_client()
-        return self._client
+        return self._sdk_client()
 
     @property
     def container_client(self):

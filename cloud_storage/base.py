@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import random
+import threading
 import time
 import unicodedata
 from abc import ABC, abstractmethod
@@ -362,6 +363,20 @@ class Storage(ABC):
         self.uri = uri
         self.credentials = credentials or {}
         self._client = client
+        self._client_lock = threading.Lock()
+
+    def _sdk_client(self):
+        """The injected SDK client, or the one ``_build_client`` makes on first use (once,
+        even when several threads ask at the same moment)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._build_client()
+        return self._client
+
+    def _build_client(self):
+        """Backends with an SDK build their client here."""
+        raise NotImplementedError(f"{type(self).__name__} has no SDK client")
 
     def __repr__(self) -> str:  # never the credentials
         return f"<{type(self).__name__} {self.uri}>"

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import threading
 from datetime import timedelta
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -122,18 +121,13 @@ class GCSStorage(Storage):
         self.bucket_name, self.prefix = parse_gs_uri(uri)
         self.endpoint = (self.credentials.get("endpoint")
                          or os.environ.get("STORAGE_EMULATOR_HOST") or None)
-        self._lock = threading.Lock()
 
     # -- the client ------------------------------------------------------------------------
 
     @property
     def client(self):
         """The google-cloud-storage client, built on first use."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._build_client()
-        return self._client
+        return self._sdk_client()
 
     @property
     def bucket(self):

@@ -8,7 +8,6 @@ Credentials (all optional; without them boto3's ambient chain is used): ``access
 from __future__ import annotations
 
 import re
-import threading
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
@@ -102,7 +101,6 @@ class S3Storage(Storage):
         self.bucket, self.prefix = parse_s3_uri(uri)
         self.region = self.credentials.get("region") or "us-east-1"
         self.endpoint_url = self.credentials.get("endpoint_url") or None
-        self._client_lock = threading.Lock()
 
     # -- the client ------------------------------------------------------------------------
 
@@ -113,11 +111,7 @@ class S3Storage(Storage):
     @property
     def client(self):
         """The boto3 S3 client, built on first use (boto3 clients are thread-safe)."""
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    self._client = self._build_client()
-        return self._client
+        return self._sdk_client()
 
     def _build_client(self):
         import boto3

@@ -55,7 +55,7 @@ def update_connection(connection: StorageConnection, data: dict) -> StorageConne
     connection.name = str(data.get("name", connection.name)).strip()
     connection.settings, connection.secrets = settings, box.encrypt(secrets)
     services().db.storage_connections.save(connection)
-    services().resolver.forget(connection.id)
+    services().resolver.clear()
     audit("storage.update", connection.name)
     return connection
 
@@ -70,7 +70,7 @@ def delete_connection(connection: StorageConnection) -> None:
     if users:
         raise Conflict(f"Projects use this connection: {', '.join(users)}. Move them first.")
     services().db.storage_connections.delete(connection.id)
-    services().resolver.forget(connection.id)
+    services().resolver.clear()
     audit("storage.delete", connection.name)
 
 

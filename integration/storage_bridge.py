@@ -50,8 +50,10 @@ class StorageResolver:
                 self._cache[key] = open_storage(uri, credentials)
             return self._cache[key]
 
-    def forget(self, connection_id: str) -> None:
-        """Drop cached clients after a connection changed (they are rebuilt on next use)."""
+    def clear(self) -> None:
+        """Drop every cached client (they are rebuilt on next use). Called when a connection
+        changes or goes, so that clients holding its old credentials are not kept around; the
+        cache key includes the credentials, so nothing would reuse them anyway."""
         with self._lock:
             self._cache.clear()
 
