@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
 )
 from sklearn.pipeline import Pipeline
@@ -21,6 +22,7 @@ from entity.model_version import ModelVersion
 from entity.project import BatchSchema, Project
 from exception_layer import ValidationFailed
 from integration.file_manager import ProjectFiles
+from project_library.compiled import CompiledTrees, NumericFeatures
 from project_library.csv_parsing import FALSE_TOKENS, TRUE_TOKENS, parse_dates
 from project_library.model_artifacts import load_verified_model
 
@@ -48,6 +50,8 @@ class ServingModel:
 
     def __post_init__(self):
         self._transformers, self._estimator = _pipeline_parts(self.model)
+        self._numeric = NumericFeatures.compile(self._transformers)
+        self._trees = CompiledTrees.compile(self._estimator)
         self._labels = [str(json_value(c)) for c in self.classes]
         self._float_columns = frozenset(c.name for c in self.schema.columns
                                         if c.type == "float") if self.schema else frozenset()
@@ -83,11 +87,14 @@ class ServingModel:
         """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            features = frame
-            for transformer in self._transformers:
-                features = transformer.transform(features)
+            if self._numeric is not None:
+                features = self._numeric.transform(frame)
+            else:
+                features = frame
+                for transformer in self._transformers:
+                    features = transformer.transform(features)
             want_proba = bool(self.classes) and hasattr(self._estimator, "predict_proba")
-            predicted, proba = _predict(self._estimator, features, want_proba)
+            predicted, proba = _predict(self._estimator, features, want_proba, self._trees)
         result = {"predictions": [json_value(v) for v in predicted.tolist()]}
         if proba is not None:
             labels = self._labels
@@ -108,18 +115,27 @@ def _pipeline_parts(model) -> tuple[list, object]:
     return [], model
 
 
-def _predict(estimator, features, want_proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _predict(estimator, features, want_proba: bool, trees: CompiledTrees | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
     """``estimator.predict(features)`` and, if wanted, ``predict_proba(features)``.
 
     Where scikit-learn derives ``predict`` from the probabilities (the forests: the argmax of
     ``predict_proba``; histogram gradient boosting: both from one raw prediction), the
     estimator's own code is followed with one pass instead of two; others are called twice.
+    ``trees`` (the compiled form of a histogram gradient boosting ``estimator``) computes its
+    raw prediction when ``features`` is an array.
     """
-    if want_proba and isinstance(estimator, HistGradientBoostingClassifier) and \
-            hasattr(estimator, "_raw_predict") and hasattr(estimator, "_loss"):
-        # HistGradientBoostingClassifier.predict and .predict_proba (scikit-learn 1.9).
-        raw = estimator._raw_predict(features)
-        proba = estimator._loss.predict_proba(raw)
+    if isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)) \
+            and hasattr(estimator, "_raw_predict") and hasattr(estimator, "_loss"):
+        # HistGradientBoostingClassifier/Regressor.predict and .predict_proba (scikit-learn 1.9)
+        if trees is not None and isinstance(features, np.ndarray) and \
+                len(features) <= trees.MAX_ROWS:
+            raw = trees.raw_predict(features)
+        else:
+            raw = estimator._raw_predict(features)
+        if isinstance(estimator, HistGradientBoostingRegressor):
+            return estimator._loss.link.inverse(raw.ravel()), None
+        proba = estimator._loss.predict_proba(raw) if want_proba else None
         if raw.shape[1] == 1:
             encoded = (raw.ravel() > 0).astype(int)
         else:
