@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
+    VotingClassifier,
+    VotingRegressor,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import get_scorer
@@ -49,6 +51,9 @@ from project_library.preprocessing import FeaturePlan, build_preprocessor, plan_
 from project_library.reporting import Reporter, TrainingFailed
 
 MIN_ROWS = 10
+#: soft-voting ensembles of the best 2 and 3 candidates compete with the single models
+ENSEMBLE_SIZES = (2, 3)
+ENSEMBLE_PREFIX = "Ensemble: "
 TEST_SIZE = 0.2
 MAX_KNN_ROWS = 50_000
 LARGE_DATA_ROWS = 100_000
@@ -113,6 +118,16 @@ def json_params(estimator) -> dict:
         else:
             params[key] = repr(value)
     return params
+
+
+def model_params(model) -> dict:
+    """The chosen estimator's parameters: of a candidate pipeline's model, or of each member
+    of an ensemble (``{"voting", "members": {name: params}}``)."""
+    if isinstance(model, (VotingClassifier, VotingRegressor)):
+        return {"voting": getattr(model, "voting", "mean"),
+                "members": {name: json_params(pipeline.named_steps["model"])
+                            for name, pipeline in model.estimators}}
+    return json_params(model.named_steps["model"])
 
 
 def library_versions() -> dict:
@@ -213,27 +228,101 @@ def _cv_info(splitter) -> dict:
             "random_state": RANDOM_STATE, "on": "the training part"}
 
 
+@dataclass
+class FoldOutput:
+    """What one candidate predicted for the held-back rows of each fold (None where a fold
+    failed): class probabilities (with their ``classes``) or values."""
+
+    predictions: list[np.ndarray | None]
+    classes: list[np.ndarray | None]
+
+
 def _cross_validate(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: list,  # noqa: N803
                     scorer, should_stop: Callable[[], bool] | None
-                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                    ) -> tuple[np.ndarray, np.ndarray, list[str], FoldOutput]:
     """Fit and score ``pipeline`` on each fold; NaN for a fold whose fit or scoring failed.
 
-    ``should_stop`` is polled before every fold. Returns the scores, the fit seconds and the
-    failure messages.
+    ``should_stop`` is polled before every fold. Returns the scores, the fit seconds, the
+    failure messages and the fold predictions (probabilities for a classifier that has them),
+    from which ensembles are scored without fitting anything again.
     """
     scores = np.full(len(folds), np.nan)
     fit_seconds = np.zeros(len(folds))
     failures: list[str] = []
+    output = FoldOutput([None] * len(folds), [None] * len(folds))
     for index, (train, test) in enumerate(folds):
         check_cancelled(should_stop)
         began = time.perf_counter()
         try:
             fitted = clone(pipeline).fit(X.iloc[train], y[train])
             fit_seconds[index] = time.perf_counter() - began
-            scores[index] = scorer(fitted, X.iloc[test], y[test])
+            held_back = X.iloc[test]
+            scores[index] = scorer(fitted, held_back, y[test])
+            if hasattr(fitted, "predict_proba"):
+                output.predictions[index] = fitted.predict_proba(held_back)
+                output.classes[index] = fitted.classes_
+            elif not hasattr(fitted, "classes_"):
+                output.predictions[index] = np.asarray(fitted.predict(held_back), dtype=float)
         except (ValueError, TypeError, ArithmeticError, IndexError, KeyError) as exc:
             failures.append(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-    return scores, fit_seconds, failures
+    return scores, fit_seconds, failures, output
+
+
+class _Predicted(BaseEstimator):
+    """Stands in for a fitted model whose answers on the scored rows are already known, so
+    that a scikit-learn scorer computes the selection metric from them unchanged."""
+
+    def __init__(self, answers: np.ndarray, classes: np.ndarray | None = None):
+        self.answers, self.classes = answers, classes
+        if classes is not None:
+            self.classes_ = classes
+
+    def predict_proba(self, X):  # noqa: N803 - the answers are for exactly these rows
+        return self.answers
+
+    def predict(self, X):  # noqa: N803
+        if self.classes is None:
+            return self.answers
+        # VotingClassifier(voting="soft").predict: the class of highest mean probability
+        return self.classes[np.argmax(self.answers, axis=1)]
+
+
+class _PredictedClasses(ClassifierMixin, _Predicted):
+    pass
+
+
+class _PredictedValues(RegressorMixin, _Predicted):
+    pass
+
+
+def _ensemble_scores(members: list[str], outputs: dict[str, FoldOutput], y: np.ndarray,
+                     folds: list, scorer) -> np.ndarray | None:
+    """Cross-validated scores of the soft-voting ensemble of ``members``, from their fold
+    predictions: per fold, the mean of their probabilities (or values), which is exactly what
+    a VotingClassifier (soft) or VotingRegressor fitted on that fold predicts. None when a
+    member lacks a fold's predictions or the members disagree on the classes."""
+    scores = np.full(len(folds), np.nan)
+    for index, (_, test) in enumerate(folds):
+        answers = [outputs[m].predictions[index] for m in members]
+        classes = [outputs[m].classes[index] for m in members]
+        if any(a is None for a in answers):
+            return None
+        if classes[0] is not None and not all(c is not None and np.array_equal(c, classes[0])
+                                              for c in classes):
+            return None
+        mean = np.mean(answers, axis=0)
+        stand_in = (_PredictedClasses(mean, classes[0]) if classes[0] is not None
+                    else _PredictedValues(mean))
+        scores[index] = scorer(stand_in, np.empty((len(test), 0)), y[test])
+    return scores
+
+
+def ensemble_model(problem_type: str, members: dict[str, Pipeline]):
+    """The unfitted soft-voting ensemble of ``members`` (name -> candidate pipeline)."""
+    estimators = [(name, clone(pipeline)) for name, pipeline in members.items()]
+    if problem_type == "classification":
+        return VotingClassifier(estimators, voting="soft")
+    return VotingRegressor(estimators)
 
 
 def _warning_summary(caught: list) -> str:
@@ -365,6 +454,7 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                  f"{f' within {budget} s' if budget else ''}.", stage="training")
     leaderboard: list[dict] = []
     pipelines: dict[str, Pipeline] = {}
+    outputs: dict[str, FoldOutput] = {}
     search_started = time.monotonic()
     for index, candidate in enumerate(options):
         check_cancelled(should_stop)
@@ -380,8 +470,8 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         began = time.monotonic()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            values, fold_seconds, failures = _cross_validate(pipeline, X_train, y_train, folds,
-                                                             scorer, should_stop)
+            values, fold_seconds, failures, output = _cross_validate(
+                pipeline, X_train, y_train, folds, scorer, should_stop)
         took = time.monotonic() - began
         if np.isnan(values).all():
             why = f": {failures[0]}" if failures else ""
@@ -401,12 +491,36 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                             "fit_seconds": round(fit_seconds, 3),
                             "params": json_params(candidate.estimator)})
         pipelines[candidate.name] = pipeline
+        if not failures:
+            outputs[candidate.name] = output
         reporter.log(f"{candidate.name}: {metric} {mean:.4f} ± {std:.4f} "
                      f"(fit {fit_seconds:.2f} s per fold, {took:.1f} s in all)"
                      f"{_warning_summary(caught)}", stage="training")
         progress("training", (index + 1) / len(options))
     if not leaderboard:
         raise TrainingFailed("Every algorithm failed on this data; see the log for why.")
+    leaderboard.sort(key=lambda row: row["cv_mean"], reverse=metric not in LOWER_IS_BETTER)
+    singles = [row for row in leaderboard if row["algorithm"] in outputs]
+    for size in ENSEMBLE_SIZES:
+        if len(singles) < size:
+            break
+        names = [row["algorithm"] for row in singles[:size]]
+        values = _ensemble_scores(names, outputs, y_train, folds, scorer)
+        if values is None or np.isnan(values).any():
+            continue
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        mean, std = float(np.mean(values)) * sign, float(np.std(values))
+        name = ENSEMBLE_PREFIX + " + ".join(names)
+        leaderboard.append({"algorithm": name, "cv_mean": evaluation.json_number(mean),
+                            "cv_std": evaluation.json_number(std),
+                            "fit_seconds": round(sum(row["fit_seconds"] for row in
+                                                     singles[:size]), 3),
+                            "params": {"voting": "soft", "members": names}})
+        pipelines[name] = ensemble_model(problem_type, {n: pipelines[n] for n in names})
+        averaged = "probabilities" if problem_type == "classification" else "predictions"
+        reporter.log(f"{name} (the mean of their {averaged}, scored on the same folds): "
+                     f"{metric} {mean:.4f} ± {std:.4f}", stage="training")
+    # On a tie the single model wins: it comes first (stable sort) and is simpler to serve.
     leaderboard.sort(key=lambda row: row["cv_mean"], reverse=metric not in LOWER_IS_BETTER)
     best = leaderboard[0]
     algorithm = best["algorithm"]
@@ -463,7 +577,7 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     # -- saving --------------------------------------------------------------------------
     progress("saving")
     check_cancelled(should_stop)
-    params = json_params(model.named_steps["model"])
+    params = model_params(model)
     features = {"numeric": plan.numeric, "boolean": plan.boolean, "one_hot": plan.one_hot,
                 "ordinal": plan.ordinal, "dates": plan.dates, "dropped": plan.dropped}
     versions = library_versions()

@@ -81,6 +81,13 @@ def test_wrong_types_are_counted_with_examples():
     assert "column 'picked': 1 of 6 values are not date (e.g. 'not a date')" in reasons
 
 
+def test_integers_beyond_64_bits_are_bad_values_not_a_crash():
+    reasons = only_reasons(text(HEADER, "99999999999999999999999,1.5,red,yes,2024-01-02,apple",
+                                *ROWS))
+    assert "column 'id': 1 of 5 values are not integer (e.g. '99999999999999999999999')" \
+        in reasons
+
+
 @pytest.mark.parametrize(("data", "words"), [
     (b"", "the file is empty"),
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "PNG image"),
