@@ -29,6 +29,7 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+from sklearn.utils.metaestimators import available_if
 
 TOP_FEATURES = 15
 IMPORTANCE_ROWS = 2000
@@ -148,6 +149,10 @@ def feature_importance(model, X: pd.DataFrame, y: np.ndarray, *, scoring,  # noq
              "std": json_number(stds[i])} for i in order]
 
 
+def _model_has(method: str):
+    return lambda replay: hasattr(replay.model, method)
+
+
 class _Replay(BaseEstimator):
     """Answers a scorer with slices of predictions made once, for many blocks of rows at
     a time: a model's answer for a row does not depend on the other rows of the call."""
@@ -164,12 +169,17 @@ class _Replay(BaseEstimator):
             self._answers[method] = np.asarray(getattr(self.model, method)(self.rows))
         return self._answers[method][self.block]
 
+    # Only the methods the model has: a scorer takes the first one available (ROC AUC prefers
+    # decision_function) and must take what it would take on the model itself.
+    @available_if(_model_has("predict"))
     def predict(self, X):  # noqa: N803 - X is the current block, answered from the replay
         return self._answer("predict")
 
+    @available_if(_model_has("predict_proba"))
     def predict_proba(self, X):  # noqa: N803
         return self._answer("predict_proba")
 
+    @available_if(_model_has("decision_function"))
     def decision_function(self, X):  # noqa: N803
         return self._answer("decision_function")
 
