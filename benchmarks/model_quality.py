@@ -30,7 +30,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import math  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -47,6 +46,8 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.ensemble import (  # noqa: E402
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
+    VotingClassifier,
+    VotingRegressor,
 )
 from sklearn.impute import SimpleImputer  # noqa: E402
 from sklearn.metrics import accuracy_score, root_mean_squared_error  # noqa: E402
@@ -86,18 +87,28 @@ MAX_TIME_RATIO = 1.3
 
 @dataclass
 class Outcome:
+    """One dataset measured on several held-out splits (one per shuffle of the rows)."""
+
     dataset: str
     metric: str
-    algorithm: str
-    platform_score: float
-    hgb_score: float
-    platform_seconds: float
-    bare_seconds: float
-    bare_algorithm: str
-    bare_score: float
-    stages: dict[str, float]
+    algorithms: list[str]  # the platform's choice on each split
+    platform_scores: list[float]
+    hgb_scores: list[float]
+    platform_seconds: list[float]
+    bare_seconds: list[float]
+    bare_algorithms: list[str]
+    bare_scores: list[float]
+    stages: dict[str, float]  # of the first split's fastest platform run
     platform_cpu: float
     bare_cpu: float
+
+    @property
+    def platform_score(self) -> float:
+        return float(np.mean(self.platform_scores))
+
+    @property
+    def hgb_score(self) -> float:
+        return float(np.mean(self.hgb_scores))
 
     @property
     def quality_ok(self) -> bool:
@@ -107,7 +118,7 @@ class Outcome:
 
     @property
     def ratio(self) -> float:
-        return self.platform_seconds / self.bare_seconds
+        return sum(self.platform_seconds) / sum(self.bare_seconds)
 
     @property
     def speed_ok(self) -> bool:
@@ -149,9 +160,10 @@ def project_for(frame: pd.DataFrame, problem_type: str, metric: str) -> Project:
                    schema=schema, owner_id="benchmark", metric=metric)
 
 
-def batch_files(frame: pd.DataFrame) -> dict[str, bytes]:
-    """The frame, shuffled, as PARTS CSV batch files named like uploads."""
-    shuffled = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+def batch_files(frame: pd.DataFrame, seed: int = 0) -> dict[str, bytes]:
+    """The frame, shuffled with ``seed``, as PARTS CSV batch files named like uploads (the
+    platform's seeded split then holds out a different fifth of the rows for each seed)."""
+    shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     files = {}
     for index, part in enumerate(np.array_split(np.arange(len(shuffled)), PARTS)):
         buffer = io.StringIO()
@@ -209,13 +221,16 @@ def score(metric: str, actual: np.ndarray, predicted: np.ndarray) -> float:
 
 def run_bare(batches: dict[str, bytes], result: dict, problem_type: str,
              metric: str) -> tuple[str, float, float, float]:
-    """The same search in plain scikit-learn: read, split, CV every candidate, refit, score.
+    """The same search in plain scikit-learn: read, split, CV every candidate (keeping its
+    fold predictions), score the soft-voting ensembles of the best 2 and 3 from those, refit
+    the best, score it on the held-out rows.
 
     Returns (chosen algorithm, held-out score, wall seconds, CPU seconds).
     """
     features = result["features"]["numeric"]
     split = result["split"]
     cv = result["metrics"]["cv"]
+    classification = problem_type == "classification"
     with threadpool_limits(limits=THREADS), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         began, cpu = time.perf_counter(), time.process_time()
@@ -224,21 +239,44 @@ def run_bare(batches: dict[str, bytes], result: dict, problem_type: str,
         X, y = frame[features], frame["target"].to_numpy()  # noqa: N806
         train, test = rebuild_split(y, split)
         X_train, X_test, y_train, y_test = X.iloc[train], X.iloc[test], y[train], y[test]  # noqa: N806
-        multiclass = problem_type == "classification" and len(np.unique(y_train)) > 2
+        multiclass = classification and len(np.unique(y_train)) > 2
         scoring = SCORERS[metric][1 if multiclass else 0]
         splitter = cv_splitter(cv)
-        best_name, best_mean, best_pipeline = None, -math.inf, None
+        scored = []  # (cv mean, name, pipeline, fold predictions, classes)
+        folds = []
         for candidate in candidate_models(problem_type, len(X_train)):
             steps = [("impute", SimpleImputer(strategy="median"))]
             if candidate.needs_scaling:
                 steps.append(("scale", StandardScaler()))
             pipeline = Pipeline([*steps, ("model", clone(candidate.estimator))])
-            scores = cross_validate(pipeline, X_train, y_train, cv=splitter, scoring=scoring,
-                                    n_jobs=1)["test_score"]
+            run = cross_validate(pipeline, X_train, y_train, cv=splitter, scoring=scoring,
+                                 n_jobs=1, return_estimator=True, return_indices=True)
+            folds = run["indices"]["test"]
+            answers = [(fitted.predict_proba(X_train.iloc[rows]) if classification
+                        else fitted.predict(X_train.iloc[rows]))
+                       for fitted, rows in zip(run["estimator"], folds, strict=True)]
             # scikit-learn scorers are "greater is better" (RMSE comes negated)
-            if float(np.mean(scores)) > best_mean:
-                best_name, best_mean, best_pipeline = candidate.name, float(np.mean(scores)), \
-                    pipeline
+            scored.append((float(np.mean(run["test_score"])), candidate.name, pipeline,
+                           answers, run["estimator"][0].classes_ if classification else None))
+        ranked = sorted(scored, key=lambda item: -item[0])
+        choices = list(ranked)
+        for size in (2, 3):
+            members = ranked[:size]
+            fold_scores = []
+            for index, rows in enumerate(folds):
+                mean = np.mean([m[3][index] for m in members], axis=0)
+                if classification:
+                    fold_scores.append(accuracy_score(y_train[rows],
+                                                      members[0][4][np.argmax(mean, axis=1)]))
+                else:
+                    fold_scores.append(-root_mean_squared_error(y_train[rows], mean))
+            estimators = [(m[1], clone(m[2])) for m in members]
+            ensemble = (VotingClassifier(estimators, voting="soft") if classification
+                        else VotingRegressor(estimators))
+            choices.append((float(np.mean(fold_scores)),
+                            "Ensemble: " + " + ".join(m[1] for m in members), ensemble, [], None))
+        best = max(choices, key=lambda item: item[0])  # the first of equals: a single model
+        best_name, best_pipeline = best[1], best[2]
         best_pipeline.fit(X_train, y_train)
         held_out = score(metric, y_test, best_pipeline.predict(X_test))
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
@@ -258,79 +296,104 @@ def hgb_score(batches: dict[str, bytes], result: dict, problem_type: str, metric
     return score(metric, y[test], model.predict(X.iloc[test]))
 
 
-def measure(name: str, repeats: int) -> Outcome:
+def measure(name: str, splits: int, repeats: int) -> Outcome:
     _, problem_type, metric = DATASETS[name]
     frame = dataset_frame(name)
     project = project_for(frame, problem_type, metric)
-    batches = batch_files(frame)
-    platform_times, bare_times, platform_cpu, bare_cpu = [], [], [], []
-    result = stages = None
-    bare = None
-    for attempt in range(repeats):
-        # alternate which side runs first, so that neither always gets the warmer caches
-        order = ("platform", "bare") if attempt % 2 == 0 else ("bare", "platform")
-        for side in order:
-            if side == "platform":
-                run_result, seconds, run_stages = run_platform(project, batches)
-                if result is not None and run_result["split"] != result["split"]:
-                    raise SystemExit("The platform's held-out split changed between runs.")
-                if not platform_times or seconds < min(platform_times):
-                    stages = run_stages
-                result = run_result
-                platform_times.append(seconds)
-                platform_cpu.append(run_result.pop("_cpu_seconds"))
-            else:  # the platform ran first in attempt 0, so its split is known
-                bare = run_bare(batches, result, problem_type, metric)
-                bare_times.append(bare[2])
-                bare_cpu.append(bare[3])
-    return Outcome(dataset=name, metric=metric, algorithm=result["algorithm"],
-                   platform_score=float(result["metrics"][metric]),
-                   hgb_score=hgb_score(batches, result, problem_type, metric),
-                   platform_seconds=min(platform_times), bare_seconds=min(bare_times),
-                   bare_algorithm=bare[0], bare_score=bare[1], stages=stages,
-                   platform_cpu=min(platform_cpu), bare_cpu=min(bare_cpu))
+    outcome = Outcome(dataset=name, metric=metric, algorithms=[], platform_scores=[],
+                      hgb_scores=[], platform_seconds=[], bare_seconds=[], bare_algorithms=[],
+                      bare_scores=[], stages={}, platform_cpu=0.0, bare_cpu=0.0)
+    for seed in range(splits):
+        batches = batch_files(frame, seed)
+        platform_times, bare_times = [], []
+        result = bare = None
+        for attempt in range(repeats):
+            # alternate which side runs first, so that neither always gets the warmer caches
+            first = "platform" if (seed + attempt) % 2 == 0 or result is None else "bare"
+            for side in (first, "bare" if first == "platform" else "platform"):
+                if side == "platform":
+                    run_result, seconds, run_stages = run_platform(project, batches)
+                    if result is not None and run_result["split"] != result["split"]:
+                        raise SystemExit("The platform's held-out split changed between runs.")
+                    if seed == 0 and (not platform_times or seconds < min(platform_times)):
+                        outcome.stages = run_stages
+                    result = run_result
+                    platform_times.append(seconds)
+                    outcome.platform_cpu += run_result.pop("_cpu_seconds")
+                else:  # the platform has run once before, so its split is known
+                    bare = run_bare(batches, result, problem_type, metric)
+                    bare_times.append(bare[2])
+                    outcome.bare_cpu += bare[3]
+        outcome.algorithms.append(result["algorithm"])
+        outcome.platform_scores.append(float(result["metrics"][metric]))
+        outcome.hgb_scores.append(hgb_score(batches, result, problem_type, metric))
+        outcome.platform_seconds.append(min(platform_times))
+        outcome.bare_seconds.append(min(bare_times))
+        outcome.bare_algorithms.append(bare[0])
+        outcome.bare_scores.append(bare[1])
+    return outcome
+
+
+def _chosen(algorithms: list[str]) -> str:
+    counts = pd.Series(algorithms).value_counts()
+    return ", ".join(f"{name} x{count}" if len(algorithms) > 1 else name
+                     for name, count in counts.items())
 
 
 def print_table(outcomes: list[Outcome]) -> None:
-    header = (f"{'dataset':<14}{'metric':<9}{'Trainyard (chosen)':<38}{'HGB default':>12}"
+    splits = len(outcomes[0].platform_scores) if outcomes else 0
+    print(f"Per held-out split (the rows shuffled with seeds 0..{splits - 1}; the platform's "
+          "seeded split then holds out a different fifth):")
+    for o in outcomes:
+        pairs = "  ".join(f"{p:.4f}/{h:.4f}" for p, h in zip(o.platform_scores, o.hgb_scores,
+                                                              strict=True))
+        times = "  ".join(f"{p:.2f}/{b:.2f}" for p, b in zip(o.platform_seconds, o.bare_seconds,
+                                                              strict=True))
+        print(f"  {o.dataset:<14}{o.metric} Trainyard/HGB: {pairs}")
+        print(f"  {'':<14}seconds platform/bare: {times}")
+    print()
+    header = (f"{'dataset':<14}{'metric':<9}{'Trainyard (mean)':>17}{'HGB (mean)':>12}"
               f"{'quality':>9}{'platform s':>12}{'bare s':>9}{'ratio':>7}{'speed':>7}"
-              f"{'CPU ratio':>11}")
+              f"{'CPU ratio':>11}  chosen")
     print(header)
     print("-" * len(header))
     for o in outcomes:
-        chosen = f"{o.platform_score:.4f} ({o.algorithm})"
-        print(f"{o.dataset:<14}{o.metric:<9}{chosen:<38}{o.hgb_score:>12.4f}"
-              f"{'PASS' if o.quality_ok else 'FAIL':>9}{o.platform_seconds:>12.2f}"
-              f"{o.bare_seconds:>9.2f}{o.ratio:>7.2f}{'PASS' if o.speed_ok else 'FAIL':>7}"
-              f"{o.platform_cpu / o.bare_cpu:>11.2f}")
+        print(f"{o.dataset:<14}{o.metric:<9}{o.platform_score:>17.4f}{o.hgb_score:>12.4f}"
+              f"{'PASS' if o.quality_ok else 'FAIL':>9}{sum(o.platform_seconds):>12.2f}"
+              f"{sum(o.bare_seconds):>9.2f}{o.ratio:>7.2f}{'PASS' if o.speed_ok else 'FAIL':>7}"
+              f"{o.platform_cpu / o.bare_cpu:>11.2f}  {_chosen(o.algorithms)}")
     print()
-    print(f"Targets: accuracy >= HGB - {MAX_ACCURACY_GAP:.2f}; RMSE <= HGB x "
-          f"{1 + MAX_RMSE_EXCESS:.2f}; platform wall time <= {MAX_TIME_RATIO} x bare "
-          "scikit-learn (the CPU-time ratio is shown for information: it is less sensitive to "
-          "other load on the machine).")
+    print(f"Targets, on the means over the {splits} splits: accuracy >= HGB - "
+          f"{MAX_ACCURACY_GAP:.2f}; RMSE <= HGB x {1 + MAX_RMSE_EXCESS:.2f}; platform wall time "
+          f"(summed) <= {MAX_TIME_RATIO} x bare scikit-learn (the CPU-time ratio is shown for "
+          "information: it is less sensitive to other load on the machine).")
     for o in outcomes:
         breakdown = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in o.stages.items())
-        print(f"{o.dataset}: platform stages (s): {breakdown}; bare script chose "
-              f"{o.bare_algorithm}, held-out {o.metric} {o.bare_score:.4f}")
+        print(f"{o.dataset}: platform stages of split 0 (s): {breakdown}; bare script chose "
+              f"{_chosen(o.bare_algorithms)}, mean held-out {o.metric} "
+              f"{float(np.mean(o.bare_scores)):.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help=f"comma-separated subset of {', '.join(DATASETS)}")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timing runs per side; the best is kept (default 2)")
+    parser.add_argument("--splits", type=int, default=5,
+                        help="held-out splits per dataset, one per shuffle of the rows "
+                             "(default 5)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timing runs per side and split; the best is kept (default 1)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in DATASETS]
     if unknown or not names:
         parser.error(f"unknown datasets {unknown}; choose among {', '.join(DATASETS)}")
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.splits < 1:
+        parser.error("--splits and --repeats must be at least 1")
     began = time.perf_counter()
     outcomes = []
     for name in names:
-        outcomes.append(measure(name, args.repeats))
+        outcomes.append(measure(name, args.splits, args.repeats))
         print(f"measured {name} ({time.perf_counter() - began:.0f} s so far)", file=sys.stderr)
     print_table(outcomes)
     print(f"\nTotal benchmark time {time.perf_counter() - began:.0f} s "

@@ -515,7 +515,8 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                             "cv_std": evaluation.json_number(std),
                             "fit_seconds": round(sum(row["fit_seconds"] for row in
                                                      singles[:size]), 3),
-                            "params": {"voting": "soft", "members": names}})
+                            "params": {"voting": "soft" if problem_type == "classification"
+                                       else "mean", "members": names}})
         pipelines[name] = ensemble_model(problem_type, {n: pipelines[n] for n in names})
         averaged = "probabilities" if problem_type == "classification" else "predictions"
         reporter.log(f"{name} (the mean of their {averaged}, scored on the same folds): "
