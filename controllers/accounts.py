@@ -83,12 +83,25 @@ def _add_user(user: User) -> User:
 
 
 def create_first_admin(email: str, name: str, password: str, confirm: str | None) -> User:
-    """Create the first account (an admin); refused once any account exists."""
-    if services().db.users.count() > 0:
-        raise Conflict("Trainyard is already set up; log in instead.")
+    """Create the first account (an admin); refused once any account exists.
+
+    Two set-ups sent at the same moment both find no account; the one-time claim in the
+    settings (a unique key) lets exactly one of them create its admin.
+    """
+    db = services().db
+    already = Conflict("Trainyard is already set up; log in instead.")
+    if db.users.count() > 0:
+        raise already
     fields = check_new_account(email, name, password, confirm)
-    user = _add_user(User(email=fields["email"], name=fields["name"], role="admin",
-                          password_hash=generate_password_hash(fields["password"])))
+    password_hash = generate_password_hash(fields["password"])
+    if not db.settings.claim_setup():
+        raise already
+    try:
+        user = _add_user(User(email=fields["email"], name=fields["name"], role="admin",
+                              password_hash=password_hash))
+    except Exception:
+        db.settings.release_setup()
+        raise
     audit("user.setup", user.email, actor=user)
     return user
 

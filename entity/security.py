@@ -341,6 +341,20 @@ class SettingsRepository:
         doc = self.collection.get("platform") or {}
         return {k: doc.get(k, v) for k, v in self.DEFAULTS.items()}
 
+    def claim_setup(self) -> bool:
+        """Atomically take the one-time first-run set-up; False if it was already taken."""
+        from exception_layer import DuplicateKey
+
+        try:
+            self.collection.insert({"_id": "first-run-setup"})
+        except DuplicateKey:
+            return False
+        return True
+
+    def release_setup(self) -> None:
+        """Give the set-up back (its account could not be created after all)."""
+        self.collection.delete_many({"_id": "first-run-setup"})
+
     def update(self, **changes) -> dict:
         unknown = set(changes) - set(self.DEFAULTS)
         if unknown:
