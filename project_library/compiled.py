@@ -130,7 +130,7 @@ class CompiledTrees:
     tree's leaf value, added one after the other), so the result is the same float, not just
     a close one. Worth it for small batches only: the array walk costs time per row and level
     that scikit-learn's compiled loop does not (on 100 trees of depth 14: 85 us against 750 us
-    for one row, even near 80 rows), so :attr:`MAX_ROWS` bounds its use.
+    for one row, but the two meet near 80 rows), so :attr:`MAX_ROWS` bounds its use.
     """
 
     MAX_ROWS = 64
