@@ -4,6 +4,7 @@ the Redis message queue."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -40,6 +41,10 @@ def redis_url(tmp_path):
     yield f"redis://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+    # The test app's Socket.IO Redis listener thread (python-socketio's, in this process) has
+    # no way to stop: with its server gone it would log a reconnect error every few seconds
+    # until the test session exits, after pytest's summary. No test reads that logger.
+    logging.getLogger("socketio.server").setLevel(logging.CRITICAL)
 
 
 @pytest.fixture
