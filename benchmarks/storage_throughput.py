@@ -25,7 +25,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -191,24 +191,36 @@ def app_transfer(http: requests.Session, base: str, project_id: str, source: Pat
     if response.status != 201:
         raise SystemExit(f"upload failed: {response.status}")
     began = time.perf_counter()
-    with http.get(base + path, stream=True, timeout=3600, allow_redirects=False) as answer:
-        if answer.status_code == 302:  # a cloud's signed URL: the bytes come from the cloud
-            target = answer.headers["Location"]
-        else:
-            target = None
-            answer.raise_for_status()
-            with open(sink, "wb") as out:
-                for chunk in answer.iter_content(CHUNK):
-                    out.write(chunk)
-    if target is not None:
-        with requests.get(target, stream=True, timeout=3600) as answer:
-            answer.raise_for_status()
-            with open(sink, "wb") as out:
-                for chunk in answer.iter_content(CHUNK):
-                    out.write(chunk)
+    cookie = {"Cookie": headers["Cookie"]}
+    location = fetch(netloc, path, cookie, sink)
+    if location is not None:  # a cloud's signed URL: the bytes come from the cloud
+        target = urlsplit(location)
+        fetch(target.netloc, urlunsplit(("", "", target.path, target.query, "")), {}, sink)
     down = time.perf_counter() - began
     connection.close()
     return up, down, memory.growth_mb
+
+
+def fetch(netloc: str, path: str, headers: dict, sink: Path) -> str | None:
+    """GET ``path`` into ``sink`` with http.client, reading 1 MB blocks into one buffer (like
+    the upload; requests' iter_content would measure its own copies). Returns the Location of
+    a redirect instead of following it."""
+    connection = http_client.HTTPConnection(netloc, timeout=3600)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        if response.status in (301, 302, 303, 307):
+            response.read()
+            return response.getheader("Location")
+        if response.status != 200:
+            raise SystemExit(f"download failed: {response.status} {response.read()[:200]!r}")
+        buffer = memoryview(bytearray(CHUNK))
+        with open(sink, "wb") as out:
+            while count := response.readinto(buffer):
+                out.write(buffer[:count])
+        return None
+    finally:
+        connection.close()
 
 
 def main() -> int:

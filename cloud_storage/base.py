@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -447,6 +448,12 @@ class Storage(ABC):
     def signed_url(self, key: str, expires_seconds: int = 3600) -> str | None:
         """A URL that lets anyone holding it download ``key`` for ``expires_seconds``, or None
         when this storage cannot sign (local disk, no signing key in the credentials)."""
+        check_key(key)
+        return None
+
+    def local_path(self, key: str) -> Path | None:
+        """The file on this machine's disk that holds ``key``, for zero-copy serving, or None
+        when the object lives elsewhere (every cloud backend)."""
         check_key(key)
         return None
 

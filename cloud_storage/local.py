@@ -108,6 +108,12 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"No file named {key}.")
         return self._info(key, path)
 
+    def local_path(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"No file named {key}.")
+        return path
+
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)
         try:

@@ -111,6 +111,10 @@ class ProjectFiles:
     def folder_exists(self, path: str) -> bool:
         return self.storage.folder_exists(self.key(path, folder=True))
 
+    def local_path(self, path: str):
+        """The file on this machine that holds ``path``, or None if the storage is remote."""
+        return self.storage.local_path(self.key(path))
+
     def open_read(self, path: str) -> BinaryIO:
         return self.storage.open_read(self.key(path))
 

@@ -23,8 +23,18 @@ def test_raw_body_upload_streams_into_the_storage(api, project):
     response = put(api, project, f"training_batch_files/{name}", data)
     assert response.status_code == 201, response.get_json()
     assert response.get_json() == {"path": f"training_batch_files/{name}", "size": len(data)}
-    download = api.get(f"/projects/{project['id']}/files/content?path=training_batch_files/{name}")
+    url = f"/api/v1/projects/{project['id']}/files/content?path=training_batch_files/{name}"
+    download = api.client.get(url)
     assert download.data == data
+    assert download.headers["Content-Disposition"] == f"attachment; filename*=UTF-8''{name}"
+
+    # On local disk the file itself is served: a broken download can resume, an unchanged one
+    # is not sent again.
+    part = api.client.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.data == data[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    again = api.client.get(url, headers={"If-None-Match": download.headers["ETag"]})
+    assert again.status_code == 304 and not again.data
 
 
 @pytest.mark.parametrize("path, data, status", [
