@@ -96,12 +96,14 @@ def create_first_admin(email: str, name: str, password: str, confirm: str | None
     password_hash = generate_password_hash(fields["password"])
     if not db.settings.claim_setup():
         raise already
+    created = False
     try:
         user = _add_user(User(email=fields["email"], name=fields["name"], role="admin",
                               password_hash=password_hash))
-    except Exception:
-        db.settings.release_setup()
-        raise
+        created = True
+    finally:
+        if not created:  # give the claim back; the error itself goes on to its handler
+            db.settings.release_setup()
     audit("user.setup", user.email, actor=user)
     return user
 
