@@ -83,6 +83,10 @@ def _rotate_secrets() -> int:
     return 0
 
 
+#: how long an idle kept-alive HTTP connection stays open
+KEEPALIVE_SECONDS = 30
+
+
 def _serve_with_gunicorn(host: str, port: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
@@ -93,6 +97,11 @@ def _serve_with_gunicorn(host: str, port: int, threads: int) -> None:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 120)
+            # gunicorn's default keep-alive is 2 s: a client polling every 2 s (the CLI following
+            # an execution, a dashboard) then races the server's close of the idle connection and
+            # sometimes gets "connection closed without response". Idle connections cost a
+            # poller entry, not a thread.
+            self.cfg.set("keepalive", KEEPALIVE_SECONDS)
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("control_socket_disable", True)
             self.cfg.set("accesslog", None)
