@@ -22,15 +22,14 @@ from cloud_storage.base import (
     ListPage,
     ObjectInfo,
     Storage,
-    check_key,
     chunk_stream,
     first_chunk,
     send_parts_in_parallel,
     unreachable,
+    uri_prefix,
 )
 from cloud_storage.registry import register_backend
 from exception_layer import (
-    InvalidKey,
     InvalidStorageUri,
     ObjectNotFound,
     StorageAuthError,
@@ -71,15 +70,7 @@ def parse_azure_uri(uri: str) -> tuple[str, str | None, str]:
     if not _CONTAINER.match(container):
         raise InvalidStorageUri(f"'{container}' is not a valid container name (3-63 lowercase "
                                 "letters, digits and single dashes).")
-    prefix = parts.path.strip("/")
-    if prefix:
-        try:
-            check_key(prefix)
-        except InvalidKey as exc:
-            raise InvalidStorageUri("The folder in the storage address is not valid: "
-                                    f"{exc.message}") from exc
-        prefix += "/"
-    return container, account, prefix
+    return container, account, uri_prefix(parts.path)
 
 
 def _connection_string_fields(text: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from exception_layer import (
     InvalidKey,
+    InvalidStorageUri,
     ObjectNotFound,
     PlatformError,
     StorageError,
@@ -194,6 +195,20 @@ def unreachable(endpoint: str, exc: BaseException) -> StorageUnavailable:
 
 #: parts of a large upload sent at once (each part is held in memory until sent)
 UPLOAD_PARALLELISM = 3
+
+
+def uri_prefix(path: str) -> str:
+    """The folder part of an object-store address (``/a/b`` -> ``"a/b/"``, ``""`` for none),
+    checked like a key."""
+    prefix = path.strip("/")
+    if not prefix:
+        return ""
+    try:
+        check_key(prefix)
+    except InvalidKey as exc:
+        raise InvalidStorageUri("The folder in the storage address is not valid: "
+                                f"{exc.message}") from exc
+    return prefix + "/"
 
 
 def send_parts_in_parallel(first, stream: BinaryIO, part_size: int,

@@ -21,15 +21,14 @@ from cloud_storage.base import (
     ListPage,
     ObjectInfo,
     Storage,
-    check_key,
     chunk_stream,
     first_chunk,
     logger,
     unreachable,
+    uri_prefix,
 )
 from cloud_storage.registry import register_backend
 from exception_layer import (
-    InvalidKey,
     InvalidStorageUri,
     ObjectNotFound,
     PlatformError,
@@ -53,15 +52,7 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
                                 "gs://bucket/optional/prefix.")
     if not _BUCKET_NAME.match(parts.netloc):
         raise InvalidStorageUri(f"'{parts.netloc}' is not a valid bucket name.")
-    prefix = parts.path.strip("/")
-    if prefix:
-        try:
-            check_key(prefix)
-        except InvalidKey as exc:
-            raise InvalidStorageUri("The folder in the storage address is not valid: "
-                                    f"{exc.message}") from exc
-        prefix += "/"
-    return parts.netloc, prefix
+    return parts.netloc, uri_prefix(parts.path)
 
 
 class _Prepended(io.RawIOBase):

@@ -17,15 +17,14 @@ from cloud_storage.base import (
     ListPage,
     ObjectInfo,
     Storage,
-    check_key,
     first_chunk,
     logger,
     send_parts_in_parallel,
     unreachable,
+    uri_prefix,
 )
 from cloud_storage.registry import register_backend
 from exception_layer import (
-    InvalidKey,
     InvalidStorageUri,
     ObjectNotFound,
     StorageAuthError,
@@ -69,19 +68,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not _BUCKET_NAME.match(bucket) or ".." in bucket:
         raise InvalidStorageUri(f"'{bucket}' is not a valid S3 bucket name "
                                 "(3-63 lowercase letters, digits, dots and dashes).")
-    return bucket, _prefix_of(parts.path)
-
-
-def _prefix_of(path: str) -> str:
-    prefix = path.strip("/")
-    if not prefix:
-        return ""
-    try:
-        check_key(prefix)
-    except InvalidKey as exc:
-        raise InvalidStorageUri(f"The folder in the storage address is not valid: "
-                                f"{exc.message}") from exc
-    return prefix + "/"
+    return bucket, uri_prefix(parts.path)
 
 
 class S3Storage(Storage):

@@ -387,6 +387,15 @@ def test_unknown_scheme_lists_the_known_schemes():
         backend_for("/no/scheme")
 
 
+@pytest.mark.parametrize("uri", ["s3://bucket-a/a/../b", "gs://bucket-a/x//y",
+                                 "wasbs://container@account/a/./b"])
+def test_a_bad_folder_in_an_object_store_address_is_refused(uri):
+    with pytest.raises(InvalidStorageUri, match="The folder in the storage address"):
+        open_storage(uri, {})
+    assert open_storage(uri.split("/")[0] + "//" + uri.split("/")[2] + "/ok/dir/", {}).prefix \
+        == "ok/dir/"
+
+
 def test_object_info_name():
     assert ObjectInfo("a/b/c.csv", 1).name == "c.csv"
     assert ObjectInfo("a/b/", 0).name == "b"
