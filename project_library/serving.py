@@ -55,6 +55,7 @@ class ServingModel:
         self._labels = [str(json_value(c)) for c in self.classes]
         self._float_columns = frozenset(c.name for c in self.schema.columns
                                         if c.type == "float") if self.schema else frozenset()
+        self._plan = RecordPlan(self.schema) if self.schema else None
 
     @property
     def inputs(self) -> list:
@@ -63,7 +64,7 @@ class ServingModel:
 
     def frame(self, records: list[dict]) -> pd.DataFrame:
         """Typed frame of ``records``; raises ValidationFailed naming each wrong field."""
-        return records_frame(records, self.schema)
+        return records_frame(records, self.schema, self._plan)
 
     def join(self, frames: list[pd.DataFrame]) -> pd.DataFrame:
         """The rows of ``frames`` (built by :meth:`frame`) as one frame, in order: what
@@ -218,12 +219,30 @@ def _boolean(value):
     return pd.NA, True
 
 
-def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
+class RecordPlan:
+    """What :func:`records_frame` needs to know of a schema, worked out once (a serving model
+    keeps one, so a request does not derive it again)."""
+
+    def __init__(self, schema: BatchSchema):
+        self.known = {c.name: c for c in schema.columns}
+        self.required = [c.name for c in schema.feature_columns]
+        self.required_set = frozenset(self.required)
+        self.known_set = frozenset(self.known)
+        #: every feature a float: records of finite numbers need no value-by-value checks
+        self.all_float = all(self.known[name].type == "float" for name in self.required)
+        self.optional = [c for c in schema.columns if c.name not in self.required_set]
+        self.float_names = tuple(c.name for c in schema.columns
+                                 if c.name in self.required_set and c.type == "float")
+
+
+def records_frame(records: list[dict], schema: BatchSchema,
+                  plan: RecordPlan | None = None) -> pd.DataFrame:
     """Check ``records`` (a list of objects) against ``schema`` and build the typed frame.
 
     Every feature column must be present as a key (its value may be null: it is imputed);
     the target and ignored columns are optional; unknown keys are refused (a typo would
-    otherwise silently become a missing value).
+    otherwise silently become a missing value). ``plan`` is ``RecordPlan(schema)``, when the
+    caller keeps one.
 
     Raises:
         ValidationFailed: with ``details = {"rows": {index: {column: reason}}}`` or
@@ -235,12 +254,12 @@ def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
     if len(records) > MAX_ROWS:
         raise ValidationFailed(f"At most {MAX_ROWS} records per request; use a batch "
                                "prediction for more.", details={"records": "too many"})
-    known = {c.name: c for c in schema.columns}
-    required = [c.name for c in schema.feature_columns]
-    required_set = set(required)
+    plan = plan or RecordPlan(schema)
+    known, required, required_set = plan.known, plan.required, plan.required_set
+    known_set = plan.known_set
     problems: dict[str, dict[str, str]] = {}
     for index, record in enumerate(records):
-        if type(record) is dict and required_set <= record.keys() <= known.keys():
+        if type(record) is dict and required_set <= record.keys() <= known_set:
             continue  # every feature present, no unknown key (set comparisons, in C)
         if not isinstance(record, dict):
             problems[str(index)] = {"record": "must be an object of column: value"}
@@ -256,7 +275,7 @@ def records_frame(records: list[dict], schema: BatchSchema) -> pd.DataFrame:
             problems[str(index)] = row
     if problems:
         raise ValidationFailed(_summary(problems), details={"rows": problems})
-    fast = _float_frame(records, schema, required_set)
+    fast = _float_frame(records, schema, plan)
     if fast is not None:
         return fast
 
@@ -306,22 +325,24 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
 
 
 def _float_frame(records: list[dict], schema: BatchSchema,
-                 required: set[str]) -> pd.DataFrame | None:
+                 plan: RecordPlan) -> pd.DataFrame | None:
     """The frame of :func:`records_frame` built in one step when every column it would hold
     is a float column and every value a finite JSON number (the common case for real-time
     requests); None otherwise (the general path then decides, value by value)."""
-    names = []
-    for spec in schema.columns:
-        sent = any(record.get(spec.name) is not None for record in records)
-        if spec.type != "float":
-            if spec.name in required or sent:
-                return None
-        elif spec.name in required or sent:
-            names.append(spec.name)
-    if not names:
+    if not plan.all_float or not plan.float_names:
         return None
-    matrix = [[record.get(name) for name in names] for record in records]
-    if not all(type(v) is float or type(v) is int for row in matrix for v in row):
+    names = plan.float_names
+    sent = [spec for spec in plan.optional
+            if any(record.get(spec.name) is not None for record in records)]
+    if sent:  # a target or an ignored column with values: kept when it is a float column
+        if any(spec.type != "float" for spec in sent):
+            return None
+        keep = plan.required_set | {spec.name for spec in sent}
+        names = tuple(c.name for c in schema.columns if c.name in keep)
+    matrix = [[record[name] if name in record else None for name in names]
+              for record in records] if sent else \
+        [[record[name] for name in names] for record in records]
+    if not {type(v) for row in matrix for v in row} <= _JSON_NUMBERS:
         return None
     try:
         array = np.array(matrix, dtype="float64")
@@ -329,7 +350,10 @@ def _float_frame(records: list[dict], schema: BatchSchema,
         return None
     if not np.isfinite(array).all():
         return None
-    return pd.DataFrame(array, columns=_column_index(tuple(names)))
+    return pd.DataFrame(array, columns=_column_index(names))
+
+
+_JSON_NUMBERS = frozenset((float, int))
 
 
 def _summary(problems: dict[str, dict[str, str]]) -> str:

@@ -66,7 +66,9 @@ def test_compiled_trees_equal_scikit_learn_exactly(loader, estimator):
     assert trees is not None
     raw_features = X.to_numpy()  # with NaN: the trees' own missing-value routes
     features = model.named_steps["preprocess"].transform(X)
-    for rows in (raw_features, features, features[:1]):
+    one_by_one = [raw_features[i:i + 1] for i in range(20)]  # the one-row walk, with NaN
+    assert np.isnan(np.concatenate(one_by_one)).any()
+    for rows in (raw_features, features, features[:1], *one_by_one):
         assert np.array_equal(trees.raw_predict(rows), estimator._raw_predict(rows))
     with pytest.raises(ValueError, match="features"):
         trees.raw_predict(features[:, :3])
@@ -102,3 +104,41 @@ def test_serving_answers_what_the_pipeline_answers(loader, estimator, classes):
             expected = model.predict_proba(frame)
             got = [[row[str(c)] for c in classes] for row in answer["probabilities"]]
             assert np.allclose(got, expected, atol=1e-6)
+
+
+def test_float_records_fast_path_builds_the_general_paths_frame(monkeypatch):
+    """Records of float columns take a one-array path (project_library/serving.py); on random
+    records (ints and floats, nulls, the optional target and ignored columns sent or not, sent
+    as numbers or as text) it gives the very frame the value-by-value path gives, or steps
+    aside for it."""
+    import project_library.serving as serving
+
+    schema = BatchSchema.from_dict({
+        "filename_pattern": "^x$", "target": "y", "ignored": ["note", "w"], "columns": [
+            {"name": "a", "type": "float"}, {"name": "y", "type": "float"},
+            {"name": "b", "type": "float"}, {"name": "w", "type": "float"},
+            {"name": "note", "type": "text"}]})
+    plan = serving.RecordPlan(schema)
+    rng = np.random.default_rng(3)
+    choices = (lambda: float(rng.normal()), lambda: int(rng.integers(-9, 9)), lambda: None,
+               lambda: "1.5")
+
+    def value(weights):
+        return choices[rng.choice(4, p=weights)]()
+
+    fast_taken = 0
+    for _ in range(300):
+        records = []
+        for _ in range(int(rng.integers(1, 4))):
+            record = {"a": value([0.6, 0.3, 0.1, 0.0]), "b": value([0.6, 0.3, 0.1, 0.0])}
+            for optional in ("y", "w", "note"):
+                if rng.random() < 0.3:
+                    record[optional] = value([0.4, 0.2, 0.3, 0.1])
+            records.append(record)
+        fast = serving.records_frame(records, schema, plan)
+        with monkeypatch.context() as patched:
+            patched.setattr(serving, "_float_frame", lambda *args: None)
+            general = serving.records_frame(records, schema)
+        pd.testing.assert_frame_equal(fast, general, check_dtype=True)
+        fast_taken += serving._float_frame(records, schema, plan) is not None
+    assert 50 < fast_taken < 250  # both paths were exercised
