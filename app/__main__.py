@@ -8,6 +8,7 @@ development server instead.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -83,6 +84,19 @@ def _rotate_secrets() -> int:
     return 0
 
 
+def settle_heap() -> None:
+    """Collect once, then move every object alive now (modules, the app, loaded libraries:
+    about 170,000 objects) out of the garbage collector's view.
+
+    They live as long as the process, yet each full collection walks them all: 70 ms during
+    which no request thread runs, which is what the slowest real-time predictions waited for.
+    Frozen objects are still freed by reference counting; only a reference cycle among them
+    would never be collected.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 #: how long an idle kept-alive HTTP connection stays open
 KEEPALIVE_SECONDS = 30
 
@@ -110,7 +124,9 @@ def _serve_with_gunicorn(host: str, port: int, threads: int) -> None:
             # Built inside the worker process, so the runner's threads live there.
             from app import create_app
 
-            return create_app()
+            app = create_app()
+            settle_heap()
+            return app
 
     Server().run()
 
