@@ -594,6 +594,19 @@ def test_deactivation_ends_sessions_and_tokens(world):
     ("/api/v1/no-such-endpoint", "viewer"), ("/healthz", "anonymous")])
 def test_security_headers(world, path, persona):
     response = world.personas[persona].client.get(path)
+    _assert_security_headers(response)
+
+
+def test_security_headers_on_token_calls_without_a_cookie(world):
+    """API calls with a bearer token and no cookie skip the cookie session's work
+    (app.CookieSessions); they get the same headers, and no cookie."""
+    _, clear = world.issue_token(world.add_user("headers"))
+    response = _bearer(world, clear)
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+    _assert_security_headers(response)
+
+
+def _assert_security_headers(response):
     csp = response.headers["Content-Security-Policy"]
     script_src = re.search(r"script-src ([^;]*)", csp).group(1)
     assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
