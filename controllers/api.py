@@ -392,18 +392,23 @@ def predict(project_id):
     """Predict JSON records now: {"records": [{column: value}...], "version": N (optional)}
     (a bare list of records works too). Answers the predictions, class probabilities where
     they apply, and the model version used."""
+    received_at = time.perf_counter()
     project = load_project(project_id=project_id, need="editor")
-    data = request.get_json(silent=True)
-    version = None
-    if isinstance(data, dict):
-        version = data.get("version")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            raise BadRequest("version must be a whole number.")
-        data = data.get("records")
-    elif not isinstance(data, list):
-        raise BadRequest('The body must be {"records": [...]} or a list of records '
-                         "(Content-Type: application/json).")
-    return jsonify(services().model_server.predict(project, data, version))
+    request.get_data(cache=True)  # the body is read before the turn: a slow client waits alone
+    model_server = services().model_server
+    with model_server.turn(request.content_length):  # small requests: in arrival order
+        data = request.get_json(silent=True)
+        version = None
+        if isinstance(data, dict):
+            version = data.get("version")
+            if version is not None and (isinstance(version, bool)
+                                        or not isinstance(version, int)):
+                raise BadRequest("version must be a whole number.")
+            data = data.get("records")
+        elif not isinstance(data, list):
+            raise BadRequest('The body must be {"records": [...]} or a list of records '
+                             "(Content-Type: application/json).")
+        return jsonify(model_server.predict(project, data, version, received_at))
 
 
 @bp.get("/projects/<project_id>/usage")
