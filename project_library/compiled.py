@@ -138,8 +138,7 @@ class CompiledTrees:
     after the other), so the result is the same float, not just a close one. Worth it for
     small batches only (on 100 trees of depth 14: 45 us against about 1 ms for one row, 240
     us against 1 ms for 8 rows): the array walk costs time per row and level that
-    scikit-learn's compiled loop does not, so
-    :attr:`MAX_ROWS` bounds its use.
+    scikit-learn's compiled loop does not, so :attr:`MAX_ROWS` bounds its use.
     """
 
     MAX_ROWS = 64
@@ -217,7 +216,7 @@ class CompiledTrees:
                 values = flat[row_start + self.source[node]]
                 node = np.where(values <= self.threshold[node], self.left[node],
                                 self.right[node])
-        leaves = self.value[node].reshape(rows, -1)
+        leaves = self.value[node].reshape(rows, len(self.roots))
         raw = np.empty((rows, self.n_outputs), dtype=np.float64)
         for k in range(self.n_outputs):
             own = leaves if self._single_output else leaves[:, self.tree_class == k]
