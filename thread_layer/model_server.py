@@ -197,7 +197,7 @@ class ModelServer:
     def __init__(self, db: Database, resolver: StorageResolver, threads: int = 1):
         self.db, self.resolver, self.threads = db, resolver, threads
         self._models: dict[tuple[str, int], _Batcher] = {}
-        self._usage: dict[tuple[str, int], Usage] = {}
+        self._usage: dict[str, dict[int, Usage]] = {}  # project id -> version -> counters
         self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
         #: real-time requests take it in turn (see :class:`Turnstile`)
@@ -269,17 +269,17 @@ class ModelServer:
         return {"model_version": number, "rows": len(records), **result}
 
     def _usage_of(self, project_id: str, number: int) -> Usage:
-        key = (project_id, number)
-        usage = self._usage.get(key)
+        usage = self._usage.get(project_id, {}).get(number)
         if usage is None:
             with self._lock:
-                usage = self._usage.setdefault(key, Usage())
+                usage = self._usage.setdefault(project_id, {}).setdefault(number, Usage())
         return usage
 
     def usage(self, project_id: str) -> dict[int, dict]:
         """Counters per model version of a project (this process, since it started)."""
-        return {number: usage.to_public() for (pid, number), usage in
-                sorted(self._usage.items()) if pid == project_id}
+        with self._lock:  # a version's first request may add its counters meanwhile
+            versions = sorted(self._usage.get(project_id, {}).items())
+        return {number: usage.to_public() for number, usage in versions}
 
     def forget(self, project_id: str) -> None:
         """Drop a project's loaded models (its files or versions were deleted)."""
