@@ -120,6 +120,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     for blueprint in (auth.bp, pages.bp, admin.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(_format_number, "number")
+    app.add_template_filter(param_lines, "param_lines")
     register_live_events(socketio)
     register_error_handlers(app)
     _install_guards(app, db)
@@ -165,6 +166,18 @@ def _format_number(value) -> str:
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:.4f}"
+
+
+def param_lines(params: dict, prefix: str = "") -> list[str]:
+    """A model's parameters as ``name = value`` lines; nested ones (an ensemble's members)
+    with dotted names, e.g. ``members.RandomForestClassifier.n_estimators = 300``."""
+    lines = []
+    for key, value in params.items():
+        if isinstance(value, dict) and value:
+            lines.extend(param_lines(value, f"{prefix}{key}."))
+        else:
+            lines.append(f"{prefix}{key} = {value}")
+    return lines
 
 
 def _smtp_sender(app: Flask):

@@ -4,7 +4,9 @@ with files, and tampered artifacts refused at prediction time."""
 from __future__ import annotations
 
 import pytest
+from markupsafe import escape
 
+from app import param_lines
 from tests.factories import batch_files, cancer_frame, cancer_project, csv_bytes
 
 pytestmark = pytest.mark.slow
@@ -34,6 +36,8 @@ def test_versions_compare_promote_rollback_delete(app, api):
     assert accuracy["difference"] == pytest.approx(accuracy["b"] - accuracy["a"])
     page = api.client.get(f"/projects/{project['slug']}/models/compare?a=1&b=2")
     assert page.status_code == 200 and b"accuracy" in page.data
+    for line in param_lines(versions[0]["params"]):
+        assert str(escape(line)).encode() in page.data
 
     active = api.get(f"/projects/{pid}").get_json()["active_version"]
     assert active in (1, 2)
@@ -70,3 +74,12 @@ def test_a_tampered_model_is_refused_at_prediction(app, api):
     assert done["status"] == "failed"
     assert "checksum" in done["error"].lower() or "does not match" in done["error"].lower()
     assert "version 1" in done["error"]
+
+
+def test_an_ensembles_parameters_read_as_dotted_lines():
+    params = {"voting": "soft", "empty": {},
+              "members": {"RandomForestClassifier": {"n_estimators": 300},
+                          "LogisticRegression": {"C": 1.0, "penalty": "l2"}}}
+    assert param_lines(params) == [
+        "voting = soft", "empty = {}", "members.RandomForestClassifier.n_estimators = 300",
+        "members.LogisticRegression.C = 1.0", "members.LogisticRegression.penalty = l2"]
