@@ -339,9 +339,7 @@ def _float_frame(records: list[dict], schema: BatchSchema,
             return None
         keep = plan.required_set | {spec.name for spec in sent}
         names = tuple(c.name for c in schema.columns if c.name in keep)
-    matrix = [[record[name] if name in record else None for name in names]
-              for record in records] if sent else \
-        [[record[name] for name in names] for record in records]
+    matrix = [[record.get(name) for name in names] for record in records]
     if not {type(v) for row in matrix for v in row} <= _JSON_NUMBERS:
         return None
     try:
