@@ -375,6 +375,11 @@ class Storage(ABC):
     #: how transient failures are retried; set an instance's ``retry_policy`` to change it
     retry_policy: RetryPolicy = RetryPolicy()
 
+    @property
+    def upload_memory(self) -> int:
+        """About the most memory one streamed upload holds, whatever the file's size."""
+        return (self.upload_parallelism + 1) * self.upload_chunk_size
+
     def __init__(self, uri: str, credentials: dict | None = None, client=None):
         self.uri = uri
         self.credentials = credentials or {}

@@ -148,6 +148,26 @@ def test_s3_aborted_multipart_upload_leaves_no_parts(moto_server):
         assert not storage.exists("x.bin")
 
 
+@pytest.mark.parametrize("setting", ["when_supported", "when_required"])
+def test_s3_multipart_parts_carry_crc32_unless_asked_not_to(moto_server, monkeypatch, setting):
+    """Parts carry CRC32 checksums, as the SDK's own uploads do, so the store checks each part;
+    AWS_REQUEST_CHECKSUM_CALCULATION=when_required (for S3-compatibles that refuse checksums)
+    turns them off, and the upload still works."""
+    from generated_stream import GeneratedStream, generated_sha256
+
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", setting)
+    with s3_storage() as storage:
+        size = storage.upload_chunk_size * 2 + 5
+        storage.upload("x.bin", GeneratedStream(size), size=size)
+        head = storage.client.head_object(Bucket=storage.bucket, Key=storage._full("x.bin"),
+                                          ChecksumMode="ENABLED")
+        assert storage.sha256("x.bin") == generated_sha256(size)
+    if setting == "when_supported":
+        assert head["ChecksumCRC32"]  # combined from the parts' checksums
+    else:
+        assert "ChecksumCRC32" not in head
+
+
 def test_s3_signed_url_downloads_the_object(moto_server):
     with s3_storage() as storage:
         storage.upload_bytes("dir/report.csv", b"a,b\n")

