@@ -12,6 +12,8 @@ import io
 import json
 import os
 import re
+import time
+from collections import deque
 from datetime import timedelta
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -94,18 +96,110 @@ class _BytesReads(FullReads):
         return self.position
 
 
+class _Resendable:
+    """An upload's source, read once in blocks, keeping its last ``window`` bytes so that an
+    interrupted request can be resumed from where the storage says it stopped.
+
+    ``body(start)`` is the request body from byte ``start`` to ``size``. It checks that the
+    source holds exactly ``size`` bytes before it hands out the last one, so a short or long
+    source fails the request before the storage can commit the object. ``error`` keeps what
+    reading the source raised (a client that went away is not the storage's fault).
+    """
+
+    BLOCK = MB
+
+    def __init__(self, head: bytes | bytearray, stream: BinaryIO, size: int, window: int):
+        self.stream, self.size, self.window = stream, size, window
+        self.blocks: deque[tuple[int, memoryview]] = deque()
+        self.received = 0
+        self.error: BaseException | None = None
+        if head:
+            self._keep(head)  # not copied: the caller lets go of it
+
+    @property
+    def kept_from(self) -> int:
+        """The first byte that can still be sent again."""
+        return self.blocks[0][0] if self.blocks else self.received
+
+    def _keep(self, data: bytes | bytearray) -> None:
+        self.blocks.append((self.received, memoryview(data)))
+        self.received += len(data)
+        while self.blocks and self.blocks[0][0] + len(self.blocks[0][1]) <= \
+                self.received - self.window:
+            self.blocks.popleft()
+
+    def _pull(self) -> None:
+        try:
+            data = self.stream.read(min(self.BLOCK, self.size - self.received))
+            if not data:
+                raise StorageError(f"The upload ended after {self.received} of its "
+                                   f"{self.size} bytes.")
+            if self.received + len(data) >= self.size and self.stream.read(1):
+                raise StorageError(f"The upload has more bytes than the {self.size} announced.")
+        except BaseException as exc:
+            self.error = exc
+            raise
+        self._keep(data)
+
+    def piece(self, position: int, limit: int) -> memoryview:
+        """Up to ``limit`` bytes from ``position``, read from the source when needed."""
+        if position >= self.received:
+            self._pull()
+        start, block = self.blocks[-1]  # where a request that is not a resend reads
+        if start <= position:
+            return block[position - start:position - start + limit]
+        for start, block in self.blocks:
+            if start <= position < start + len(block):
+                return block[position - start:position - start + limit]
+        raise StorageError("The upload cannot be resumed from this point.")
+
+    def body(self, start: int) -> _Body:
+        return _Body(self, start)
+
+
+class _Body:
+    """One request's body: the bytes of a :class:`_Resendable` from ``start`` to the end."""
+
+    def __init__(self, source: _Resendable, start: int):
+        self.source, self.position = source, start
+
+    def __len__(self) -> int:  # requests sends it with this Content-Length
+        return self.source.size - self.position
+
+    def __iter__(self):
+        while chunk := self.read(MB):
+            yield chunk
+
+    def read(self, size: int = -1) -> memoryview | bytes:
+        if self.position >= self.source.size:
+            return b""
+        limit = self.source.size - self.position if size is None or size < 0 else size
+        chunk = self.source.piece(self.position, limit)
+        self.position += len(chunk)
+        return chunk
+
+
 class GCSStorage(Storage):
     """Objects in a GCS bucket below a prefix.
 
     Uploads go as one request up to one chunk, as a resumable upload beyond (the object exists
-    only once the last chunk is in). Folders are zero-byte ``folder/`` marker objects.
+    only once the last byte is in): one streamed request when the size is known, the SDK's
+    chunks when it is not. Folders are zero-byte ``folder/`` marker objects.
     """
 
     scheme = "gs"
-    #: a multiple of 256 KiB. The SDK needs each chunk as ``bytes``, so a chunk is held about
-    #: three times over while it is read and sent: 4 MiB keeps an upload under ~16 MB of memory
+    #: a multiple of 256 KiB: the first read of an upload, and the SDK's chunk for an upload of
+    #: unknown size (held about three times over while it is read and sent: under ~16 MB)
     upload_chunk_size = 4 * MB
     download_chunk_size = 4 * MB
+    #: an upload of known size goes as one streamed request; this much of its end is kept in
+    #: memory, to resume from after an interruption
+    resume_window = 16 * MB
+
+    @property
+    def upload_memory(self) -> int:
+        # the window, plus its oldest block (the first chunk) until it falls out whole
+        return self.resume_window + self.upload_chunk_size + _Resendable.BLOCK
 
     def __init__(self, uri: str, credentials: dict | None = None, client=None):
         super().__init__(uri, credentials, client)
@@ -336,6 +430,8 @@ class GCSStorage(Storage):
                 body, content_type=content_type or "application/octet-stream", retry=None,
                 timeout=TIMEOUT))
             return self._info(key, blob)
+        if size is not None and size > len(data):
+            return self._streamed_upload(key, full, data, stream, size, content_type)
         blob = self.bucket.blob(full, chunk_size=self.upload_chunk_size)
         source = _BytesReads(_Prepended(data, stream))
         del data
@@ -351,6 +447,86 @@ class GCSStorage(Storage):
                 raise
             raise translated from exc
         return self._info(key, blob)
+
+    def _streamed_upload(self, key: str, full: str, head, stream: BinaryIO, size: int,
+                         content_type: str | None) -> ObjectInfo:
+        """A resumable upload of a known size sent as one streamed request, which Google
+        recommends over chunks when the data can be streamed: memory stays at the resume
+        window, not a chunk per request. After an interruption, the storage says how much it
+        kept and the rest is sent again from there (with our retry policy); if it kept less
+        than the window still holds, the upload fails and nothing is stored."""
+        blob = self.bucket.blob(full)
+        url = self._call("start an upload", lambda: blob.create_resumable_upload_session(
+            content_type=content_type or "application/octet-stream", size=size, timeout=TIMEOUT,
+            retry=None))
+        session = self.client._http  # the SDK's authorized requests session
+        source = _Resendable(head, stream, size, self.resume_window)
+        del head
+        policy, start, failures = self.retry_policy, 0, 0
+        try:
+            while True:
+                try:
+                    start = self._upload_progress(session.put(
+                        url, data=source.body(start), timeout=TIMEOUT,
+                        headers={"Content-Range": f"bytes {start}-{size - 1}/{size}"}), size)
+                    if start is None:
+                        break
+                    failure = StorageUnavailable(f"The storage at {self._endpoint_name} kept "
+                                                 f"only {start} of {size} bytes.")
+                except Exception as exc:
+                    if source.error is not None:
+                        raise source.error from None
+                    if not self._is_transient(exc):
+                        raise
+                    failure = exc
+                failures += 1
+                if failures >= policy.attempts:
+                    raise failure
+                delay = policy.delay(failures)
+                logger.warning("GCS upload interrupted (%s); resuming, retry %d of %d in %.2fs",
+                               self._summarize_error(failure), failures, policy.attempts - 1,
+                               delay)
+                time.sleep(delay)
+                start = self._call("ask how much of an upload arrived",
+                                   lambda: self._upload_progress(session.put(
+                                       url, timeout=TIMEOUT,
+                                       headers={"Content-Range": f"bytes */{size}"}), size))
+                if start is None:  # it had arrived whole
+                    break
+                if not source.kept_from <= start <= source.received:
+                    raise StorageUnavailable(
+                        f"The upload to {self._endpoint_name} was interrupted and cannot be "
+                        "resumed (the storage kept less of it than can be sent again); try "
+                        "the upload again.") from failure
+        except BaseException as exc:
+            self._cancel_upload(session, url)
+            if isinstance(exc, PlatformError) or exc is source.error:
+                raise
+            translated = self._translate_error(exc, None)
+            if translated is exc:
+                raise
+            raise translated from exc
+        return self.stat(key)
+
+    @staticmethod
+    def _upload_progress(response, size: int) -> int | None:
+        """None once the storage has the whole object; else the next byte it wants."""
+        if response.status_code in (200, 201):
+            return None
+        if response.status_code == 308:
+            kept = response.headers.get("Range", "")  # "bytes=0-N": N + 1 bytes kept
+            return int(kept.rpartition("-")[2]) + 1 if kept else 0
+        from google.api_core.exceptions import from_http_response
+
+        raise from_http_response(response)
+
+    @staticmethod
+    def _cancel_upload(session, url: str) -> None:
+        """Drop an unfinished upload session (GCS expires them in a week anyway)."""
+        try:
+            session.delete(url, timeout=TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - the upload already failed; say why, not this
+            logger.info("Could not cancel an unfinished GCS upload: %s", type(exc).__name__)
 
     def delete(self, key: str) -> None:
         blob = self.bucket.blob(self._full(key))

@@ -31,6 +31,7 @@ from tests.emulators import (
     s3_storage,
 )
 
+MB = 1024 * 1024
 FAST = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
 SECRET = "s3cr3t-Value-That-Must-Not-Leak"
 
@@ -318,6 +319,75 @@ def test_gcs_signed_url_needs_a_service_account_key(gcs_server):
     url = signer.signed_url("dir/a b.txt", 60)
     assert url.startswith("https://storage.googleapis.com/some-bucket/p/dir/a%20b.txt?")
     assert "X-Goog-Signature=" in url and "X-Goog-Expires=60" in url
+
+
+class DroppedUpload:
+    """Wraps the SDK's HTTP session so that the first data request of a streamed upload sends
+    ``kept`` bytes to the emulator for real, then reads ``dropped`` more and fails as a reset
+    connection would. Injected because the emulator cannot drop a connection midway; every
+    request, the resumed one included, goes to the real emulator."""
+
+    def __init__(self, session, *, kept: int, dropped: int):
+        self.session, self.kept, self.dropped, self.fired = session, kept, dropped, False
+
+    def put(self, url, data=None, headers=None, **kwargs):
+        import requests
+
+        if self.fired or data is None:
+            return self.session.put(url, data=data, headers=headers, **kwargs)
+        self.fired = True
+        total = headers["Content-Range"].rpartition("/")[2]
+        if self.kept:
+            sent = bytearray()
+            while len(sent) < self.kept:
+                sent += data.read(self.kept - len(sent))
+            response = self.session.put(url, data=sent, headers={
+                "Content-Range": f"bytes 0-{self.kept - 1}/{total}"}, **kwargs)
+            assert response.status_code == 308
+        while self.dropped > 0:
+            self.dropped -= len(data.read(min(MB, self.dropped)))
+        raise requests.exceptions.ConnectionError("Connection reset by peer")
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def test_gcs_interrupted_upload_resumes_from_what_the_storage_kept(gcs_server, caplog):
+    from generated_stream import GeneratedStream, generated_sha256
+
+    with gcs_storage() as storage:
+        fast(storage).client._http_internal = DroppedUpload(storage.client._http, kept=4 * MB,
+                                                   dropped=3 * MB)
+        size = 12 * MB + 3
+        with caplog.at_level(logging.WARNING, logger="trainyard.storage"):
+            info = storage.upload("big.bin", GeneratedStream(size), size=size)
+        assert storage.client._http.fired
+        assert info.size == size and storage.sha256("big.bin") == generated_sha256(size)
+        assert "GCS upload interrupted (ConnectionError); resuming" in caplog.text
+
+
+def test_gcs_upload_that_cannot_be_resumed_stores_nothing(gcs_server):
+    """The storage kept nothing, and the window to send again from has moved past the start."""
+    from generated_stream import GeneratedStream
+
+    with gcs_storage() as storage:
+        storage.upload_bytes("big.bin", b"the old version")
+        fast(storage).resume_window = 2 * MB
+        storage.client._http_internal = DroppedUpload(storage.client._http, kept=0,
+                                                      dropped=10 * MB)
+        with pytest.raises(StorageUnavailable, match="cannot be resumed"):
+            storage.upload("big.bin", GeneratedStream(12 * MB), size=12 * MB)
+        assert storage.read_bytes("big.bin") == b"the old version"
+
+
+@pytest.mark.parametrize("actual", [5 * MB, 7 * MB])
+def test_gcs_upload_of_another_size_than_announced_stores_nothing(gcs_server, actual):
+    from generated_stream import GeneratedStream
+
+    with gcs_storage() as storage:
+        with pytest.raises(StorageError, match="6291456"):
+            storage.upload("x.bin", GeneratedStream(actual), size=6 * MB)
+        assert not storage.exists("x.bin")
 
 
 # -- the shared retry helper ---------------------------------------------------------------
