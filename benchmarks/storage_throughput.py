@@ -162,7 +162,7 @@ def direct_transfer(kind: str, storage, source: Path, sink: Path) -> tuple[float
 
     client = gcs.Client(project="bench", credentials=AnonymousCredentials(),
                         client_options={"api_endpoint": creds["endpoint"]})
-    blob = client.bucket(parts.netloc).blob(key, chunk_size=32 * 1024 * 1024)
+    blob = client.bucket(parts.netloc).blob(key)  # the SDK's default chunks (100 MiB)
     began = time.perf_counter()
     blob.upload_from_filename(str(source))
     up = time.perf_counter() - began
