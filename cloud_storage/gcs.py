@@ -114,7 +114,7 @@ class _Resendable:
         self.received = 0
         self.error: BaseException | None = None
         if head:
-            self._keep(head)  # not copied: the caller lets go of it
+            self._keep(head)  # not copied
 
     @property
     def kept_from(self) -> int:
@@ -468,7 +468,7 @@ class GCSStorage(Storage):
                 try:
                     start = self._upload_progress(session.put(
                         url, data=source.body(start), timeout=TIMEOUT,
-                        headers={"Content-Range": f"bytes {start}-{size - 1}/{size}"}), size)
+                        headers={"Content-Range": f"bytes {start}-{size - 1}/{size}"}))
                     if start is None:
                         break
                     failure = StorageUnavailable(f"The storage at {self._endpoint_name} kept "
@@ -490,7 +490,7 @@ class GCSStorage(Storage):
                 start = self._call("ask how much of an upload arrived",
                                    lambda: self._upload_progress(session.put(
                                        url, timeout=TIMEOUT,
-                                       headers={"Content-Range": f"bytes */{size}"}), size))
+                                       headers={"Content-Range": f"bytes */{size}"})))
                 if start is None:  # it had arrived whole
                     break
                 if not source.kept_from <= start <= source.received:
@@ -509,7 +509,7 @@ class GCSStorage(Storage):
         return self.stat(key)
 
     @staticmethod
-    def _upload_progress(response, size: int) -> int | None:
+    def _upload_progress(response) -> int | None:
         """None once the storage has the whole object; else the next byte it wants."""
         if response.status_code in (200, 201):
             return None
