@@ -431,7 +431,10 @@ class Storage(ABC):
         """Store ``stream`` under ``key``, replacing any object there.
 
         The object becomes visible only once complete: an interrupted upload never leaves an
-        object that looks whole.
+        object that looks whole. A stream with a ``drain_into(fd)`` method (a request body
+        under gunicorn, ``app/spliced_body.py``) can move all its remaining bytes into a file
+        descriptor inside the kernel; a backend that writes to a file may use it instead of
+        ``read``.
         """
 
     @abstractmethod

@@ -135,7 +135,11 @@ class LocalStorage(Storage):
                 fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    shutil.copyfileobj(stream, out, self.upload_chunk_size)
+                    drain = getattr(stream, "drain_into", None)
+                    if drain is not None:  # the kernel moves the bytes (see Storage.upload)
+                        drain(out.fileno())
+                    else:
+                        shutil.copyfileobj(stream, out, self.upload_chunk_size)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

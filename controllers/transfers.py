@@ -8,6 +8,7 @@ from datetime import timedelta
 from flask import current_app, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from app.spliced_body import spliceable, write_all
 from controllers import operations as ops
 from controllers.access import load_project
 from controllers.api import bp
@@ -29,6 +30,8 @@ class _HeadThenRest:
 
     def __init__(self, head: bytes, stream, limit: int):
         self.head, self.stream, self.limit, self.read_so_far = head, stream, limit, 0
+        if hasattr(stream, "drain_into"):  # a body the kernel can move into a file
+            self.drain_into = self._drain_into
 
     def read(self, size: int = -1) -> bytes:
         if self.head:
@@ -46,6 +49,17 @@ class _HeadThenRest:
 
     def readable(self) -> bool:
         return True
+
+    def _drain_into(self, fd: int) -> int:
+        """Write the head, then let the body move the rest into ``fd``."""
+        moved = write_all(fd, self.head)
+        self.head = b""
+        moved += self.stream.drain_into(fd)
+        self.read_so_far += moved
+        if self.read_so_far > self.limit:  # the body's Content-Length was checked already
+            raise PayloadTooLarge(f"The upload is larger than the "
+                                  f"{self.limit // (1024 * 1024)} MB allowed.")
+        return moved
 
 
 @bp.put("/projects/<project_id>/files/content")
@@ -70,7 +84,8 @@ def put_file(project_id):
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The upload is larger than the {limit // (1024 * 1024)} MB "
                               "allowed.")
-    stream = request.stream
+    # Under gunicorn, the body can go from the socket to a local-disk file inside the kernel.
+    stream = spliceable(request.environ, request.stream)
     head = stream.read(HEAD_BYTES)
     if not head:
         raise ValidationFailed(f"Nothing was uploaded: {name} is empty.",
