@@ -12,7 +12,13 @@ from urllib.parse import unquote, urlsplit
 
 from cloud_storage.base import ListPage, ObjectInfo, Storage, check_key
 from cloud_storage.registry import register_backend
-from exception_layer import InvalidKey, InvalidStorageUri, ObjectNotFound, StorageError
+from exception_layer import (
+    InvalidKey,
+    InvalidStorageUri,
+    ObjectNotFound,
+    PathConflict,
+    StorageError,
+)
 
 _TMP_PREFIX = ".trainyard-upload-"
 
@@ -125,7 +131,7 @@ class LocalStorage(Storage):
                content_type: str | None = None) -> ObjectInfo:
         path = self._path(key)
         if path.is_dir():
-            raise StorageError(f"{key} is a folder.")
+            raise PathConflict(f"{key} is a folder: a file cannot take its name.")
         created = self._make_parents(key, path)
         try:
             try:
@@ -167,9 +173,9 @@ class LocalStorage(Storage):
             try:
                 folder.mkdir(exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
-                raise StorageError(f"A file is in the way of the folders of {key}.") from exc
+                raise PathConflict(f"A file is in the way of the folders of {key}.") from exc
         if not path.parent.is_dir():
-            raise StorageError(f"A file is in the way of the folders of {key}.")
+            raise PathConflict(f"A file is in the way of the folders of {key}.")
         return missing
 
     def delete(self, key: str) -> None:
@@ -198,7 +204,10 @@ class LocalStorage(Storage):
         return count
 
     def make_folder(self, prefix: str) -> None:
-        self._path(prefix, folder=True).mkdir(parents=True, exist_ok=True)
+        try:
+            self._path(prefix, folder=True).mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise PathConflict(f"A file is in the way of the folder {prefix}.") from exc
 
     def _has_marker(self, prefix: str) -> bool:
         return self._path(prefix, folder=True).is_dir()
@@ -214,7 +223,9 @@ class LocalStorage(Storage):
         source, target = self._path(src), self._path(dst)
         if not source.is_file():
             raise ObjectNotFound(f"No file named {src}.")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise PathConflict(f"{dst} is a folder: a file cannot take its name.")
+        self._make_parents(dst, target)
         os.replace(source, target)
         return self._info(dst, target)
 

@@ -72,6 +72,12 @@ FOLDER = query("path", description="a folder, ending with '/' (empty: the projec
 FILE_PATH = query("path", required=True, description="a file; a folder when it ends with '/'")
 FOLDER_INPUT = {"type": "object", "required": ["path"], "properties": {"path": _TEXT}}
 FOLDER_ANSWER = FOLDER_INPUT
+MOVE_INPUT = {"type": "object", "required": ["path", "to"],
+              "properties": {"path": {**_TEXT, "description": "the file to move"},
+                             "to": {"type": "string", "description": "the folder it goes into "
+                                    "('' for the top folder)"}}}
+MOVE_ANSWER = {"type": "object", "required": ["path", "size"],
+               "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}
 EXECUTION_INPUT = {
     "type": "object", "required": ["kind"],
     "properties": {"kind": {"enum": list(EXECUTION_KINDS)},
@@ -257,6 +263,20 @@ def delete_file(project_id):
     project = load_project(project_id=project_id, need="editor")
     ops.delete_path(project, request.args.get("path", ""))
     return "", 204
+
+
+@bp.post("/projects/<project_id>/files/move")
+@spec("Files", request=MOVE_INPUT, responses={200: MOVE_ANSWER}, errors=(409, 422, 502, 503))
+def move_file(project_id):
+    """Move a file into another folder, keeping its name (editors). Into a batch folder it is
+    checked against the schema first; a file of the same name there is never replaced."""
+    project = load_project(project_id=project_id, need="editor")
+    body = _body()
+    path, to = body.get("path"), body.get("to")
+    if not isinstance(path, str) or not isinstance(to, str):
+        raise BadRequest('Give the file and the folder, e.g. {"path": "notes/a.csv", '
+                         '"to": "training_batch_files/"}.')
+    return jsonify(ops.move_file(project, path.strip(), to))
 
 
 @bp.post("/projects/<project_id>/folders")

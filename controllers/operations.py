@@ -276,6 +276,42 @@ def delete_path(project: Project, path: str) -> None:
     audit("file.delete", project.slug, details={"path": path})
 
 
+def move_file(project: Project, path: str, to: str) -> dict:
+    """Move the file ``path`` into the folder ``to`` (same name). A file going into a batch
+    folder is checked against the schema as an upload would be; an existing file of that name
+    is never replaced."""
+    from project_library.schema_validation import check_upload
+
+    if not path or path.endswith("/"):
+        raise BadRequest("Say which file to move (folders are not moved).")
+    source = check_path(path)
+    if any(source.startswith(system) for system in SYSTEM_FOLDERS):
+        raise AccessDenied(f"Trainyard manages {source.split('/')[0]}/ itself; its files "
+                           "cannot be moved.")
+    folder = _target_folder(to.strip())
+    name = source.rpartition("/")[2]
+    target = folder + name
+    if target == source:
+        raise BadRequest(f"{name} is already in {folder or 'the top folder'}.")
+    batch = (TRAINING if folder.startswith(TRAINING)
+             else PREDICTION if folder.startswith(PREDICTION) else None)
+    if project.active_execution_id and (batch or source.startswith((TRAINING, PREDICTION))):
+        raise Conflict("Batch files cannot be moved while an execution runs.")
+    files = services().resolver.files(project)
+    info = files.stat(source)  # 404 for a missing file
+    if files.exists(target):
+        raise Conflict(f"{folder or 'The top folder'} already has a file named {name}; "
+                       "delete or rename one of them first.")
+    if batch:
+        with files.open_read(source) as stream:
+            head = stream.read(UPLOAD_HEAD_BYTES)
+        check_upload(name, head, project.schema, require_target=batch == TRAINING,
+                     is_complete=len(head) >= info.size)
+    moved = files.move(source, target)
+    audit("file.move", project.slug, details={"from": source, "to": moved.key})
+    return {"path": moved.key, "size": moved.size}
+
+
 def list_folder(project: Project, path: str, page_token: str | None = None) -> dict:
     files = services().resolver.files(project)
     folder = check_path(path, folder=True) if path else ""

@@ -225,6 +225,17 @@ def delete_file(slug):
     return _back_to_files(parent + "/" if parent else "")
 
 
+@bp.post("/projects/<slug>/files/move")
+def move_file(slug):
+    """Move a file into another folder."""
+    project = load_project(slug=slug, need="editor")
+    path = request.form.get("path", "")
+    moved = ops.move_file(project, path, request.form.get("to", ""))
+    flash(f"Moved {path} to {moved['path']}.", "info")
+    parent = path.rpartition("/")[0]
+    return _back_to_files(parent + "/" if parent else "")
+
+
 @bp.get("/projects/<slug>/files/download")
 def download(slug):
     """Download a file (plots can be shown inline)."""

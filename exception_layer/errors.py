@@ -94,6 +94,14 @@ class DuplicateKey(Conflict):
     default_message = "An item with this key already exists."
 
 
+class PathConflict(Conflict):
+    """A file where a folder must go, or the reverse (on local disk a name is one or the other;
+    in a bucket both may exist)."""
+
+    code = "path_conflict"
+    default_message = "A file and a folder cannot have the same name here."
+
+
 class PayloadTooLarge(PlatformError):
     code = "payload_too_large"
     status = 413

@@ -99,6 +99,20 @@ def test_train_from_the_browser(live_server, browser_page, tmp_path):
         assert page.locator(f"tr[data-file='training_batch_files/{name}']").count() == 1
     shot(page, "file-manager")
 
+    # move a file out to a new folder and back (checked against the schema on its way in)
+    last = files[-1][0]
+    for source, target in ((f"training_batch_files/{last}", "held/"),
+                           (f"held/{last}", "training_batch_files/")):
+        page.goto(live_server.url + "/projects/cancer-screening/files?path="
+                  + source.rpartition("/")[0] + "/")
+        page.fill(f"tr[data-file='{source}'] input[name=to]", target)
+        with page.expect_navigation():
+            page.click(f"tr[data-file='{source}'] form[data-move] button[type=submit]")
+        assert f"Moved {source} to {target}{last}" in page.inner_text("main")
+    page.goto(live_server.url + "/projects/cancer-screening/files?path=training_batch_files/")
+    for name, _ in files:
+        assert page.locator(f"tr[data-file='training_batch_files/{name}']").count() == 1
+
     # Train: the log streams in, then the final status shows
     page.goto(live_server.url + "/projects/cancer-screening")
     page.click("button[data-action=train]")

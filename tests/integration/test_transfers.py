@@ -90,3 +90,65 @@ def test_signed_links_work_without_login_and_expire(app, api, project, client):
     finally:
         time.time = real_time
     assert late.status_code == 404 and "expired" in late.get_json()["error"]["message"]
+
+
+def move(api, project, path, to):
+    return api.client.post(f"/api/v1/projects/{project['id']}/files/move",
+                           json={"path": path, "to": to},
+                           headers={"X-CSRFToken": api.client.csrf_token})
+
+
+def names(api, project, folder):
+    listing = api.get(f"/projects/{project['id']}/files?path={folder}").get_json()
+    return sorted(f["name"] for f in listing["files"])
+
+
+def test_move_a_file_between_folders(api, project):
+    name, data = batch_files(cancer_frame(), "cancer", 1)[0]
+    assert put(api, project, f"incoming/{name}", data).status_code == 201
+    response = move(api, project, f"incoming/{name}", "training_batch_files/")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"path": f"training_batch_files/{name}", "size": len(data)}
+    assert names(api, project, "training_batch_files/") == [name]
+    assert names(api, project, "incoming/") == []
+    url = f"/api/v1/projects/{project['id']}/files/content?path=training_batch_files/{name}"
+    assert api.client.get(url).data == data
+
+
+def test_refused_moves_change_nothing(api, project):
+    name, data = batch_files(cancer_frame(), "cancer", 1)[0]
+    assert put(api, project, f"training_batch_files/{name}", data).status_code == 201
+    assert put(api, project, f"incoming/{name}", data).status_code == 201
+    assert put(api, project, "incoming/notes.csv", b"a,b\n1,2\n").status_code == 201
+    assert put(api, project, "incoming/cancer_20260101_000000.csv", b"a,b\n1,2\n").status_code \
+        == 201
+    before = {folder: names(api, project, folder) for folder in
+              ("training_batch_files/", "incoming/")}
+    for path, to, status, words in [
+        (f"incoming/{name}", "training_batch_files/", 409, "already has a file named"),
+        ("incoming/notes.csv", "training_batch_files/", 422, "notes.csv"),
+        ("incoming/cancer_20260101_000000.csv", "training_batch_files/", 422, "column"),
+        ("incoming/missing.csv", "other/", 404, "missing.csv"),
+        (f"incoming/{name}", "models/", 403, "models/"),
+        (f"incoming/{name}", "incoming/", 400, "already in incoming/"),
+        (f"incoming/{name}", "../", 400, ""),
+        # on local disk a file cannot also be a folder
+        (f"training_batch_files/{name}", "incoming/notes.csv/", 409, "in the way"),
+    ]:
+        response = move(api, project, path, to)
+        assert response.status_code == status, (path, to, response.get_json())
+        assert words in response.get_json()["error"]["message"], response.get_json()
+    after = {folder: names(api, project, folder) for folder in before}
+    assert after == before
+
+
+def test_a_file_in_the_way_of_a_folder_is_a_conflict_not_a_storage_failure(api, project):
+    assert put(api, project, "notes/a.txt", b"x").status_code == 201
+    response = put(api, project, "notes/a.txt/b.txt", b"y")
+    assert response.status_code == 409
+    assert "in the way" in response.get_json()["error"]["message"]
+    response = api.client.post(f"/api/v1/projects/{project['id']}/folders",
+                               json={"path": "notes/a.txt/sub/"},
+                               headers={"X-CSRFToken": api.client.csrf_token})
+    assert response.status_code == 409, response.get_json()
+    assert names(api, project, "notes/") == ["a.txt"]
