@@ -80,6 +80,8 @@ class SplicedBody:
         reader, source = self._body.reader, self._sock.fileno()
         timeout = self._sock.gettimeout()
         moved = 0
+        waiting = select.poll()
+        waiting.register(source, select.POLLIN)
         pipe_out, pipe_in = os.pipe2(os.O_CLOEXEC)
         try:
             try:
@@ -90,7 +92,7 @@ class SplicedBody:
                 try:
                     got = os.splice(source, pipe_in, min(reader.length, PIPE_BYTES))
                 except BlockingIOError:  # a socket with a timeout is non-blocking underneath
-                    if not select.select([source], [], [], timeout)[0]:
+                    if not waiting.poll(None if timeout is None else timeout * 1000):
                         raise ClientDisconnected("The upload stalled and was abandoned.") \
                             from None
                     continue

@@ -14,11 +14,9 @@ import socket
 import time
 
 import pytest
-import requests
 
-from tests.conftest import ADMIN, free_port, wait_until
-from tests.factories import cancer_project
-from tests.thread_layer.test_recovery import start_server
+from tests.conftest import free_port, wait_until
+from tests.thread_layer.test_recovery import admin_with_project, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +49,7 @@ def test_large_uploads_to_local_disk_arrive_whole_on_a_kept_alive_connection(tmp
     server = start_server(tmp_path, port)
     try:
         base = f"http://127.0.0.1:{port}/api/v1"
-        session = requests.Session()
-        token = session.post(f"{base}/setup", json=ADMIN, timeout=30).json()["csrf_token"]
-        project = session.post(f"{base}/projects", json=cancer_project(), timeout=30,
-                            headers={"X-CSRFToken": token}).json()
+        session, token, project = admin_with_project(port)
         path = f"/api/v1/projects/{project['id']}/files/content?path=notes/"
         headers = {"X-CSRFToken": token, "Content-Type": "application/octet-stream",
                    "Cookie": "; ".join(f"{c.name}={c.value}" for c in session.cookies)}

@@ -39,6 +39,16 @@ def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
     return proc
 
 
+def admin_with_project(port: int) -> tuple[requests.Session, str, dict]:
+    """Set up the server on ``port``: (the admin's session, its CSRF token, a new project)."""
+    base = f"http://127.0.0.1:{port}/api/v1"
+    session = requests.Session()
+    token = session.post(f"{base}/setup", json=ADMIN, timeout=30).json()["csrf_token"]
+    project = session.post(f"{base}/projects", json=cancer_project(),
+                           headers={"X-CSRFToken": token}, timeout=30).json()
+    return session, token, project
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # our own process group, by its id
     proc.wait(timeout=10)
@@ -49,11 +59,8 @@ def test_a_training_cut_by_a_crash_is_interrupted_after_restart(tmp_path):
     server = start_server(tmp_path, port)
     try:
         base = f"http://127.0.0.1:{port}/api/v1"
-        http = requests.Session()
-        token = http.post(f"{base}/setup", json=ADMIN, timeout=30).json()["csrf_token"]
+        http, token, project = admin_with_project(port)
         headers = {"X-CSRFToken": token}
-        project = http.post(f"{base}/projects", json=cancer_project(), headers=headers,
-                            timeout=30).json()
         big = cancer_rows(60000, seed=1)
         files = [("files", (n, d, "text/csv")) for n, d in batch_files(big, "cancer", 2)]
         r = http.post(f"{base}/projects/{project['id']}/files",
