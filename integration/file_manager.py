@@ -7,11 +7,13 @@ nothing that resolves outside the project.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from cloud_storage import ListPage, ObjectInfo, Storage, check_key
-from exception_layer import InvalidKey, ObjectNotFound
+from exception_layer import InvalidKey, ObjectNotFound, PlatformError
 
 TRAINING = "training_batch_files/"
 PREDICTION = "prediction_batch_files/"
@@ -55,6 +57,24 @@ def check_file_name(name: str) -> str:
     return check_path(name)
 
 
+def _paths_as_the_user_gave_them(method):
+    """The storage names keys with the project's folder in front (``<slug>/notes/a.txt``); an
+    error it raises reaches the user with the path as they know it (``notes/a.txt``)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except PlatformError as exc:
+            # Only where a key starts: not inside another word or path.
+            relative = re.sub(rf"(?<![\w./-]){re.escape(self.prefix)}", "", exc.message)
+            if relative != exc.message:
+                exc.message, exc.args = relative, (relative,)
+            raise
+
+    return wrapper
+
+
 class ProjectFiles:
     """The files of the project whose folder is ``slug`` on ``storage``."""
 
@@ -81,6 +101,7 @@ class ProjectFiles:
 
     # -- layout ------------------------------------------------------------------------
 
+    @_paths_as_the_user_gave_them
     def ensure_layout(self) -> None:
         """Create the standard folders."""
         for folder in STANDARD_FOLDERS:
@@ -88,6 +109,7 @@ class ProjectFiles:
 
     # -- reading -----------------------------------------------------------------------
 
+    @_paths_as_the_user_gave_them
     def list(self, path: str = "", *, page_token: str | None = None,
              page_size: int = 200) -> ListPage:
         """Files and folders directly in ``path`` (a folder), paths relative to the project."""
@@ -97,57 +119,71 @@ class ProjectFiles:
                         folders=[self.relative(f) for f in page.folders],
                         next_token=page.next_token)
 
+    @_paths_as_the_user_gave_them
     def list_files(self, folder: str) -> list[ObjectInfo]:
         """Every file below ``folder`` (recursively), sorted by path."""
         return [self._relative_info(o)
                 for o in self.storage.iter_objects(self.key(folder, folder=True))]
 
+    @_paths_as_the_user_gave_them
     def stat(self, path: str) -> ObjectInfo:
         return self._relative_info(self.storage.stat(self.key(path)))
 
+    @_paths_as_the_user_gave_them
     def exists(self, path: str) -> bool:
         return self.storage.exists(self.key(path))
 
+    @_paths_as_the_user_gave_them
     def folder_exists(self, path: str) -> bool:
         return self.storage.folder_exists(self.key(path, folder=True))
 
+    @_paths_as_the_user_gave_them
     def local_path(self, path: str):
         """The file on this machine that holds ``path``, or None if the storage is remote."""
         return self.storage.local_path(self.key(path))
 
+    @_paths_as_the_user_gave_them
     def open_read(self, path: str) -> BinaryIO:
         return self.storage.open_read(self.key(path))
 
     def iter_read(self, path: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         return self.storage.iter_read(self.key(path), chunk_size)
 
+    @_paths_as_the_user_gave_them
     def read_bytes(self, path: str) -> bytes:
         return self.storage.read_bytes(self.key(path))
 
+    @_paths_as_the_user_gave_them
     def sha256(self, path: str) -> str:
         return self.storage.sha256(self.key(path))
 
     # -- writing -----------------------------------------------------------------------
 
+    @_paths_as_the_user_gave_them
     def upload(self, path: str, stream: BinaryIO, *, size: int | None = None,
                content_type: str | None = None) -> ObjectInfo:
         info = self.storage.upload(self.key(path), stream, size=size, content_type=content_type)
         return self._relative_info(info)
 
+    @_paths_as_the_user_gave_them
     def upload_bytes(self, path: str, data: bytes) -> ObjectInfo:
         return self._relative_info(self.storage.upload_bytes(self.key(path), data))
 
+    @_paths_as_the_user_gave_them
     def make_folder(self, path: str) -> str:
         key = self.key(path, folder=True)
         self.storage.make_folder(key)
         return self.relative(key)
 
+    @_paths_as_the_user_gave_them
     def copy(self, src: str, dst: str) -> ObjectInfo:
         return self._relative_info(self.storage.copy(self.key(src), self.key(dst)))
 
+    @_paths_as_the_user_gave_them
     def move(self, src: str, dst: str) -> ObjectInfo:
         return self._relative_info(self.storage.move(self.key(src), self.key(dst)))
 
+    @_paths_as_the_user_gave_them
     def delete(self, path: str) -> None:
         """Delete a file, or a whole folder when ``path`` ends with ``/``."""
         if path.endswith("/"):
@@ -157,9 +193,11 @@ class ProjectFiles:
             return
         self.storage.delete(self.key(path))
 
+    @_paths_as_the_user_gave_them
     def delete_folder(self, path: str) -> int:
         return self.storage.delete_prefix(self.key(path, folder=True))
 
+    @_paths_as_the_user_gave_them
     def delete_all(self) -> int:
         """Delete every file of the project (used when the project is deleted)."""
         return self.storage.delete_prefix(self.prefix)

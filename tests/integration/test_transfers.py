@@ -152,3 +152,20 @@ def test_a_file_in_the_way_of_a_folder_is_a_conflict_not_a_storage_failure(api, 
                                headers={"X-CSRFToken": api.client.csrf_token})
     assert response.status_code == 409, response.get_json()
     assert names(api, project, "notes/") == ["a.txt"]
+
+
+def test_storage_errors_name_the_path_as_the_user_gave_it(api, project):
+    """Keys in the storage start with the project's folder; the messages do not."""
+    assert put(api, project, "notes/a.txt", b"x").status_code == 201
+    answers = [
+        put(api, project, "notes/a.txt/b.txt", b"y"),
+        api.get(f"/projects/{project['id']}/files/content?path=notes/missing.txt"),
+        api.client.delete(f"/api/v1/projects/{project['id']}/files?path=notes/gone.txt",
+                          headers={"X-CSRFToken": api.client.csrf_token}),
+    ]
+    for response, status, path in zip(answers, (409, 404, 404),
+                                       ("notes/a.txt/b.txt", "notes/missing.txt",
+                                        "notes/gone.txt"), strict=True):
+        message = response.get_json()["error"]["message"]
+        assert response.status_code == status, message
+        assert path in message and project["slug"] + "/" not in message, message
