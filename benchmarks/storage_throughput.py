@@ -5,9 +5,12 @@ gcp-storage-emulator), it uploads and downloads one large file (500 MB by defaul
 running app (HTTP: ``PUT .../files/content`` streamed into the storage, ``GET .../files/content``
 which streams or redirects to the cloud's signed URL) and through the cloud's own SDK to the same
 emulator, in the same run. It prints MB/s for both, the ratio (target: at least 0.8), and the web
-process's peak RSS growth during the upload (target: under 100 MB).
+process's peak RSS growth during the upload (target: under 100 MB). For local disk it also
+moves the file over a bare loopback TCP connection (no HTTP, no app), the ceiling of any server
+on this machine, and prints how close Trainyard came to it.
 
     .venv/bin/python benchmarks/storage_throughput.py [--mb 500] [--backends local,s3,azure,gcs]
+        [--rounds 5]
 """
 
 from __future__ import annotations
@@ -262,28 +265,79 @@ def splice_body(response: http_client.HTTPResponse, sock: socket.socket, out) ->
     held = response.fp.read(min(left, len(response.fp.peek())))
     out.write(held)
     out.flush()
-    left -= len(held)
     sock.setblocking(True)  # a timeout makes the socket non-blocking underneath
+    splice_into(sock, out.fileno(), left - len(held))
+
+
+def splice_into(sock: socket.socket, fd: int, count: int) -> None:
+    """Move ``count`` bytes from ``sock`` into ``fd`` inside the kernel (socket, pipe, file)."""
     pipe_out, pipe_in = os.pipe()
     fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     try:
-        while left:
-            got = os.splice(sock.fileno(), pipe_in, min(left, PIPE_BYTES))
+        while count:
+            got = os.splice(sock.fileno(), pipe_in, min(count, PIPE_BYTES))
             if not got:
-                raise SystemExit("download cut short")
-            left -= got
+                raise SystemExit("transfer cut short")
+            count -= got
             while got:
-                got -= os.splice(pipe_out, out.fileno(), got)
+                got -= os.splice(pipe_out, fd, got)
     finally:
         os.close(pipe_out)
         os.close(pipe_in)
+
+
+def loopback_transfer(source: Path, target: Path, sink: Path) -> tuple[float, float]:
+    """Seconds to move ``source`` into ``target`` and back into ``sink`` over a bare loopback
+    TCP connection, with the kernel calls the app and this client use (sendfile on one end,
+    splice into the file on the other) and nothing else: no HTTP, no app. This is the most any
+    server reached over the network can do on this machine; the local row's app figures are
+    compared with it as well as with the file copy."""
+    size = source.stat().st_size
+    server = socket.create_server(("127.0.0.1", 0))
+    failed: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            peer, _ = server.accept()
+            with peer, open(target, "wb") as out:
+                splice_into(peer, out.fileno(), size)
+                peer.sendall(b"k")
+            peer, _ = server.accept()
+            with peer, open(target, "rb") as data:
+                peer.recv(1)
+                peer.sendfile(data)
+        except BaseException as exc:  # reported by the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        settle(target)
+        began = time.perf_counter()
+        with socket.create_connection(server.getsockname()) as sock, open(source, "rb") as data:
+            sock.sendfile(data)
+            if sock.recv(1) != b"k":
+                raise SystemExit("loopback upload failed")
+        up = time.perf_counter() - began
+        settle(sink)
+        began = time.perf_counter()
+        with socket.create_connection(server.getsockname()) as sock, open(sink, "wb") as out:
+            sock.sendall(b"g")
+            splice_into(sock, out.fileno(), size)
+        down = time.perf_counter() - began
+    finally:
+        thread.join(timeout=60)
+        server.close()
+    if failed:
+        raise failed[0]
+    return up, down
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=500)
     parser.add_argument("--backends", default="local,s3,azure,gcs")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="transfers per figure, app and SDK alternating; the best counts")
     args = parser.parse_args()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -294,6 +348,7 @@ def main() -> int:
     size_mb = source.stat().st_size / 1e6
     app, base = start_trainyard(workdir)
     rows, ok = [], True
+    loopback: list[tuple[float, float]] = []  # local disk's rounds over bare loopback TCP
     try:
         pid = worker_pid(app.pid)
         http = requests.Session()
@@ -328,9 +383,14 @@ def main() -> int:
                                                             source, sink, pid)
                     assert sink.stat().st_size == source.stat().st_size
                     direct_up, direct_down = direct_transfer(kind, storage, source, sink)
-                    rounds.append((size_mb / app_up, size_mb / direct_up, size_mb / app_down,
-                                   size_mb / direct_down, growth))
-                    print(f"{kind}: " + " ".join(f"{x:.1f}" for x in rounds[-1]), flush=True)
+                    figures = (size_mb / app_up, size_mb / direct_up, size_mb / app_down,
+                               size_mb / direct_down, growth)
+                    if kind == "local":
+                        wire = loopback_transfer(source, workdir / "wire.bin", sink)
+                        loopback.append((size_mb / wire[0], size_mb / wire[1]))
+                        figures += loopback[-1]
+                    rounds.append(figures)
+                    print(f"{kind}: " + " ".join(f"{x:.1f}" for x in figures), flush=True)
                 # The best of each figure (noise on a shared VM only ever slows a transfer
                 # down), and the largest memory growth.
                 best = [max(r[i] for r in rounds) for i in range(4)]
@@ -352,6 +412,14 @@ def main() -> int:
               f"{sdk_down:>10.1f}{down_ratio:>7.2f}{growth:>9.1f}  "
               f"{'PASS' if passed else 'FAIL'}")
     print("\nTargets: ratio >= 0.8 both ways; web process RSS growth < 100 MB during upload.")
+    if loopback:
+        local = next(row for row in rows if row[0] == "local")
+        wire_up, wire_down = (max(r[i] for r in loopback) for i in range(2))
+        print(f"\nFor scale, local disk over bare loopback TCP (sendfile into splice, no HTTP, "
+              f"no app), best of {len(loopback)}:\n  up {wire_up:.1f} MB/s "
+              f"({wire_up / local[2]:.2f} of the copy), down {wire_down:.1f} MB/s "
+              f"({wire_down / local[4]:.2f} of the copy); Trainyard reached "
+              f"{local[1] / wire_up:.2f} and {local[3] / wire_down:.2f} of it.")
     return 0 if ok else 1
 
 
