@@ -26,6 +26,7 @@ from exception_layer import (
     InvalidKey,
     InvalidStorageUri,
     ObjectNotFound,
+    PathConflict,
     PlatformError,
     StorageError,
     StorageUnavailable,
@@ -583,11 +584,61 @@ class Storage(ABC):
             count += 1
         return count
 
+    def iter_folders(self, prefix: str = "") -> Iterator[str]:
+        """Every folder below ``prefix`` (empty ones too), parents before their children."""
+        waiting = [self._folder_key(prefix)]
+        while waiting:
+            folder, token = waiting.pop(), None
+            while True:
+                page = self.list(folder, page_token=token)
+                yield from page.folders
+                waiting.extend(page.folders)
+                token = page.next_token
+                if not token:
+                    break
+
     def move_prefix(self, src_prefix: str, dst_prefix: str) -> int:
-        """Move a whole folder; returns the number of objects moved."""
-        count = self.copy_prefix(src_prefix, dst_prefix)
+        """Move a whole folder, its files and its empty sub-folders, to ``dst_prefix``, which
+        must not exist yet; returns the number of files moved.
+
+        Every file is copied first, and the originals are deleted only once all the copies are
+        made: a copy that fails removes the copies already made, and the folder stays where it
+        was. A failure while the originals are deleted leaves files in both places, never in
+        neither.
+        """
+        self._check_folder_move(src_prefix, dst_prefix)
+        objects = list(self.iter_objects(src_prefix))
+        # Folders holding no file anywhere below are kept by their markers alone.
+        filled = {o.key[:i + 1] for o in objects for i, c in enumerate(o.key) if c == "/"}
+        empty = [f for f in (src_prefix, *self.iter_folders(src_prefix)) if f not in filled]
+        if not objects and not self.folder_exists(src_prefix):
+            return 0
+        try:
+            for obj in objects:
+                self.copy(obj.key, dst_prefix + obj.key[len(src_prefix):])
+            for folder in empty:
+                self.make_folder(dst_prefix + folder[len(src_prefix):])
+        except BaseException:
+            # dst_prefix did not exist: everything below it is a copy made here.
+            try:
+                self.delete_prefix(dst_prefix)
+            except StorageError:
+                logger.warning("Copies below %s could not be removed after a failed move.",
+                               dst_prefix)
+            raise
         self.delete_prefix(src_prefix)
-        return count
+        return len(objects)
+
+    def _check_folder_move(self, src_prefix: str, dst_prefix: str) -> None:
+        src_prefix, dst_prefix = self._folder_key(src_prefix), self._folder_key(dst_prefix)
+        check_key(src_prefix, folder=True)
+        check_key(dst_prefix, folder=True)
+        if not src_prefix or not dst_prefix:
+            raise InvalidKey("A folder move needs two folders below the storage's root.")
+        if dst_prefix.startswith(src_prefix):
+            raise InvalidKey(f"{src_prefix} cannot be moved into itself.")
+        if self.folder_exists(dst_prefix):
+            raise PathConflict(f"{dst_prefix} already exists.")
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object below ``prefix`` (and its folder markers); returns the count."""

@@ -229,6 +229,28 @@ class LocalStorage(Storage):
         os.replace(source, target)
         return self._info(dst, target)
 
+    def move_prefix(self, src_prefix: str, dst_prefix: str) -> int:
+        """Rename the folder: one step, so there is nothing to undo."""
+        self._check_folder_move(src_prefix, dst_prefix)
+        source, target = self._path(src_prefix, folder=True), self._path(dst_prefix, folder=True)
+        if not source.is_dir():
+            return 0
+        if target.exists():  # a file of the folder's name: folder_exists saw no folder
+            raise PathConflict(f"A file is in the way of the folder {dst_prefix}.")
+        count = sum(1 for _, _, names in os.walk(source)
+                    for name in names if not name.startswith(_TMP_PREFIX))
+        created = self._make_parents(dst_prefix.rstrip("/"), target)
+        try:
+            os.rename(source, target)
+        except OSError:
+            for folder in reversed(created):
+                try:
+                    folder.rmdir()
+                except OSError:  # another upload put something there meanwhile
+                    break
+            raise
+        return count
+
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)

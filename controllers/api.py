@@ -73,11 +73,17 @@ FILE_PATH = query("path", required=True, description="a file; a folder when it e
 FOLDER_INPUT = {"type": "object", "required": ["path"], "properties": {"path": _TEXT}}
 FOLDER_ANSWER = FOLDER_INPUT
 MOVE_INPUT = {"type": "object", "required": ["path", "to"],
-              "properties": {"path": {**_TEXT, "description": "the file to move"},
+              "properties": {"path": {**_TEXT, "description": "the file to move; a folder when "
+                                      "it ends with '/'"},
                              "to": {"type": "string", "description": "the folder it goes into "
-                                    "('' for the top folder)"}}}
-MOVE_ANSWER = {"type": "object", "required": ["path", "size"],
-               "properties": {"path": {"type": "string"}, "size": {"type": "integer"}}}
+                                    "('' for the top folder)"},
+                             "name": {**_TEXT, "description": "its new name (default: the "
+                                      "same); with the same folder, a rename"}}}
+MOVE_ANSWER = {"type": "object", "required": ["path"],
+               "properties": {"path": {"type": "string"},
+                              "size": {"type": "integer", "description": "a file's size"},
+                              "files": {"type": "integer",
+                                        "description": "the files a folder move moved"}}}
 EXECUTION_INPUT = {
     "type": "object", "required": ["kind"],
     "properties": {"kind": {"enum": list(EXECUTION_KINDS)},
@@ -268,15 +274,18 @@ def delete_file(project_id):
 @bp.post("/projects/<project_id>/files/move")
 @spec("Files", request=MOVE_INPUT, responses={200: MOVE_ANSWER}, errors=(409, 422, 502, 503))
 def move_file(project_id):
-    """Move a file into another folder, keeping its name (editors). Into a batch folder it is
-    checked against the schema first; a file of the same name there is never replaced."""
+    """Move or rename a file, or a folder with everything in it (editors). Files going into a
+    batch folder are checked against the schema first, and nothing moves unless all pass; an
+    existing file or folder of the new name is never replaced."""
     project = load_project(project_id=project_id, need="editor")
     body = _body()
-    path, to = body.get("path"), body.get("to")
-    if not isinstance(path, str) or not isinstance(to, str):
-        raise BadRequest('Give the file and the folder, e.g. {"path": "notes/a.csv", '
-                         '"to": "training_batch_files/"}.')
-    return jsonify(ops.move_file(project, path.strip(), to))
+    path, to, name = body.get("path"), body.get("to"), body.get("name")
+    if not isinstance(path, str) or not isinstance(to, str) \
+            or not isinstance(name, str | None):
+        raise BadRequest('Give the file or folder and where it goes, e.g. {"path": '
+                         '"notes/a.csv", "to": "training_batch_files/"}, and "name" to '
+                         'rename it.')
+    return jsonify(ops.move_path(project, path.strip(), to, name))
 
 
 @bp.post("/projects/<project_id>/folders")

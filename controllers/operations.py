@@ -233,14 +233,9 @@ def upload_files(project: Project, folder: str, uploads: list) -> list[dict]:
                 check_upload(name, head, project.schema, require_target=batch_kind == TRAINING)
             names.append(name)
         except (ValidationFailed, BadRequest) as exc:
-            reasons = (exc.details or {}).get("reasons") if isinstance(exc.details, dict) else None
-            problems.append({"file": upload.filename, "reasons": reasons or [exc.message]})
+            problems.append(_problem(upload.filename, exc))
     if problems:
-        summary = "; ".join(f"{p['file']}: {' '.join(p['reasons'])}" for p in problems)
-        raise ValidationFailed(f"Nothing was uploaded. {summary}",
-                               details={"files": problems,
-                                        "reasons": [f"{p['file']}: {r}" for p in problems
-                                                    for r in p["reasons"]]})
+        raise _nothing_done("uploaded", problems)
     files = services().resolver.files(project)
     stored = []
     for name, upload in zip(names, uploads, strict=True):
@@ -276,40 +271,101 @@ def delete_path(project: Project, path: str) -> None:
     audit("file.delete", project.slug, details={"path": path})
 
 
-def move_file(project: Project, path: str, to: str) -> dict:
-    """Move the file ``path`` into the folder ``to`` (same name). A file going into a batch
-    folder is checked against the schema as an upload would be; an existing file of that name
-    is never replaced."""
-    from project_library.schema_validation import check_upload
+def move_path(project: Project, path: str, to: str, name: str | None = None) -> dict:
+    """Move the file ``path``, or the folder when it ends with '/', into the folder ``to``,
+    under ``name`` if given (a rename when ``to`` is where it already is).
 
-    if not path or path.endswith("/"):
-        raise BadRequest("Say which file to move (folders are not moved).")
-    source = check_path(path)
+    Files going into a batch folder are checked against the schema as uploads would be, and
+    nothing is moved unless all of them pass. An existing file or folder of the new name is
+    never replaced. A folder is moved whole or not at all (``Storage.move_prefix``).
+    """
+    from integration.file_manager import STANDARD_FOLDERS
+
+    is_folder = path.endswith("/")
+    if not path.strip("/"):
+        raise BadRequest("Say which file or folder to move.")
+    source = check_path(path, folder=is_folder)
+    if source in STANDARD_FOLDERS:
+        raise AccessDenied("The standard folders of a project cannot be moved or renamed.")
     if any(source.startswith(system) for system in SYSTEM_FOLDERS):
         raise AccessDenied(f"Trainyard manages {source.split('/')[0]}/ itself; its files "
                            "cannot be moved.")
     folder = _target_folder(to.strip())
-    name = source.rpartition("/")[2]
-    target = folder + name
+    old_name = source.rstrip("/").rpartition("/")[2]
+    new_name = old_name if name is None or not name.strip() else check_file_name(name.strip())
+    target = folder + new_name + ("/" if is_folder else "")
+    where = folder or "the top folder"
     if target == source:
-        raise BadRequest(f"{name} is already in {folder or 'the top folder'}.")
-    batch = (TRAINING if folder.startswith(TRAINING)
-             else PREDICTION if folder.startswith(PREDICTION) else None)
+        raise BadRequest(f"{new_name} is already in {where}.")
+    if is_folder and target.startswith(source):
+        raise BadRequest(f"{source} cannot be moved into itself.")
+    if target in STANDARD_FOLDERS:
+        raise Conflict(f"{target} is one of the project's standard folders.")
+    batch = (TRAINING if target.startswith(TRAINING)
+             else PREDICTION if target.startswith(PREDICTION) else None)
     if project.active_execution_id and (batch or source.startswith((TRAINING, PREDICTION))):
         raise Conflict("Batch files cannot be moved while an execution runs.")
     files = services().resolver.files(project)
-    info = files.stat(source)  # 404 for a missing file
-    if files.exists(target):
-        raise Conflict(f"{folder or 'The top folder'} already has a file named {name}; "
+    if is_folder:
+        moving = files.list_files(source)
+        if not moving and not files.folder_exists(source):
+            raise NotFound(f"No folder named {source}.")
+        limit = current_app.config["MAX_MOVE_FILES"]
+        if len(moving) > limit:
+            raise ValidationFailed(f"{source} holds {len(moving)} files; a move takes at most "
+                                   f"{limit}. Move its sub-folders one at a time.")
+    else:
+        moving = [files.stat(source)]  # 404 for a missing file
+    if files.exists(target.rstrip("/")) or files.folder_exists(target.rstrip("/") + "/"):
+        raise Conflict(f"There is already a file or folder named {new_name} in {where}; "
                        "delete or rename one of them first.")
     if batch:
-        with files.open_read(source) as stream:
-            head = stream.read(UPLOAD_HEAD_BYTES)
-        check_upload(name, head, project.schema, require_target=batch == TRAINING,
-                     is_complete=len(head) >= info.size)
+        _check_moved_batch_files(files, moving, source, target, batch, project.schema)
+    if is_folder:
+        count = files.move_folder(source, target)
+        audit("folder.move", project.slug, details={"from": source, "to": target,
+                                                    "files": count})
+        return {"path": target, "files": count}
     moved = files.move(source, target)
     audit("file.move", project.slug, details={"from": source, "to": moved.key})
     return {"path": moved.key, "size": moved.size}
+
+
+def _check_moved_batch_files(files, moving: list, source: str, target: str, batch: str,
+                             schema: BatchSchema) -> None:
+    """Check each file of a move into a batch folder from its first bytes, under the name it
+    will have; refuse the whole move, naming every failing file, if one is wrong."""
+    from project_library.schema_validation import check_upload
+
+    problems = []
+    for info in moving:
+        new_path = target + info.key[len(source):] if source.endswith("/") else target
+        new_name = new_path.rpartition("/")[2]
+        with files.open_read(info.key) as stream:
+            head = stream.read(UPLOAD_HEAD_BYTES)
+        try:
+            check_upload(new_name, head, schema, require_target=batch == TRAINING,
+                         is_complete=len(head) >= info.size)
+        except ValidationFailed as exc:
+            if not source.endswith("/"):
+                raise  # one file: the upload's own message
+            problems.append(_problem(info.key, exc))
+    if problems:
+        raise _nothing_done("moved", problems)
+
+
+def _problem(file: str, exc: ValidationFailed | BadRequest) -> dict:
+    reasons = (exc.details or {}).get("reasons") if isinstance(exc.details, dict) else None
+    return {"file": file, "reasons": reasons or [exc.message]}
+
+
+def _nothing_done(done: str, problems: list[dict]) -> ValidationFailed:
+    """The error refusing a whole upload or move for the files in ``problems``."""
+    summary = "; ".join(f"{p['file']}: {' '.join(p['reasons'])}" for p in problems)
+    return ValidationFailed(f"Nothing was {done}. {summary}",
+                            details={"files": problems,
+                                     "reasons": [f"{p['file']}: {r}" for p in problems
+                                                 for r in p["reasons"]]})
 
 
 def list_folder(project: Project, path: str, page_token: str | None = None) -> dict:

@@ -20,6 +20,7 @@ from controllers.access import load_project, require_admin, require_user, visibl
 from controllers.services import services
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
+from integration.file_manager import STANDARD_FOLDERS, SYSTEM_FOLDERS
 
 bp = Blueprint("pages", __name__)
 
@@ -188,7 +189,8 @@ def files(slug):
         acc += part + "/"
         crumbs.append((part, acc))
     return render_template("files/browser.html", project=project, listing=listing,
-                           crumbs=crumbs, can_edit=project.has_role(current_user, "editor"))
+                           crumbs=crumbs, can_edit=project.has_role(current_user, "editor"),
+                           standard_folders=STANDARD_FOLDERS, system_folders=SYSTEM_FOLDERS)
 
 
 @bp.post("/projects/<slug>/files/upload")
@@ -227,12 +229,13 @@ def delete_file(slug):
 
 @bp.post("/projects/<slug>/files/move")
 def move_file(slug):
-    """Move a file into another folder."""
+    """Move or rename a file or a folder."""
     project = load_project(slug=slug, need="editor")
     path = request.form.get("path", "")
-    moved = ops.move_file(project, path, request.form.get("to", ""))
+    moved = ops.move_path(project, path, request.form.get("to", ""),
+                          request.form.get("name"))
     flash(f"Moved {path} to {moved['path']}.", "info")
-    parent = path.rpartition("/")[0]
+    parent = path.rstrip("/").rpartition("/")[0]
     return _back_to_files(parent + "/" if parent else "")
 
 

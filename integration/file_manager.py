@@ -184,6 +184,12 @@ class ProjectFiles:
         return self._relative_info(self.storage.move(self.key(src), self.key(dst)))
 
     @_paths_as_the_user_gave_them
+    def move_folder(self, src: str, dst: str) -> int:
+        """Move a folder and everything in it to ``dst``, which must not exist; returns the
+        number of files moved (see ``Storage.move_prefix``)."""
+        return self.storage.move_prefix(self.key(src, folder=True), self.key(dst, folder=True))
+
+    @_paths_as_the_user_gave_them
     def delete(self, path: str) -> None:
         """Delete a file, or a whole folder when ``path`` ends with ``/``."""
         if path.endswith("/"):

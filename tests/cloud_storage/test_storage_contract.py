@@ -14,7 +14,13 @@ import pytest
 from generated_stream import GeneratedStream, generated_sha256
 
 from cloud_storage import ObjectInfo, backend_for, known_schemes, open_storage
-from exception_layer import InvalidKey, InvalidStorageUri, ObjectNotFound, StorageError
+from exception_layer import (
+    InvalidKey,
+    InvalidStorageUri,
+    ObjectNotFound,
+    PathConflict,
+    StorageError,
+)
 
 MB = 1024 * 1024
 
@@ -308,11 +314,58 @@ def test_copy_prefix(storage, put_many):
 
 
 def test_move_prefix(storage, put_many):
-    put_many(storage, {"in/x/1.csv": b"1", "in/x/2/3.csv": b"3", "in/xy/4.csv": b"4"})
-    assert storage.move_prefix("in/x/", "out/x/") == 2
-    assert everything(storage) == ["in/xy/4.csv", "out/x/1.csv", "out/x/2/3.csv"]
+    put_many(storage, {"in/x/1.csv": b"1", "in/x/2/3 ü.csv": b"3", "in/xy/4.csv": b"4"})
+    storage.make_folder("in/x/empty/")
+    storage.make_folder("in/x/2/deeper/")
+    assert storage.move_prefix("in/x/", "out/y z/") == 2
+    assert everything(storage) == ["in/xy/4.csv", "out/y z/1.csv", "out/y z/2/3 ü.csv"]
     assert not storage.folder_exists("in/x/")
-    assert storage.read_bytes("out/x/2/3.csv") == b"3"
+    assert storage.list("in/").folders == ["in/xy/"]
+    assert storage.read_bytes("out/y z/2/3 ü.csv") == b"3"
+    # the empty folders came along
+    assert storage.list("out/y z/").folders == ["out/y z/2/", "out/y z/empty/"]
+    assert storage.list("out/y z/2/").folders == ["out/y z/2/deeper/"]
+    # an empty folder moves too; a missing one moves nothing
+    assert storage.move_prefix("out/y z/empty/", "moved-empty/") == 0
+    assert storage.folder_exists("moved-empty/") and not storage.folder_exists("out/y z/empty/")
+    assert storage.move_prefix("missing/", "elsewhere/") == 0
+    assert not storage.folder_exists("elsewhere/")
+
+
+def test_refused_folder_moves_change_nothing(storage, put_many):
+    put_many(storage, {"a/1.csv": b"1", "a/sub/2.csv": b"2", "b/3.csv": b"3"})
+    before = everything(storage)
+    for src, dst, error in [("a/", "a/sub/inner/", InvalidKey), ("a/", "a/", InvalidKey),
+                            ("a/", "b/", PathConflict), ("", "c/", InvalidKey),
+                            ("a/", "../c/", InvalidKey)]:
+        with pytest.raises(error):
+            storage.move_prefix(src, dst)
+    assert everything(storage) == before
+
+
+def test_a_folder_move_that_fails_midway_leaves_the_folder_where_it_was(storage, put_many,
+                                                                         monkeypatch):
+    """The third copy fails (a fault injected into this storage object; the storage is real),
+    as a connection lost midway would."""
+    put_many(storage, {f"a/{i}.csv": str(i).encode() for i in range(5)})
+    copy, calls = storage.copy, []
+
+    def failing_copy(src, dst):
+        calls.append(src)
+        if len(calls) == 3:
+            raise StorageError("connection lost")
+        return copy(src, dst)
+
+    monkeypatch.setattr(storage, "copy", failing_copy)
+    if storage.scheme == "file":  # one rename: it cannot fail midway, and copies nothing
+        assert storage.move_prefix("a/", "b/") == 5
+        assert calls == [] and everything(storage, "b/") == [f"b/{i}.csv" for i in range(5)]
+        return
+    with pytest.raises(StorageError, match="connection lost"):
+        storage.move_prefix("a/", "b/")
+    assert everything(storage) == [f"a/{i}.csv" for i in range(5)]
+    assert not storage.folder_exists("b/")
+    assert storage.read_bytes("a/2.csv") == b"2"
 
 
 # -- interrupted uploads -------------------------------------------------------------------

@@ -109,6 +109,14 @@ def test_train_from_the_browser(live_server, browser_page, tmp_path):
         with page.expect_navigation():
             page.click(f"tr[data-file='{source}'] form[data-move] button[type=submit]")
         assert f"Moved {source} to {target}{last}" in page.inner_text("main")
+    # the folder it went through is renamed in place
+    page.goto(live_server.url + "/projects/cancer-screening/files")
+    page.fill("tr[data-folder='held/'] input[name=name]", "kept")
+    with page.expect_navigation():
+        page.click("tr[data-folder='held/'] form[data-move] button[type=submit]")
+    assert "Moved held/ to kept/" in page.inner_text("main")
+    assert page.locator("tr[data-folder='kept/']").count() == 1
+    assert page.locator("tr[data-folder='held/']").count() == 0
     page.goto(live_server.url + "/projects/cancer-screening/files?path=training_batch_files/")
     for name, _ in files:
         assert page.locator(f"tr[data-file='training_batch_files/{name}']").count() == 1

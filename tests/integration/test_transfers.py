@@ -92,15 +92,29 @@ def test_signed_links_work_without_login_and_expire(app, api, project, client):
     assert late.status_code == 404 and "expired" in late.get_json()["error"]["message"]
 
 
-def move(api, project, path, to):
-    return api.client.post(f"/api/v1/projects/{project['id']}/files/move",
-                           json={"path": path, "to": to},
+def move(api, project, path, to, name=None):
+    body = {"path": path, "to": to} if name is None else {"path": path, "to": to, "name": name}
+    return api.client.post(f"/api/v1/projects/{project['id']}/files/move", json=body,
                            headers={"X-CSRFToken": api.client.csrf_token})
 
 
 def names(api, project, folder):
     listing = api.get(f"/projects/{project['id']}/files?path={folder}").get_json()
     return sorted(f["name"] for f in listing["files"])
+
+
+def tree(api, project):
+    """Every file of the project with its bytes, and every folder."""
+    files, folders, waiting = {}, [], [""]
+    while waiting:
+        folder = waiting.pop()
+        listing = api.get(f"/projects/{project['id']}/files?path={folder}").get_json()
+        folders += listing["folders"]
+        waiting += listing["folders"]
+        for entry in listing["files"]:
+            files[entry["path"]] = api.client.get(
+                f"/api/v1/projects/{project['id']}/files/content?path={entry['path']}").data
+    return files, sorted(folders)
 
 
 def test_move_a_file_between_folders(api, project):
@@ -125,7 +139,7 @@ def test_refused_moves_change_nothing(api, project):
     before = {folder: names(api, project, folder) for folder in
               ("training_batch_files/", "incoming/")}
     for path, to, status, words in [
-        (f"incoming/{name}", "training_batch_files/", 409, "already has a file named"),
+        (f"incoming/{name}", "training_batch_files/", 409, "already a file or folder named"),
         ("incoming/notes.csv", "training_batch_files/", 422, "notes.csv"),
         ("incoming/cancer_20260101_000000.csv", "training_batch_files/", 422, "column"),
         ("incoming/missing.csv", "other/", 404, "missing.csv"),
@@ -169,3 +183,76 @@ def test_storage_errors_name_the_path_as_the_user_gave_it(api, project):
         message = response.get_json()["error"]["message"]
         assert response.status_code == status, message
         assert path in message and project["slug"] + "/" not in message, message
+
+
+def test_a_folder_moves_whole_with_its_empty_folders(api, project):
+    first, second = batch_files(cancer_frame(), "cancer", 2)
+    assert put(api, project, f"incoming/day 1/{first[0]}", first[1]).status_code == 201
+    assert put(api, project, f"incoming/day 1/more/{second[0]}", second[1]).status_code == 201
+    api.client.post(f"/api/v1/projects/{project['id']}/folders",
+                    json={"path": "incoming/day 1/empty/"},
+                    headers={"X-CSRFToken": api.client.csrf_token})
+    files, folders = tree(api, project)
+
+    moved = move(api, project, "incoming/day 1/", "training_batch_files/", "2026 ü")
+    assert moved.status_code == 200, moved.get_json()
+    assert moved.get_json() == {"path": "training_batch_files/2026 ü/", "files": 2}
+    after, after_folders = tree(api, project)
+    assert after == {path.replace("incoming/day 1/", "training_batch_files/2026 ü/"): data
+                     for path, data in files.items()}
+    assert "incoming/day 1/" not in after_folders
+    assert {"training_batch_files/2026 ü/", "training_batch_files/2026 ü/empty/",
+            "training_batch_files/2026 ü/more/"} <= set(after_folders)
+
+    # and back out, renamed, to the top folder
+    back = move(api, project, "training_batch_files/2026 ü/", "", "held")
+    assert back.status_code == 200 and back.get_json()["files"] == 2
+    assert names(api, project, "held/more/") == [second[0]]
+
+
+def test_rename_a_file_in_place(api, project):
+    name, data = batch_files(cancer_frame(), "cancer", 1)[0]
+    assert put(api, project, f"training_batch_files/{name}", data).status_code == 201
+    renamed = move(api, project, f"training_batch_files/{name}", "training_batch_files/",
+                   "cancer_20270101_000000.csv")
+    assert renamed.status_code == 200, renamed.get_json()
+    assert renamed.get_json() == {"path": "training_batch_files/cancer_20270101_000000.csv",
+                                  "size": len(data)}
+    assert names(api, project, "training_batch_files/") == ["cancer_20270101_000000.csv"]
+    # a name the schema's pattern refuses does not go into a batch folder
+    refused = move(api, project, "training_batch_files/cancer_20270101_000000.csv",
+                   "training_batch_files/", "cancer.csv")
+    assert refused.status_code == 422 and "cancer.csv" in refused.get_json()["error"]["message"]
+    assert names(api, project, "training_batch_files/") == ["cancer_20270101_000000.csv"]
+
+
+def test_refused_folder_moves_change_nothing(app, api, project):
+    good, other = batch_files(cancer_frame(), "cancer", 2)
+    assert put(api, project, f"incoming/{good[0]}", good[1]).status_code == 201
+    assert put(api, project, "incoming/notes.txt", b"not a batch").status_code == 201
+    assert put(api, project, f"incoming/sub/{other[0]}", other[1]).status_code == 201
+    assert put(api, project, "taken/x.txt", b"x").status_code == 201
+    assert put(api, project, "a-file", b"x").status_code == 201
+    before = tree(api, project)
+    for path, to, name, status, words in [
+        # one file of the folder fails the schema: nothing moves, and the message names it
+        ("incoming/", "training_batch_files/", None, 422, "incoming/notes.txt"),
+        ("incoming/", "", "taken", 409, "already a file or folder named taken"),
+        ("incoming/", "", "a-file", 409, "already a file or folder named a-file"),
+        ("incoming/", "incoming/sub/", None, 400, "cannot be moved into itself"),
+        ("incoming/", "", None, 400, "already in the top folder"),
+        ("incoming/", "other/", "a/b", 400, "may not contain '/'"),
+        ("incoming/", "models/", None, 403, "models/"),
+        ("training_batch_files/", "incoming/", None, 403, "standard folders"),
+        ("archive/run/", "incoming/", None, 403, "archive/"),
+        ("taken/", "", "training_batch_files", 409, "standard folders"),
+        ("missing/", "other/", None, 404, "missing/"),
+    ]:
+        response = move(api, project, path, to, name)
+        assert response.status_code == status, (path, to, response.get_json())
+        assert words in response.get_json()["error"]["message"], response.get_json()
+    app.config["MAX_MOVE_FILES"] = 2
+    response = move(api, project, "incoming/", "other/")
+    assert response.status_code == 422
+    assert "holds 3 files; a move takes at most 2" in response.get_json()["error"]["message"]
+    assert tree(api, project) == before

@@ -64,7 +64,11 @@ def history(world):
     _call(editor, "POST", f"/api/v1/projects/{pid}/files?path=docs/",
           data={"files": [(io.BytesIO(b"x"), "audited.txt")]}, content_type="multipart/form-data")
     _call(editor, "POST", f"/api/v1/projects/{pid}/folders", json={"path": "audited/"})
-    _call(editor, "DELETE", f"/api/v1/projects/{pid}/files?path=docs/audited.txt")
+    _call(editor, "POST", f"/api/v1/projects/{pid}/files/move",
+          json={"path": "docs/audited.txt", "to": "docs/", "name": "renamed.txt"})
+    _call(editor, "POST", f"/api/v1/projects/{pid}/files/move",
+          json={"path": "audited/", "to": "", "name": "audited-too"})
+    _call(editor, "DELETE", f"/api/v1/projects/{pid}/files?path=docs/renamed.txt")
     train = _call(editor, "POST", f"/api/v1/projects/{pid}/executions",
                   json={"kind": "train"}).get_json()
     _call(editor, "POST", f"/api/v1/projects/{pid}/executions/{train['id']}/cancel")
@@ -96,6 +100,8 @@ EXPECTED = [
     ("project.update", "editor", "target"),
     ("file.upload", "editor", "target"),
     ("file.mkdir", "editor", "target"),
+    ("file.move", "editor", "target"),
+    ("folder.move", "editor", "target"),
     ("file.delete", "editor", "target"),
     ("execution.train", "editor", "target"),
     ("execution.predict", "editor", "target"),
