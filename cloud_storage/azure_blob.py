@@ -23,6 +23,7 @@ from cloud_storage.base import (
     ObjectInfo,
     Storage,
     chunk_stream,
+    exact_size,
     first_chunk,
     send_parts_in_parallel,
     unreachable,
@@ -263,6 +264,7 @@ class AzureBlobStorage(Storage):
         full = self._full(key)
         blob = self._blob(full)
         settings = ContentSettings(content_type=content_type) if content_type else None
+        stream = exact_size(stream, size)
         data, complete = first_chunk(stream, self.upload_chunk_size, size)
         if complete:
             body = bytes(data)

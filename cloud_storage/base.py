@@ -276,8 +276,8 @@ def read_fully(stream: BinaryIO, size: int) -> bytes | bytearray:
 def first_chunk(stream: BinaryIO, chunk_size: int, size: int | None) -> tuple[bytes | bytearray,
                                                                                   bool]:
     """Read the start of an upload: ``(data, complete)``, ``complete`` when the stream ended
-    within ``chunk_size`` bytes (then one plain request stores it). ``size`` is a hint that
-    keeps small uploads from allocating a whole chunk."""
+    within ``chunk_size`` bytes (then one plain request stores it). ``size``, the announced size
+    (held by :class:`ExactSize`), keeps small uploads from allocating a whole chunk."""
     limit = chunk_size if size is None else max(1, min(chunk_size, size + 1))
     data = read_fully(stream, limit)
     if len(data) < limit:
@@ -286,6 +286,40 @@ def first_chunk(stream: BinaryIO, chunk_size: int, size: int | None) -> tuple[by
         data = bytearray(data) + read_fully(stream, chunk_size - limit)
         return data, len(data) < chunk_size
     return data, False
+
+
+class ExactSize(io.RawIOBase):
+    """``stream`` held to the ``size`` its caller announced: reading past it, or reaching its
+    end short of it, raises :class:`StorageError`. Backends read uploads through it, so an
+    upload of another size than announced fails before it is committed, on every backend."""
+
+    def __init__(self, stream: BinaryIO, size: int):
+        super().__init__()
+        self._stream, self.size, self.received = stream, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            count = readinto(buffer) or 0
+        else:
+            data = self._stream.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        self.received += count
+        if self.received > self.size:
+            raise StorageError(f"The upload has more bytes than the {self.size} announced.")
+        if not count and len(buffer) and self.received < self.size:
+            raise StorageError(f"The upload ended after {self.received} of its "
+                               f"{self.size} bytes.")
+        return count
+
+
+def exact_size(stream: BinaryIO, size: int | None) -> BinaryIO:
+    """``stream`` checked against ``size`` when the caller announced one."""
+    return stream if size is None else ExactSize(stream, size)
 
 
 class FullReads(io.RawIOBase):
@@ -432,10 +466,12 @@ class Storage(ABC):
         """Store ``stream`` under ``key``, replacing any object there.
 
         The object becomes visible only once complete: an interrupted upload never leaves an
-        object that looks whole. A stream with a ``drain_into(fd)`` method (a request body
-        under gunicorn, ``app/spliced_body.py``) can move all its remaining bytes into a file
-        descriptor inside the kernel; a backend that writes to a file may use it instead of
-        ``read``.
+        object that looks whole, nor does a stream of another length than ``size`` when
+        ``size`` is given (:class:`StorageError`; read it through :func:`exact_size`).
+
+        A stream with a ``drain_into(fd)`` method (a request body under gunicorn,
+        ``app/spliced_body.py``) can move all its remaining bytes into a file descriptor
+        inside the kernel; a backend that writes to a file may use it instead of ``read``.
         """
 
     @abstractmethod

@@ -24,6 +24,7 @@ from cloud_storage.base import (
     ObjectInfo,
     Storage,
     chunk_stream,
+    exact_size,
     first_chunk,
     logger,
     unreachable,
@@ -100,9 +101,9 @@ class _Resendable:
     """An upload's source, read once in blocks, keeping its last ``window`` bytes so that an
     interrupted request can be resumed from where the storage says it stopped.
 
-    ``body(start)`` is the request body from byte ``start`` to ``size``. It checks that the
-    source holds exactly ``size`` bytes before it hands out the last one, so a short or long
-    source fails the request before the storage can commit the object. ``error`` keeps what
+    ``body(start)`` is the request body from byte ``start`` to ``size``. The source is read
+    through ``ExactSize``, one byte past its end before the last block is handed out, so a short
+    or long source fails the request before the storage can commit the object. ``error`` keeps what
     reading the source raised (a client that went away is not the storage's fault).
     """
 
@@ -130,12 +131,10 @@ class _Resendable:
 
     def _pull(self) -> None:
         try:
+            # The source is read through ExactSize: a short or long one raises here.
             data = self.stream.read(min(self.BLOCK, self.size - self.received))
-            if not data:
-                raise StorageError(f"The upload ended after {self.received} of its "
-                                   f"{self.size} bytes.")
-            if self.received + len(data) >= self.size and self.stream.read(1):
-                raise StorageError(f"The upload has more bytes than the {self.size} announced.")
+            if self.received + len(data) >= self.size:
+                self.stream.read(1)  # one more byte raises, the end does not
         except BaseException as exc:
             self.error = exc
             raise
@@ -422,6 +421,7 @@ class GCSStorage(Storage):
     def upload(self, key: str, stream: BinaryIO, *, size: int | None = None,
                content_type: str | None = None) -> ObjectInfo:
         full = self._full(key)
+        stream = exact_size(stream, size)
         data, complete = first_chunk(stream, self.upload_chunk_size, size)
         if complete:
             blob = self.bucket.blob(full)

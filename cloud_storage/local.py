@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from cloud_storage.base import ListPage, ObjectInfo, Storage, check_key
+from cloud_storage.base import ListPage, ObjectInfo, Storage, check_key, exact_size
 from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidKey,
@@ -143,9 +143,13 @@ class LocalStorage(Storage):
                 with os.fdopen(fd, "wb") as out:
                     drain = getattr(stream, "drain_into", None)
                     if drain is not None:  # the kernel moves the bytes (see Storage.upload)
-                        drain(out.fileno())
+                        moved = drain(out.fileno())
+                        if size is not None and moved != size:
+                            raise StorageError(f"The upload brought {moved} bytes, not the "
+                                               f"{size} announced.")
                     else:
-                        shutil.copyfileobj(stream, out, self.upload_chunk_size)
+                        shutil.copyfileobj(exact_size(stream, size), out,
+                                           self.upload_chunk_size)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

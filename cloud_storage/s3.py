@@ -17,6 +17,7 @@ from cloud_storage.base import (
     ListPage,
     ObjectInfo,
     Storage,
+    exact_size,
     first_chunk,
     logger,
     send_parts_in_parallel,
@@ -221,6 +222,7 @@ class S3Storage(Storage):
         chunk_size = self.upload_chunk_size
         if size is not None and size > chunk_size * MAX_PARTS:
             chunk_size = -(-size // MAX_PARTS)
+        stream = exact_size(stream, size)
         data, complete = first_chunk(stream, chunk_size, size)
         if complete:
             response = self._call("upload", lambda: self.client.put_object(

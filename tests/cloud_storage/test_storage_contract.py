@@ -380,6 +380,17 @@ def test_an_interrupted_upload_leaves_nothing_visible(storage):
     assert not storage.folder_exists("new/")
 
 
+@pytest.mark.parametrize("actual, announced", [(2 * MB, 3 * MB), (3 * MB, 2 * MB),
+                                               (10, 20), (20, 10), (0, 5)])
+def test_an_upload_of_another_size_than_announced_is_refused(storage, actual, announced):
+    storage.upload_bytes("kept.bin", b"old")
+    for key in ("kept.bin", "new/fresh.bin"):
+        with pytest.raises(StorageError, match=f"{announced}"):
+            storage.upload(key, GeneratedStream(actual), size=announced)
+    assert storage.read_bytes("kept.bin") == b"old"
+    assert everything(storage) == ["kept.bin"] and not storage.folder_exists("new/")
+
+
 def test_an_interrupted_overwrite_keeps_the_old_object(storage):
     storage.upload_bytes("keep/me.bin", b"old and whole")
     storage.make_folder("keep/empty/")
