@@ -60,14 +60,23 @@ def json_label(value):
     return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
-def classification_metrics(model, X: pd.DataFrame, y: np.ndarray) -> dict:  # noqa: N803
-    """Accuracy, macro/weighted precision, recall and F1, ROC AUC and the confusion matrix.
+def predictions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: N803
+    """The model's predictions for ``X`` and, where it has ``predict_proba``, its class
+    probabilities: made once, for the metrics and the plots alike."""
+    proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
+    return model.predict(X), proba
+
+
+def classification_metrics(labels: list, y: np.ndarray, predicted: np.ndarray,
+                           proba: np.ndarray | None) -> dict:
+    """Accuracy, macro/weighted precision, recall and F1, ROC AUC and the confusion matrix,
+    from the predictions for the held-out rows ``y`` (``labels``: the model's classes, the
+    columns of ``proba``).
 
     ROC AUC is binary, or one-vs-rest macro for several classes; None when the model has no
     ``predict_proba`` or the held-out rows lack a class.
     """
-    predicted = model.predict(X)
-    labels = list(model.classes_)
+    labels = list(labels)
     metrics: dict = {"accuracy": json_number(accuracy_score(y, predicted))}
     for average in ("macro", "weighted"):
         metrics[f"precision_{average}"] = json_number(
@@ -77,9 +86,8 @@ def classification_metrics(model, X: pd.DataFrame, y: np.ndarray) -> dict:  # no
         metrics[f"f1_{average}"] = json_number(
             f1_score(y, predicted, average=average, zero_division=0))
     metrics["roc_auc"] = None
-    if hasattr(model, "predict_proba"):
+    if proba is not None:
         try:
-            proba = model.predict_proba(X)
             if len(labels) == 2:
                 metrics["roc_auc"] = json_number(roc_auc_score(y == labels[1], proba[:, 1]))
             else:
@@ -95,9 +103,9 @@ def classification_metrics(model, X: pd.DataFrame, y: np.ndarray) -> dict:  # no
     return metrics
 
 
-def regression_metrics(model, X: pd.DataFrame, y: np.ndarray, y_train: np.ndarray) -> dict:  # noqa: N803
-    """MSE, RMSE, MAE and R², plus the RMSE of always predicting the training mean."""
-    predicted = model.predict(X)
+def regression_metrics(y: np.ndarray, predicted: np.ndarray, y_train: np.ndarray) -> dict:
+    """MSE, RMSE, MAE and R² of the predictions for the held-out rows ``y``, plus the RMSE of
+    always predicting the training mean."""
     mse = mean_squared_error(y, predicted)
     baseline = np.full(len(y), float(np.mean(y_train)))
     return {"mse": json_number(mse), "rmse": json_number(math.sqrt(mse)),
@@ -283,12 +291,12 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list) -> bytes:
     return _png(figure)
 
 
-def plot_roc_curve(model, X: pd.DataFrame, y: np.ndarray) -> bytes | None:  # noqa: N803
-    """ROC curve(s): one for a binary problem, one-vs-rest per class otherwise (up to 10)."""
-    if not hasattr(model, "predict_proba"):
+def plot_roc_curve(labels: list, y: np.ndarray, proba: np.ndarray | None) -> bytes | None:
+    """ROC curve(s) from the class probabilities ``proba`` (columns: ``labels``): one for a
+    binary problem, one-vs-rest per class otherwise (up to 10)."""
+    if proba is None:
         return None
-    labels = list(model.classes_)
-    proba = model.predict_proba(X)
+    labels = list(labels)
     figure = _figure()
     axes = figure.subplots()
     drawn = 0

@@ -538,11 +538,12 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     progress("evaluating")
     check_cancelled(should_stop)
     plots: dict[str, bytes] = {}
+    predicted, proba = evaluation.predictions(model, X_test)
     if problem_type == "classification":
-        metrics = evaluation.classification_metrics(model, X_test, y_test)
+        metrics = evaluation.classification_metrics(model.classes_, y_test, predicted, proba)
         plots["plots/confusion_matrix.png"] = evaluation.plot_confusion_matrix(
             metrics["confusion_matrix"], metrics["labels"])
-        roc = evaluation.plot_roc_curve(model, X_test, y_test)
+        roc = evaluation.plot_roc_curve(model.classes_, y_test, proba)
         if roc:
             plots["plots/roc_curve.png"] = roc
         reporter.log(f"Held-out accuracy {_format(metrics['accuracy'])} (always guessing the "
@@ -550,8 +551,7 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                      f"{_format(metrics['f1_macro'])}, ROC AUC {_format(metrics['roc_auc'])}.",
                      stage="evaluating")
     else:
-        metrics = evaluation.regression_metrics(model, X_test, y_test, y_train)
-        predicted = model.predict(X_test)
+        metrics = evaluation.regression_metrics(y_test, predicted, y_train)
         plots["plots/predicted_vs_actual.png"] = evaluation.plot_predicted_vs_actual(
             y_test, predicted)
         plots["plots/residuals.png"] = evaluation.plot_residuals(y_test, predicted)
