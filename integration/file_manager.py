@@ -66,13 +66,18 @@ def _paths_as_the_user_gave_them(method):
         try:
             return method(self, *args, **kwargs)
         except PlatformError as exc:
-            # Only where a key starts: not inside another word or path.
-            relative = re.sub(rf"(?<![\w./-]){re.escape(self.prefix)}", "", exc.message)
-            if relative != exc.message:
-                exc.message, exc.args = relative, (relative,)
+            _without_prefix(exc, self.prefix)
             raise
 
     return wrapper
+
+
+def _without_prefix(exc: PlatformError, prefix: str) -> None:
+    """Take the project's folder out of the keys ``exc``'s message names."""
+    # Only where a key starts: not inside another word or path.
+    relative = re.sub(rf"(?<![\w./-]){re.escape(prefix)}", "", exc.message)
+    if relative != exc.message:
+        exc.message, exc.args = relative, (relative,)
 
 
 class ProjectFiles:
@@ -146,8 +151,18 @@ class ProjectFiles:
     def open_read(self, path: str) -> BinaryIO:
         return self.storage.open_read(self.key(path))
 
+    @_paths_as_the_user_gave_them
     def iter_read(self, path: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        return self.storage.iter_read(self.key(path), chunk_size)
+        return self._paths_as_the_user_gave_them_while(
+            self.storage.iter_read(self.key(path), chunk_size))
+
+    def _paths_as_the_user_gave_them_while(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks``, whose errors (raised while they are read) name paths as the user does."""
+        try:
+            yield from chunks
+        except PlatformError as exc:
+            _without_prefix(exc, self.prefix)
+            raise
 
     @_paths_as_the_user_gave_them
     def read_bytes(self, path: str) -> bytes:

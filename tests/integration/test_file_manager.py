@@ -206,6 +206,17 @@ def test_a_symlinked_project_folder_pointing_outside_is_refused(local_storage, s
     assert list(elsewhere.iterdir()) == []
 
 
+def test_errors_name_paths_as_the_user_gave_them_also_while_a_file_is_read(files):
+    """The storage's keys start with the project's folder (``wafer/``); its messages reach
+    the user without it, also from a read that fails only once iterated."""
+    for read in (lambda: files.read_bytes("notes/gone.txt"),
+                 lambda: list(files.iter_read("notes/gone.txt"))):
+        with pytest.raises(ObjectNotFound) as failure:
+            read()
+        assert "notes/gone.txt" in failure.value.message
+        assert "wafer/" not in failure.value.message and "wafer/" not in str(failure.value)
+
+
 # -- deletes -------------------------------------------------------------------------------
 
 def test_delete_a_file(files):
