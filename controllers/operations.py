@@ -25,6 +25,7 @@ from exception_layer import (
 )
 from integration.file_manager import (
     PREDICTION,
+    STANDARD_FOLDERS,
     SYSTEM_FOLDERS,
     TRAINING,
     check_file_name,
@@ -258,8 +259,6 @@ def make_folder(project: Project, path: str) -> str:
 
 def delete_path(project: Project, path: str) -> None:
     """Delete a file, or a folder when ``path`` ends with '/'; the standard folders stay."""
-    from integration.file_manager import STANDARD_FOLDERS
-
     if not path:
         raise BadRequest("Say which file or folder to delete.")
     if path in STANDARD_FOLDERS or path + "/" in STANDARD_FOLDERS:
@@ -279,8 +278,6 @@ def move_path(project: Project, path: str, to: str, name: str | None = None) -> 
     nothing is moved unless all of them pass. An existing file or folder of the new name is
     never replaced. A folder is moved whole or not at all (``Storage.move_prefix``).
     """
-    from integration.file_manager import STANDARD_FOLDERS
-
     is_folder = path.endswith("/")
     if not path.strip("/"):
         raise BadRequest("Say which file or folder to move.")
@@ -516,7 +513,7 @@ def delete_version(project: Project, number) -> None:
         raise Conflict("Model versions cannot be deleted while an execution runs.")
     services().resolver.files(project).delete_folder(version.folder)
     services().db.model_versions.delete(project.id, version.version)
-    services().model_server.forget(project.id)
+    services().model_server.forget(project.id, version.version)
     audit("model.delete", project.slug, details={"version": version.version})
 
 

@@ -35,6 +35,10 @@ LATENCY_WINDOW = 5000
 TURN_BYTES = 16 * 1024
 
 
+class _NoSuchVersion(NotFound):
+    """The model version asked for does not exist."""
+
+
 @dataclass
 class Usage:
     """Counters of one model version in this process."""
@@ -226,7 +230,7 @@ class ModelServer:
             if batcher is None:
                 version = self.db.model_versions.get(project.id, number)
                 if version is None:
-                    raise NotFound(f"Model version v{number} does not exist.")
+                    raise _NoSuchVersion(f"Model version v{number} does not exist.")
                 model = load_serving_model(self.resolver.files(project), project, version)
                 batcher = _Batcher(model, self.threads)
                 with self._lock:
@@ -257,15 +261,17 @@ class ModelServer:
         if number is None:
             raise Conflict("This project has no trained model yet: train it first.")
         began = time.perf_counter() if received_at is None else received_at
-        usage = self._usage_of(project.id, number)
         try:
             batcher = self._batcher(project, number)
             frame = batcher.model.frame(records)
             result = batcher.submit(frame).result()
+        except _NoSuchVersion:
+            raise  # no counters: asking for made-up versions must not grow them
         except Exception:
-            usage.record(0, None)
+            self._usage_of(project.id, number).record(0, None)
             raise
-        usage.record(len(records), (time.perf_counter() - began) * 1000)
+        self._usage_of(project.id, number).record(len(records),
+                                                  (time.perf_counter() - began) * 1000)
         return {"model_version": number, "rows": len(records), **result}
 
     def _usage_of(self, project_id: str, number: int) -> Usage:
@@ -281,8 +287,14 @@ class ModelServer:
             versions = sorted(self._usage.get(project_id, {}).items())
         return {number: usage.to_public() for number, usage in versions}
 
-    def forget(self, project_id: str) -> None:
-        """Drop a project's loaded models (its files or versions were deleted)."""
+    def forget(self, project_id: str, version: int | None = None) -> None:
+        """Forget what was deleted: one model ``version`` of a project, its loaded model and
+        usage counters, or, without ``version``, all of the project's."""
         with self._lock:
-            for key in [k for k in self._models if k[0] == project_id]:
+            for key in [k for k in self._models
+                        if k[0] == project_id and version in (None, k[1])]:
                 self._models.pop(key).close()
+            if version is None:
+                self._usage.pop(project_id, None)
+            else:
+                self._usage.get(project_id, {}).pop(version, None)

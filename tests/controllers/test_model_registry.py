@@ -48,9 +48,19 @@ def test_versions_compare_promote_rollback_delete(app, api):
     again = api.post(f"/projects/{pid}/models/rollback")
     assert again.status_code == 409 and "oldest" in again.get_json()["error"]["message"]
 
+    # real-time predictions keep counters for the versions that exist, and only those
+    record = cancer_frame().drop(columns=["diagnosis"]).iloc[0].to_dict()
+    for version, status in ((2, 200), (1, 200), (99, 404)):
+        answer = api.post(f"/projects/{pid}/predict", json={"records": [record],
+                                                           "version": version})
+        assert answer.status_code == status, answer.get_json()
+    usage = lambda: api.get(f"/projects/{pid}/usage").get_json()["versions"]  # noqa: E731
+    assert sorted(usage()) == ["1", "2"] and usage()["2"]["requests"] == 1
+
     refused = api.delete(f"/projects/{pid}/models/1")
     assert refused.status_code == 409
     assert api.delete(f"/projects/{pid}/models/2").status_code == 204
+    assert sorted(usage()) == ["1"]  # a deleted version's counters go with it
     assert [v["version"] for v in api.get(f"/projects/{pid}/models").get_json()["items"]] == [1]
     listing = api.get(f"/projects/{pid}/files?path=models/").get_json()
     assert listing["folders"] == ["models/v1/"]
