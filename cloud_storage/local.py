@@ -156,13 +156,18 @@ class LocalStorage(Storage):
                 raise
         except BaseException:
             # An interrupted upload leaves nothing visible, not even the folders it created.
-            for folder in reversed(created):
-                try:
-                    folder.rmdir()
-                except OSError:  # another upload put something there meanwhile
-                    break
+            self._remove_empty(created)
             raise
         return self._info(key, path)
+
+    @staticmethod
+    def _remove_empty(created: list[Path]) -> None:
+        """Remove the folders ``_make_parents`` created (outermost first), innermost first."""
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:  # another upload put something there meanwhile
+                break
 
     def _make_parents(self, key: str, path: Path) -> list[Path]:
         """Create the missing parent folders of ``path``; return them, outermost first."""
@@ -247,11 +252,7 @@ class LocalStorage(Storage):
         try:
             os.rename(source, target)
         except OSError:
-            for folder in reversed(created):
-                try:
-                    folder.rmdir()
-                except OSError:  # another upload put something there meanwhile
-                    break
+            self._remove_empty(created)
             raise
         return count
 
