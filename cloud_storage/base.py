@@ -640,7 +640,8 @@ class Storage(ABC):
         Every file is copied first, and the originals are deleted only once all the copies are
         made: a copy that fails removes the copies already made, and the folder stays where it
         was. A failure while the originals are deleted leaves files in both places, never in
-        neither.
+        neither. A file written into the folder while it moved (new, or replaced) stays where
+        it was written.
         """
         self._check_folder_move(src_prefix, dst_prefix)
         objects = list(self.iter_objects(src_prefix))
@@ -662,7 +663,16 @@ class Storage(ABC):
                 logger.warning("Copies below %s could not be removed after a failed move.",
                                dst_prefix)
             raise
-        self.delete_prefix(src_prefix)
+        copied = {(o.key, o.size, o.modified) for o in objects}
+        now = list(self.iter_objects(src_prefix))
+        if {(o.key, o.size, o.modified) for o in now} == copied:
+            self.delete_prefix(src_prefix)  # in batches where the storage can
+        else:
+            for obj in now:
+                if (obj.key, obj.size, obj.modified) in copied:
+                    self.delete(obj.key)
+            logger.warning("Files written into %s while it moved to %s stay where they were "
+                           "written.", src_prefix, dst_prefix)
         return len(objects)
 
     def _check_folder_move(self, src_prefix: str, dst_prefix: str) -> None:

@@ -343,6 +343,31 @@ def test_refused_folder_moves_change_nothing(storage, put_many):
     assert everything(storage) == before
 
 
+def test_a_file_written_into_a_folder_while_it_moves_is_not_lost(storage, put_many,
+                                                                 monkeypatch):
+    """Another client writes into the folder during its move (done from the move's own
+    copy calls, so that it happens at a known moment; the storage is real)."""
+    put_many(storage, {f"a/{i}.csv": str(i).encode() for i in range(3)})
+    copy, calls = storage.copy, []
+
+    def copy_while_written_to(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            storage.upload_bytes("a/new.csv", b"new")
+            storage.upload_bytes("a/0.csv", b"replaced")
+        return copy(src, dst)
+
+    monkeypatch.setattr(storage, "copy", copy_while_written_to)
+    if storage.scheme == "file":  # one rename: nothing is written in between
+        assert storage.move_prefix("a/", "b/") == 3
+        return
+    assert storage.move_prefix("a/", "b/") == 3
+    assert everything(storage, "b/") == ["b/0.csv", "b/1.csv", "b/2.csv"]
+    assert everything(storage, "a/") == ["a/0.csv", "a/new.csv"]
+    assert storage.read_bytes("a/0.csv") == b"replaced"
+    assert storage.read_bytes("a/new.csv") == b"new"
+
+
 def test_a_folder_move_that_fails_midway_leaves_the_folder_where_it_was(storage, put_many,
                                                                          monkeypatch):
     """The third copy fails (a fault injected into this storage object; the storage is real),
