@@ -151,8 +151,8 @@ class ProjectFiles:
     def open_read(self, path: str) -> BinaryIO:
         return self.storage.open_read(self.key(path))
 
-    @_paths_as_the_user_gave_them
     def iter_read(self, path: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        # The storage's iter_read is a generator: its errors come while it is read, not here.
         return self._paths_as_the_user_gave_them_while(
             self.storage.iter_read(self.key(path), chunk_size))
 
