@@ -34,8 +34,18 @@ def parse_file_uri(uri: str) -> Path:
     return Path(path)
 
 
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (names added, renamed or removed) to disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalStorage(Storage):
-    """Files in a directory. Uploads are written beside the target and renamed when complete."""
+    """Files in a directory. Uploads are written beside the target, flushed to disk and renamed
+    when complete, so an acknowledged upload survives a power cut whole."""
 
     scheme = "file"
     upload_chunk_size = 1024 * 1024
@@ -150,6 +160,11 @@ class LocalStorage(Storage):
                     else:
                         shutil.copyfileobj(exact_size(stream, size), out,
                                            self.upload_chunk_size)
+                    out.flush()
+                    # On disk before it has its name: after a power cut, a file under its
+                    # final name is whole (a rename can otherwise reach the disk before the
+                    # data, leaving an empty or short file that looks complete).
+                    os.fdatasync(out.fileno())
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -158,6 +173,9 @@ class LocalStorage(Storage):
             # An interrupted upload leaves nothing visible, not even the folders it created.
             self._remove_empty(created)
             raise
+        # The new name, and the folders made for it, on disk before the upload is acknowledged.
+        for folder in {path.parent, *(made.parent for made in created)}:
+            _sync_folder(folder)
         return self._info(key, path)
 
     @staticmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tracemalloc
 from datetime import datetime
 
@@ -426,6 +427,46 @@ def test_an_interrupted_overwrite_keeps_the_old_object(storage):
     assert storage.read_bytes("keep/me.bin") == b"old and whole"
     assert everything(storage) == ["keep/me.bin"]
     assert storage.list("keep/").folders == ["keep/empty/"]  # an existing folder stays
+
+
+class _Drained(io.BytesIO):
+    """A body that hands its bytes to a file descriptor itself, as a spliced upload does."""
+
+    def drain_into(self, fd: int) -> int:
+        return os.write(fd, self.read())
+
+
+@pytest.mark.parametrize("body", [io.BytesIO, _Drained])
+def test_a_local_upload_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch, body):
+    """A power cut cannot be made here, so the system calls are recorded instead (the real ones
+    still run): the data is flushed before the rename that makes the file visible, and the
+    folders' new entries before the upload is acknowledged."""
+    storage = open_storage((tmp_path / "store").as_uri())
+    storage.upload_bytes("old.txt", b"x")
+    calls = []
+    real_fdatasync, real_fsync, real_replace = os.fdatasync, os.fsync, os.replace
+
+    def fdatasync(fd):
+        calls.append(("data", os.fstat(fd).st_size))
+        real_fdatasync(fd)
+
+    def fsync(fd):
+        calls.append(("folder", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        calls.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    storage.upload("new/deeper/data.bin", body(b"12345"), size=5)
+    root = tmp_path / "store"
+    assert calls[:2] == [("data", 5), ("rename", str(root / "new/deeper/data.bin"))]
+    assert sorted(calls[2:]) == [("folder", str(root)), ("folder", str(root / "new")),
+                                 ("folder", str(root / "new/deeper"))]
+    assert storage.read_bytes("new/deeper/data.bin") == b"12345"
 
 
 # -- keys ----------------------------------------------------------------------------------
