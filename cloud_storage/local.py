@@ -34,13 +34,15 @@ def parse_file_uri(uri: str) -> Path:
     return Path(path)
 
 
-def _sync_folder(folder: Path) -> None:
-    """Flush a folder's entries (names added, renamed or removed) to disk."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _sync_folders(left: Path, entered: Path, created: list[Path]) -> None:
+    """Flush to disk the entries of the folder a name ``left``, the folder it ``entered`` and
+    those of the folders ``created`` for it, so that a finished rename survives a power cut."""
+    for folder in {left, entered, *(made.parent for made in created)}:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class LocalStorage(Storage):
@@ -174,8 +176,7 @@ class LocalStorage(Storage):
             self._remove_empty(created)
             raise
         # The new name, and the folders made for it, on disk before the upload is acknowledged.
-        for folder in {path.parent, *(made.parent for made in created)}:
-            _sync_folder(folder)
+        _sync_folders(path.parent, path.parent, created)
         return self._info(key, path)
 
     @staticmethod
@@ -252,8 +253,9 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"No file named {src}.")
         if target.is_dir():
             raise PathConflict(f"{dst} is a folder: a file cannot take its name.")
-        self._make_parents(dst, target)
+        created = self._make_parents(dst, target)
         os.replace(source, target)
+        _sync_folders(source.parent, target.parent, created)
         return self._info(dst, target)
 
     def move_prefix(self, src_prefix: str, dst_prefix: str) -> int:
@@ -272,6 +274,7 @@ class LocalStorage(Storage):
         except OSError:
             self._remove_empty(created)
             raise
+        _sync_folders(source.parent, target.parent, created)
         return count
 
     def check(self) -> None:

@@ -436,6 +436,32 @@ class _Drained(io.BytesIO):
         return os.write(fd, self.read())
 
 
+def _record_disk_calls(monkeypatch) -> list[tuple[str, object]]:
+    """Record (and still make) the calls that put data and names on disk."""
+    calls = []
+    real = {name: getattr(os, name) for name in ("fdatasync", "fsync", "replace", "rename")}
+
+    def fdatasync(fd):
+        calls.append(("data", os.fstat(fd).st_size))
+        real["fdatasync"](fd)
+
+    def fsync(fd):
+        calls.append(("folder", os.readlink(f"/proc/self/fd/{fd}")))
+        real["fsync"](fd)
+
+    def renaming(name):
+        def rename(src, dst):
+            calls.append(("rename", str(dst)))
+            real[name](src, dst)
+        return rename
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", renaming("replace"))
+    monkeypatch.setattr(os, "rename", renaming("rename"))
+    return calls
+
+
 @pytest.mark.parametrize("body", [io.BytesIO, _Drained])
 def test_a_local_upload_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch, body):
     """A power cut cannot be made here, so the system calls are recorded instead (the real ones
@@ -443,30 +469,31 @@ def test_a_local_upload_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatc
     folders' new entries before the upload is acknowledged."""
     storage = open_storage((tmp_path / "store").as_uri())
     storage.upload_bytes("old.txt", b"x")
-    calls = []
-    real_fdatasync, real_fsync, real_replace = os.fdatasync, os.fsync, os.replace
-
-    def fdatasync(fd):
-        calls.append(("data", os.fstat(fd).st_size))
-        real_fdatasync(fd)
-
-    def fsync(fd):
-        calls.append(("folder", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src, dst):
-        calls.append(("rename", str(dst)))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    calls = _record_disk_calls(monkeypatch)
     storage.upload("new/deeper/data.bin", body(b"12345"), size=5)
-    root = tmp_path / "store"
-    assert calls[:2] == [("data", 5), ("rename", str(root / "new/deeper/data.bin"))]
-    assert sorted(calls[2:]) == [("folder", str(root)), ("folder", str(root / "new")),
-                                 ("folder", str(root / "new/deeper"))]
+    root = str(tmp_path / "store")
+    assert calls[:2] == [("data", 5), ("rename", f"{root}/new/deeper/data.bin")]
+    assert sorted(calls[2:]) == [("folder", root), ("folder", f"{root}/new"),
+                                 ("folder", f"{root}/new/deeper")]
     assert storage.read_bytes("new/deeper/data.bin") == b"12345"
+
+
+def test_a_local_move_is_on_disk_when_it_returns(tmp_path, monkeypatch):
+    """As above, recorded: after a file or folder move, both folders' entries are flushed."""
+    storage = open_storage((tmp_path / "store").as_uri())
+    storage.upload_bytes("a/one.txt", b"1")
+    storage.upload_bytes("b/two.txt", b"2")
+    root = str(tmp_path / "store")
+    calls = _record_disk_calls(monkeypatch)
+    storage.move("a/one.txt", "c/one.txt")
+    assert calls[0] == ("rename", f"{root}/c/one.txt")
+    assert sorted(calls[1:]) == [("folder", root), ("folder", f"{root}/a"),
+                                 ("folder", f"{root}/c")]
+    calls.clear()
+    storage.move_prefix("b/", "d/e/")
+    assert calls[0] == ("rename", f"{root}/d/e")
+    assert sorted(calls[1:]) == [("folder", root), ("folder", f"{root}/d")]
+    assert everything(storage) == ["c/one.txt", "d/e/two.txt"]
 
 
 # -- keys ----------------------------------------------------------------------------------
