@@ -170,7 +170,8 @@ def authenticate(email: str, password: str, address: str | None = None) -> User:
 def _mail_link(subject: str, to: str, lines: list[str], link: str) -> None:
     notifier = services().notifier
     text = "\n".join([*lines, "", link])
-    notifier.deliver(MailMessage(subject=subject, recipients=[to], body_text=text))
+    notifier.deliver(MailMessage(subject=subject, recipients=[to], body_text=text,
+                                 secrets=[link]))
 
 
 def invite_user(email: str, name: str, role: str, by: User) -> User:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from entity.base import from_iso, new_sortable_id, to_iso, utcnow
 from entity.store import Collection
+
+#: what the recorded copy of a sent mail shows instead of its one-time link
+SECRET_REMOVED = "[link removed: only the recipient has it]"
 
 
 @dataclass
@@ -19,6 +22,16 @@ class MailMessage:
     error: str | None = None
     id: str = field(default_factory=new_sortable_id)
     created_at: datetime = field(default_factory=utcnow)
+    #: text only its recipients may read (a one-time link): never stored once the mail is sent
+    secrets: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def without_secrets(self) -> MailMessage:
+        """A copy with each secret replaced by a note saying it was mailed."""
+        text, html = self.body_text, self.body_html
+        for secret in self.secrets:
+            text = text.replace(secret, SECRET_REMOVED)
+            html = html.replace(secret, SECRET_REMOVED)
+        return replace(self, body_text=text, body_html=html, secrets=[])
 
     def to_document(self) -> dict:
         return {"_id": self.id, "subject": self.subject, "recipients": self.recipients,

@@ -32,7 +32,11 @@ class Notifier:
         self.public_url = public_url.rstrip("/")
 
     def deliver(self, message: MailMessage) -> MailMessage:
-        """Send ``message`` (or keep it) and record the outcome; never raises on SMTP errors."""
+        """Send ``message`` (or keep it) and record the outcome; never raises on SMTP errors.
+
+        The record of a sent mail leaves out its ``secrets`` (one-time links): only the
+        recipient has them. A mail kept or failed keeps them, for an admin to pass on.
+        """
         if not message.recipients:
             return message
         if self.send is not None:
@@ -43,7 +47,7 @@ class Notifier:
                 message.status = "failed"
                 message.error = f"{type(exc).__name__}: the SMTP server refused the message."
                 log.warning("Could not send mail %r: %s", message.subject, exc)
-        self.mail.add(message)
+        self.mail.add(message.without_secrets() if message.status == "sent" else message)
         return message
 
     # -- executions ---------------------------------------------------------------------

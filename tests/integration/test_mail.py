@@ -61,3 +61,30 @@ def test_start_success_and_failure_mails_arrive(api, smtp_server):
     # with SMTP configured, the outbox records them as sent
     outbox = api.get("/outbox").get_json()["items"]
     assert {m["status"] for m in outbox} == {"sent"}
+
+
+def test_a_mailed_one_time_link_is_not_kept_in_the_outbox(app, api, smtp_server):
+    """The invitation and reset links reach their owners through SMTP, and the recorded copies
+    (outbox, database) no longer hold them: reading those must not let an admin, or anyone who
+    reads the database, sign in as someone else."""
+    invited = api.post("/users", json={"email": "new@example.com", "name": "New One"})
+    assert invited.status_code == 201
+    assert api.post("/password-reset", json={"email": ADMIN["email"]}).status_code == 202
+    wait_until(lambda: len(smtp_server.messages) >= 2, timeout=20, message="two mails")
+    links = {}
+    for mail in smtp_server.messages:
+        body = _body(mail["message"])
+        kind = "invite" if "/invite/" in body else "reset"
+        links[kind] = body.strip().splitlines()[-1]
+        assert links[kind].startswith(f"http://trainyard.test/{kind}/")
+
+    stored = api.get("/outbox").get_json()["items"]
+    assert {m["status"] for m in stored} == {"sent"} and len(stored) == 2
+    for mail in stored:
+        assert "trainyard.test/invite/" not in mail["body_text"]
+        assert "trainyard.test/reset/" not in mail["body_text"]
+        assert "[link removed: only the recipient has it]" in mail["body_text"]
+    # the mailed links themselves still open their pages
+    for link in links.values():
+        assert app.test_client().get(link.removeprefix("http://trainyard.test")).status_code \
+            == 200

@@ -361,6 +361,19 @@ def test_forged_links_are_refused(world, secret):
         assert LINK_MESSAGE in response.get_data(as_text=True)
 
 
+def test_without_smtp_the_outbox_keeps_the_link_for_an_admin_to_pass_on(world):
+    """No MAIL_SERVER here: the outbox is how the link reaches its owner, so it keeps it (with
+    SMTP, the record leaves it out: tests/integration/test_mail.py)."""
+    client = world.app.test_client()
+    form = {"email": (user := world.add_user("forgot")).email,
+            "csrf_token": csrf_of(client, "/forgot")}
+    assert client.post("/forgot", data=form).status_code == 302
+    kept = [m for m in world.db.mail.list() if user.email in m.recipients]
+    assert len(kept) == 1 and kept[0].status == "kept"
+    link = re.search(r"/reset/\S+", kept[0].body_text).group(0)
+    assert world.app.test_client().get(link).status_code == 200
+
+
 def test_a_reset_link_of_one_kind_does_not_open_the_other(world):
     user = world.add_user("kinds")
     secret = world.db.one_time_tokens.issue("reset", user.id, utcnow() + timedelta(hours=1))
