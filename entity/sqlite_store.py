@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -157,6 +158,10 @@ class SqliteCollection(Collection):
             f"ON {self.name} ({columns})")
 
 
+#: tries at switching a new database file to WAL while another process does the same
+_WAL_ATTEMPTS = 100
+
+
 class SqliteStore(DocumentStore):
     """``sqlite:///relative/or/absolute/path.db`` (``sqlite:///:memory:`` is refused: each
     thread would see its own empty database)."""
@@ -173,6 +178,25 @@ class SqliteStore(DocumentStore):
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the database file in WAL mode (kept in the file, so done once per file).
+
+        SQLite answers "database is locked" at once, without waiting for its busy timeout, when
+        two connections change the journal mode together: threads of this process take turns,
+        and a change raced by another process is tried again.
+        """
+        with self._lock:
+            for attempt in range(_WAL_ATTEMPTS):
+                try:
+                    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.05)
+
     def connection(self, table: str | None = None) -> sqlite3.Connection:
         if self._pid != os.getpid():  # after a fork, never reuse the parent's connections
             self._local, self._pid = threading.local(), os.getpid()
@@ -181,9 +205,9 @@ class SqliteStore(DocumentStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            self._use_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         if table and table not in self._tables:
             with self._lock:

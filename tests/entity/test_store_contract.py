@@ -452,3 +452,19 @@ def test_mongo_store_names_its_database_from_the_url():
     assert open_store("mongodb://h1,h2/proj?replicaSet=rs").db_name == "proj"
     assert open_store("mongodb://localhost").db_name == "trainyard"
     assert open_store("mongomock://localhost/unit").db_name == "unit"
+
+
+def test_threads_opening_a_new_sqlite_file_at_once_all_get_a_connection(tmp_path):
+    """Switching a new file to WAL used to fail at once with "database is locked" for some of
+    16 threads opening their first connection together (about 1 new file in 40 here), before
+    SQLite's busy timeout applied. 200 new files make that near certain to show."""
+    for n in range(200):
+        store = SqliteStore(str(tmp_path / f"fresh-{n}.db"))
+        barrier = threading.Barrier(16)
+
+        def first_connection(_, store=store, barrier=barrier) -> str:
+            barrier.wait(timeout=30)
+            return store.connection("t").execute("PRAGMA journal_mode").fetchone()[0]
+
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(first_connection, range(16))) == {"wal"}
