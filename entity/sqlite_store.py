@@ -198,8 +198,10 @@ class SqliteStore(DocumentStore):
                     time.sleep(0.05)
 
     def connection(self, table: str | None = None) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # after a fork, never reuse the parent's connections
+        if self._pid != os.getpid():  # after a fork, never reuse the parent's connections,
+            # nor its lock, which another thread of the parent may have held at the fork
             self._local, self._pid = threading.local(), os.getpid()
+            self._lock = threading.Lock()
         conn = getattr(self._local, "conn", None)
         if conn is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
