@@ -459,7 +459,7 @@ def test_threads_opening_a_new_sqlite_file_at_once_all_get_a_connection(tmp_path
     16 threads opening their first connection together (about 1 new file in 40 here), before
     SQLite's busy timeout applied. 200 new files make that near certain to show."""
     for n in range(200):
-        store = SqliteStore(str(tmp_path / f"fresh-{n}.db"))
+        store = SqliteStore(f"sqlite:///{tmp_path}/fresh-{n}.db")
         barrier = threading.Barrier(16)
 
         def first_connection(_, store=store, barrier=barrier) -> str:
