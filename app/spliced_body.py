@@ -1,16 +1,17 @@
-"""Zero-copy uploads to local disk: the rest of a request body moves from gunicorn's socket into
-the file with splice(2), inside the kernel.
+"""Request bodies read straight from gunicorn's socket: zero-copy uploads to local disk, and
+one-copy reads for the cloud backends.
 
 gunicorn hands the application a body (``wsgi.input``) that copies each byte through Python
 several times: out of the socket, through its own buffers and through werkzeug's size limit.
 Writing the bytes to a file is one more copy. On Linux the kernel can move them from the socket
-into the file without any of that, which roughly doubles how fast a large upload lands on local
-disk (``benchmarks/storage_throughput.py``) and leaves the CPU to the rest of the platform.
+into the file without any of that (splice(2)), which roughly doubles how fast a large upload
+lands on local disk (``benchmarks/storage_throughput.py``) and leaves the CPU to the rest of the
+platform. The cloud backends, which must hold each part in memory to send it, get ``readinto``:
+the socket's bytes land in the part's buffer with one copy, the one ``recv_into`` makes.
 
 It is done only where it is safe: a plain (not TLS) HTTP/1.1 connection served by gunicorn, a
 body with a Content-Length, and Linux. Everything else (the development server, the test
-client, chunked bodies, TLS, HTTP/2, other systems) keeps the ordinary stream, and so do the
-cloud backends, which only ever call ``read``.
+client, chunked bodies, TLS, HTTP/2, other systems) keeps the ordinary stream.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from werkzeug.exceptions import ClientDisconnected
 PIPE_BYTES = 1024 * 1024
 
 
-def write_all(fd: int, data: bytes) -> int:
+def write_all(fd: int, data) -> int:
     view, done = memoryview(data), 0
     while done < len(view):
         done += os.write(fd, view[done:])
@@ -40,40 +41,90 @@ def write_all(fd: int, data: bytes) -> int:
 
 
 class SplicedBody:
-    """A request body that reads like ``stream`` and can also move all its remaining bytes into
-    a file descriptor with :meth:`drain_into` (the protocol ``LocalStorage.upload`` looks for).
+    """A request body that reads like ``stream`` until asked for more: :meth:`readinto` fills a
+    caller's buffer straight from the socket, and :meth:`drain_into` moves all the remaining
+    bytes into a file descriptor (the protocol ``LocalStorage.upload`` looks for).
 
-    ``body`` is gunicorn's ``wsgi.input`` and ``sock`` the connection's socket. The bytes
-    gunicorn has already taken from the socket (its read-ahead) are written first, then the
-    rest is spliced. Bytes of a next, pipelined request stay in gunicorn's buffer, and the body
-    is marked as read, so a kept-alive connection goes on with the next request.
+    ``body`` is gunicorn's ``wsgi.input`` and ``sock`` the connection's socket. The first
+    ``readinto`` or ``drain_into`` takes the bytes gunicorn has already taken from the socket
+    (its read-ahead) and hands them out first; from then on the socket is read directly, and
+    ``read`` does the same. Bytes of a next, pipelined request stay in gunicorn's buffer, and the
+    body is marked as read, so a kept-alive connection goes on with the next request.
     """
 
     def __init__(self, stream, body, sock: socket.socket):
         self.stream, self._body, self._sock = stream, body, sock
+        self._held: memoryview | None = None  # read-ahead taken over, not yet handed out
 
     def read(self, size: int = -1) -> bytes:
-        return self.stream.read(size)
+        if self._held is None:
+            return self.stream.read(size)
+        wanted = len(self._held) + self._body.reader.length
+        if size is not None and size >= 0:
+            wanted = min(wanted, size)
+        buffer = bytearray(wanted)
+        filled = 0
+        with memoryview(buffer) as view:
+            while filled < wanted:
+                filled += self.readinto(view[filled:])
+        return bytes(buffer)
 
     def readable(self) -> bool:
         return True
 
+    def _take_read_ahead(self) -> memoryview:
+        """The body's bytes gunicorn holds, taken out of its buffers (once)."""
+        if self._held is None:
+            body, reader = self._body, self._body.reader
+            unreader = reader.unreader
+            held = body.buf.getvalue()  # taken from the reader, not yet handed to the application
+            body.buf = io.BytesIO()
+            read_ahead = unreader.buf.getvalue()
+            unreader.buf = io.BytesIO()
+            ours, next_request = read_ahead[:reader.length], read_ahead[reader.length:]
+            if next_request:
+                unreader.unread(next_request)
+            reader.length -= len(ours)
+            self._held = memoryview(held + ours)
+        return self._held
+
+    def readinto(self, buffer) -> int:
+        """Fill ``buffer`` with the body's next bytes (as many as one receive gives); 0 at its
+        end. A client that goes away or stalls raises ``ClientDisconnected``."""
+        with memoryview(buffer) as target, target.cast("B") as view:
+            if not len(view):
+                return 0
+            held = self._take_read_ahead()
+            if held:
+                count = min(len(view), len(held))
+                view[:count] = held[:count]
+                self._held = held[count:]
+                return count
+            reader = self._body.reader
+            if reader.length <= 0:
+                return 0
+            try:
+                got = self._sock.recv_into(view, min(len(view), reader.length))
+            except TimeoutError:
+                self._body.failed = True
+                raise ClientDisconnected("The upload stalled and was abandoned.") from None
+            except BaseException:
+                self._body.failed = True
+                raise
+            if not got:
+                self._body.failed = True
+                raise ClientDisconnected("The upload was interrupted before its end.")
+            reader.length -= got
+            return got
+
     def drain_into(self, fd: int) -> int:
-        body, reader = self._body, self._body.reader
-        unreader = reader.unreader
-        held = body.buf.getvalue()  # taken from the reader, not yet handed to the application
-        body.buf = io.BytesIO()
-        read_ahead = unreader.buf.getvalue()
-        unreader.buf = io.BytesIO()
-        ours, next_request = read_ahead[:reader.length], read_ahead[reader.length:]
-        if next_request:
-            unreader.unread(next_request)
-        reader.length -= len(ours)
+        held = self._take_read_ahead()
+        self._held = held[len(held):]
         try:
-            moved = write_all(fd, held) + write_all(fd, ours)
+            moved = write_all(fd, held)
             return moved + self._splice(fd)
         except BaseException:
-            body.failed = True  # where the next request starts is unknown: do not reuse
+            self._body.failed = True  # where the next request starts is unknown: do not reuse
             raise
 
     def _splice(self, fd: int) -> int:

@@ -27,6 +27,7 @@ from cloud_storage.base import (
     exact_size,
     first_chunk,
     logger,
+    read_fully,
     unreachable,
     uri_prefix,
 )
@@ -132,7 +133,7 @@ class _Resendable:
     def _pull(self) -> None:
         try:
             # The source is read through ExactSize: a short or long one raises here.
-            data = self.stream.read(min(self.BLOCK, self.size - self.received))
+            data = read_fully(self.stream, min(self.BLOCK, self.size - self.received))
             if self.received + len(data) >= self.size:
                 self.stream.read(1)  # one more byte raises, the end does not
         except BaseException as exc:

@@ -50,6 +50,21 @@ class _HeadThenRest:
     def readable(self) -> bool:
         return True
 
+    def readinto(self, buffer) -> int:
+        """``read`` into the caller's buffer: the cloud backends fill each part this way, and a
+        body read from the socket (``SplicedBody``) then lands there with no copy in between."""
+        readinto = getattr(self.stream, "readinto", None)
+        if self.head or readinto is None:
+            data = self.read(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
+        count = readinto(buffer) or 0
+        self.read_so_far += count
+        if self.read_so_far > self.limit:
+            raise PayloadTooLarge(f"The upload is larger than the "
+                                  f"{self.limit // (1024 * 1024)} MB allowed.")
+        return count
+
     def _drain_into(self, fd: int) -> int:
         """Write the head, then let the body move the rest into ``fd``."""
         moved = write_all(fd, self.head)

@@ -1,7 +1,8 @@
 """The real server (``python -m app``, gunicorn): it keeps an idle connection open longer than a
 client's polling interval (with gunicorn's 2-second default, a client polling every 2 seconds
-raced the server's close and sometimes got "connection closed without response"), and it
-splices large uploads to local disk straight from the socket into the file."""
+raced the server's close and sometimes got "connection closed without response"), it splices
+large uploads to local disk straight from the socket into the file, and it reads uploads to a
+cloud from the socket straight into each part's buffer."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import time
 
 import pytest
 
+from tests import emulators
 from tests.conftest import free_port, wait_until
+from tests.factories import cancer_project
 from tests.thread_layer.test_recovery import admin_with_project, start_server
 
 pytestmark = pytest.mark.slow
@@ -76,6 +79,59 @@ def test_large_uploads_to_local_disk_arrive_whole_on_a_kept_alive_connection(tmp
                                    for _, _, files in os.walk(tmp_path / "data") for f in files),
                    timeout=30, message="the cut upload's temporary file to go")
         assert sorted(f["name"] for f in listing()) == ["again.bin", "big.bin"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # our own process group, by its id
+        server.wait(timeout=30)
+
+
+def test_large_uploads_to_s3_arrive_whole_and_a_cut_one_leaves_no_parts(tmp_path):
+    """Under gunicorn an upload to a cloud is read from the socket into each part's buffer
+    (``SplicedBody.readinto``), here into a multipart upload on moto: both files must arrive
+    byte for byte on one kept-alive connection, and an upload cut midway must be aborted, with
+    no object and no multipart upload left in the bucket."""
+    port = free_port()
+    server = start_server(tmp_path, port)
+    try:
+        with emulators.s3_storage() as storage:
+            base = f"http://127.0.0.1:{port}/api/v1"
+            session, token, _ = admin_with_project(port)
+            headers = {"X-CSRFToken": token}
+            connection_id = session.post(
+                f"{base}/storage-connections", headers=headers, timeout=30,
+                json=emulators.connection_definition("moto", storage)).json()["id"]
+            project = session.post(f"{base}/projects", headers=headers, timeout=30,
+                                   json=cancer_project("On S3",
+                                                       storage_connection_id=connection_id))
+            assert project.status_code == 201, project.text
+            path = f"/api/v1/projects/{project.json()['id']}/files/content?path=notes/"
+            headers.update({"Content-Type": "application/octet-stream", "Cookie": "; ".join(
+                f"{c.name}={c.value}" for c in session.cookies)})
+            data = os.urandom(19 * 1024 * 1024 + 7)  # three parts of 8 MiB, the last short
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for name in ("big.bin", "again.bin"):
+                connection.request("PUT", path + name, body=data, headers=headers)
+                response = connection.getresponse()
+                assert response.status == 201, response.read()
+                assert json.loads(response.read())["size"] == len(data)
+            connection.close()
+            download = session.get(f"http://127.0.0.1:{port}{path}again.bin", timeout=60)
+            assert download.status_code == 200  # from moto, through the signed URL
+            assert hashlib.sha256(download.content).digest() == hashlib.sha256(data).digest()
+
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as cut:
+                cut.sendall(f"PUT {path}cut.bin HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                            f"{len(data)}\r\nCookie: {headers['Cookie']}\r\nX-CSRFToken: "
+                            f"{token}\r\n\r\n".encode() + data[:len(data) // 2])
+                cut.shutdown(socket.SHUT_WR)  # the body ends halfway
+                answer = b""
+                while chunk := cut.recv(65536):  # the server has handled the cut upload
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+            client, bucket = storage.client, storage.bucket
+            assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+            keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]]
+            assert sorted(key.rsplit("/", 1)[1] for key in keys if "/notes/" in key) == [
+                "again.bin", "big.bin"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # our own process group, by its id
         server.wait(timeout=30)

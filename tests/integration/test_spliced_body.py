@@ -1,6 +1,7 @@
-"""Zero-copy request bodies (``app/spliced_body.py``) on gunicorn's own parser, over a real TCP
-connection: the bytes land in the file whole, a pipelined next request is still read after the
-body, an interrupted body fails, and requests that cannot be spliced keep the plain stream."""
+"""Request bodies read straight from the socket (``app/spliced_body.py``) on gunicorn's own
+parser, over a real TCP connection: spliced into a file or read into buffers, the bytes arrive
+whole, a pipelined next request is still read after the body, an interrupted body fails, and
+requests that cannot be spliced keep the plain stream."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from gunicorn.http.parser import RequestParser
 from werkzeug.exceptions import ClientDisconnected
 
 from app.spliced_body import SplicedBody, spliceable
+from cloud_storage.base import read_fully
 
 
 @pytest.fixture
@@ -95,6 +97,41 @@ def test_an_interrupted_body_fails_and_marks_the_connection_unusable(connection,
     stream = spliceable(environ, environ["wsgi.input"])
     with open(tmp_path / "out", "wb") as out, pytest.raises(ClientDisconnected):
         stream.drain_into(out.fileno())
+    sender.join(timeout=30)
+    assert environ["wsgi.input"].failed
+
+
+def test_a_body_read_into_buffers_arrives_whole_and_the_next_request_follows(connection):
+    # How the cloud backends read an upload: the head through read(), then part after part
+    # into their own buffers (readinto, as read_fully does), the last bytes through read().
+    server, client = connection
+    body = os.urandom(5 * 1024 * 1024 + 101)
+    sender = send_in_background(client, put_head(len(body)) + body
+                                + b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+    parser, environ = parse(server)
+    stream = spliceable(environ, environ["wsgi.input"])
+    pieces = [stream.read(65536)]
+    while len(part := read_fully(stream, 2 * 1024 * 1024)) == 2 * 1024 * 1024:
+        pieces.append(bytes(part))
+        if sum(map(len, pieces)) > len(body) - 3 * 1024 * 1024:
+            break
+    pieces.append(stream.read(1000))
+    pieces.append(stream.read())
+    assert stream.read() == b"" and stream.readinto(bytearray(10)) == 0
+    sender.join(timeout=30)
+    assert hashlib.sha256(b"".join(pieces)).digest() == hashlib.sha256(body).digest()
+    assert not environ["wsgi.input"].failed
+    assert next(parser).path == "/next"
+
+
+def test_a_body_cut_while_read_into_buffers_fails_and_marks_the_connection_unusable(connection):
+    server, client = connection
+    sender = send_in_background(client, put_head(2 * 1024 * 1024) + os.urandom(300_000),
+                                close=True)
+    _, environ = parse(server)
+    stream = spliceable(environ, environ["wsgi.input"])
+    with pytest.raises(ClientDisconnected):
+        read_fully(stream, 1024 * 1024)
     sender.join(timeout=30)
     assert environ["wsgi.input"].failed
 
