@@ -14,9 +14,10 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import BinaryIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from cloud_storage.base import (
     FullReads,
@@ -96,6 +97,10 @@ class _BytesReads(FullReads):
 
     def tell(self) -> int:
         return self.position
+
+
+class _GenerationChanged(Exception):
+    """The object's generation changed between the requests of one read."""
 
 
 class _Resendable:
@@ -191,7 +196,8 @@ class GCSStorage(Storage):
     #: a multiple of 256 KiB: the first read of an upload, and the SDK's chunk for an upload of
     #: unknown size (held about three times over while it is read and sent: under ~16 MB)
     upload_chunk_size = 4 * MB
-    download_chunk_size = 4 * MB
+    #: a download is one streamed request, read in pieces of this size
+    download_chunk_size = MB
     #: an upload of known size goes as one streamed request; this much of its end is kept in
     #: memory, to resume from after an interruption
     resume_window = 16 * MB
@@ -407,17 +413,82 @@ class GCSStorage(Storage):
         return self._info(key, self._reload(key, self._full(key)))
 
     def open_read(self, key: str) -> BinaryIO:
-        blob = self._reload(key, self._full(key))
-        size, generation = int(blob.size or 0), blob.generation
+        """The object's bytes as one streamed request, as the SDK's own download does (one
+        request per ranged chunk cost about half the speed on the emulator). A connection lost
+        midway is resumed from the next byte with our retry policy, pinned to the generation
+        that was opened, so a file replaced meanwhile fails the read instead of mixing two
+        versions."""
+        full = self._full(key)
+        blob = self._reload(key, full)
+        chunks = self._media_chunks(key, full, int(blob.size or 0), blob.generation)
+        return chunk_stream(chunks, on_close=chunks.close)
 
-        def ranges():
-            for start in range(0, size, self.download_chunk_size):
-                end = min(start + self.download_chunk_size, size) - 1
-                yield self._call("read", lambda s=start, e=end: blob.download_as_bytes(
-                    start=s, end=e, raw_download=True, checksum=None,
-                    if_generation_match=generation, retry=None, timeout=TIMEOUT), key=key)
+    def _media_url(self, full: str) -> str:
+        return (f"{self._endpoint_name.rstrip('/')}/download/storage/v1/b/"
+                f"{quote(self.bucket_name, safe='')}/o/{quote(full, safe='')}")
 
-        return chunk_stream(ranges())
+    def _media_chunks(self, key: str, full: str, size: int, generation) -> Iterator[bytes]:
+        """``size`` bytes of the object, in pieces of up to ``download_chunk_size``."""
+        import requests
+        from urllib3.exceptions import HTTPError as TransportFailure
+
+        session, url = self.client._http, self._media_url(full)
+        params = {"alt": "media"}
+        if generation:
+            params["ifGenerationMatch"] = str(generation)
+        policy, position, failures = self.retry_policy, 0, 0
+
+        def request(start: int):
+            from google.api_core.exceptions import from_http_response
+
+            response = session.get(url, params=params, stream=True, timeout=TIMEOUT,
+                                   headers={"Range": f"bytes={start}-"} if start else None)
+            if response.status_code not in (200, 206):
+                error = from_http_response(response)  # reads the error's body
+                response.close()
+                raise error
+            served = response.headers.get("x-goog-generation")
+            if (start and response.status_code != 206) or \
+                    (generation and served and served != str(generation)):
+                response.close()
+                raise _GenerationChanged()
+            return response
+
+        while position < size:
+            try:
+                response = self._call("read", lambda p=position: request(p), key=key)
+            except _GenerationChanged:
+                raise self._changed(key) from None
+            except StorageError as exc:
+                if self._status(exc.__cause__) == 412:  # ifGenerationMatch failed
+                    raise self._changed(key) from None
+                raise
+            try:
+                while position < size:
+                    piece = response.raw.read(min(self.download_chunk_size, size - position),
+                                              decode_content=False)
+                    if not piece:
+                        raise requests.exceptions.ConnectionError("The download ended early.")
+                    position += len(piece)
+                    failures = 0
+                    yield piece
+            except (TransportFailure, requests.exceptions.RequestException, OSError) as exc:
+                failures += 1
+                if failures >= policy.attempts:
+                    raise StorageUnavailable(
+                        f"Reading {key} from {self._endpoint_name} was interrupted {failures} "
+                        "times without progress; try again later.") from exc
+                delay = policy.delay(failures)
+                logger.warning("GCS download interrupted (%s); resuming from byte %d, retry %d "
+                               "of %d in %.2fs", self._summarize_error(exc), position, failures,
+                               policy.attempts - 1, delay)
+                time.sleep(delay)
+            finally:
+                response.close()
+
+    @staticmethod
+    def _changed(key: str) -> StorageError:
+        return StorageError(f"{key} was replaced while it was being read; read it again.")
 
     def upload(self, key: str, stream: BinaryIO, *, size: int | None = None,
                content_type: str | None = None) -> ObjectInfo:
