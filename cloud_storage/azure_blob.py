@@ -22,6 +22,7 @@ from cloud_storage.base import (
     ListPage,
     ObjectInfo,
     Storage,
+    bare_etag,
     chunk_stream,
     exact_size,
     first_chunk,
@@ -241,7 +242,8 @@ class AzureBlobStorage(Storage):
             if not hasattr(item, "size"):  # a BlobPrefix
                 page.folders.append(key)
             elif not key.endswith("/"):  # not a folder marker
-                page.objects.append(ObjectInfo(key, item.size, item.last_modified))
+                page.objects.append(ObjectInfo(key, item.size, item.last_modified,
+                                               bare_etag(item.etag)))
         page.objects.sort(key=lambda o: o.key)
         page.folders.sort()
         return page
@@ -249,7 +251,7 @@ class AzureBlobStorage(Storage):
     def stat(self, key: str) -> ObjectInfo:
         full = self._full(key)
         props = self._call("stat", lambda: self._blob(full).get_blob_properties(), key=key)
-        return ObjectInfo(key, props.size, props.last_modified)
+        return ObjectInfo(key, props.size, props.last_modified, bare_etag(props.etag))
 
     def open_read(self, key: str) -> BinaryIO:
         full = self._full(key)
@@ -270,7 +272,8 @@ class AzureBlobStorage(Storage):
             body = bytes(data)
             response = self._call("upload", lambda: blob.upload_blob(
                 body, overwrite=True, content_settings=settings, max_concurrency=1))
-            return ObjectInfo(key, len(body), response.get("last_modified"))
+            return ObjectInfo(key, len(body), response.get("last_modified"),
+                              bare_etag(response.get("etag")))
         # Staged blocks stay invisible until committed; uncommitted ones expire on their own.
         run = uuid.uuid4().hex
 

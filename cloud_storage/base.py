@@ -41,15 +41,26 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One stored object (a file). ``key`` is relative to the storage root."""
+    """One stored object (a file). ``key`` is relative to the storage root.
+
+    ``version`` changes when the object is written again with other content, even of the same
+    size in the same second (S3's and Azure's ETag, GCS's generation, the file's inode and
+    nanosecond modification time on local disk); None where the storage did not say.
+    """
 
     key: str
     size: int
     modified: datetime | None = None
+    version: str | None = None
 
     @property
     def name(self) -> str:
         return self.key.rstrip("/").rsplit("/", 1)[-1]
+
+
+def bare_etag(etag: str | None) -> str | None:
+    """An ETag without its quotes (servers quote it in one answer and not in another)."""
+    return (etag.strip('"') or None) if etag else None
 
 
 @dataclass
@@ -663,13 +674,13 @@ class Storage(ABC):
                 logger.warning("Copies below %s could not be removed after a failed move.",
                                dst_prefix)
             raise
-        copied = {(o.key, o.size, o.modified) for o in objects}
+        copied = {(o.key, o.size, o.modified, o.version) for o in objects}
         now = list(self.iter_objects(src_prefix))
-        if {(o.key, o.size, o.modified) for o in now} == copied:
+        if {(o.key, o.size, o.modified, o.version) for o in now} == copied:
             self.delete_prefix(src_prefix)  # in batches where the storage can
         else:
             for obj in now:
-                if (obj.key, obj.size, obj.modified) in copied:
+                if (obj.key, obj.size, obj.modified, obj.version) in copied:
                     self.delete(obj.key)
             logger.warning("Files written into %s while it moved to %s stay where they were "
                            "written.", src_prefix, dst_prefix)

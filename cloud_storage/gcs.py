@@ -356,7 +356,8 @@ class GCSStorage(Storage):
 
     @staticmethod
     def _info(key: str, blob) -> ObjectInfo:
-        return ObjectInfo(key, int(blob.size or 0), blob.updated)
+        return ObjectInfo(key, int(blob.size or 0), blob.updated,
+                          str(blob.generation) if blob.generation else None)
 
     # -- the interface ---------------------------------------------------------------------
 

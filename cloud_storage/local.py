@@ -71,7 +71,8 @@ class LocalStorage(Storage):
     def _info(self, key: str, path: Path) -> ObjectInfo:
         st = path.stat()
         return ObjectInfo(key=key, size=st.st_size,
-                          modified=datetime.fromtimestamp(st.st_mtime, UTC))
+                          modified=datetime.fromtimestamp(st.st_mtime, UTC),
+                          version=f"{st.st_ino}-{st.st_mtime_ns}")
 
     @staticmethod
     def _page(items: list[tuple[str, bool]], page_size: int, page_token: str | None):

@@ -17,6 +17,7 @@ from cloud_storage.base import (
     ListPage,
     ObjectInfo,
     Storage,
+    bare_etag,
     exact_size,
     first_chunk,
     logger,
@@ -197,7 +198,8 @@ class S3Storage(Storage):
             key = self._relative(item["Key"])
             if key.endswith("/"):  # a folder marker
                 continue
-            page.objects.append(ObjectInfo(key, item["Size"], item.get("LastModified")))
+            page.objects.append(ObjectInfo(key, item["Size"], item.get("LastModified"),
+                                           bare_etag(item.get("ETag"))))
         page.folders = sorted(self._relative(p["Prefix"])
                               for p in response.get("CommonPrefixes", []))
         page.objects.sort(key=lambda o: o.key)
@@ -207,7 +209,8 @@ class S3Storage(Storage):
         full = self._full(key)
         head = self._call("stat", lambda: self.client.head_object(Bucket=self.bucket, Key=full),
                           key=key)
-        return ObjectInfo(key, head["ContentLength"], head.get("LastModified"))
+        return ObjectInfo(key, head["ContentLength"], head.get("LastModified"),
+                          bare_etag(head.get("ETag")))
 
     def open_read(self, key: str) -> BinaryIO:
         full = self._full(key)
@@ -227,7 +230,8 @@ class S3Storage(Storage):
         if complete:
             response = self._call("upload", lambda: self.client.put_object(
                 Bucket=self.bucket, Key=full, Body=data, **extra))
-            return ObjectInfo(key, len(data), _response_date(response))
+            return ObjectInfo(key, len(data), _response_date(response),
+                              bare_etag(response.get("ETag")))
         checksum = self._part_checksum()
         if checksum:
             extra["ChecksumAlgorithm"] = checksum

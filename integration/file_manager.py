@@ -102,7 +102,8 @@ class ProjectFiles:
         return key[len(self.prefix):]
 
     def _relative_info(self, info: ObjectInfo) -> ObjectInfo:
-        return ObjectInfo(key=self.relative(info.key), size=info.size, modified=info.modified)
+        return ObjectInfo(key=self.relative(info.key), size=info.size, modified=info.modified,
+                          version=info.version)
 
     # -- layout ------------------------------------------------------------------------
 
