@@ -66,7 +66,11 @@ class SplicedBody:
         filled = 0
         with memoryview(buffer) as view:
             while filled < wanted:
-                filled += self.readinto(view[filled:])
+                got = self.readinto(view[filled:])
+                if not got:
+                    break
+                filled += got
+        del buffer[filled:]
         return bytes(buffer)
 
     def readable(self) -> bool:
