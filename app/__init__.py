@@ -92,10 +92,10 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
         stale_after_seconds=settings["STALE_AFTER_SECONDS"],
         dispatch=_broker_dispatch(settings["CELERY_BROKER_URL"]))
+    model_server = ModelServer(db, resolver, settings["EXECUTION_THREADS"],
+                               flush_seconds=settings["USAGE_FLUSH_SECONDS"])
     app.extensions["trainyard"] = Services(db=db, resolver=resolver, notifier=notifier,
-                                           runner=runner, box=box,
-                                           model_server=ModelServer(
-                                               db, resolver, settings["EXECUTION_THREADS"]))
+                                           runner=runner, box=box, model_server=model_server)
 
     login_manager.init_app(app)
     # "basic": a session used from another user agent (an API client's Socket.IO connection)
@@ -130,6 +130,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     if start_runner:
         runner.start()
         atexit.register(runner.shutdown)
+        atexit.register(model_server.close)  # the last seconds of prediction counters
     return app
 
 

@@ -89,6 +89,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "HEARTBEAT_SECONDS": (_int(1, 3600), 5, "How often a running execution heartbeats."),
     "STALE_AFTER_SECONDS": (_int(5, 86400), 60,
                             "An execution without heartbeat for this long is interrupted."),
+    "USAGE_FLUSH_SECONDS": (_int(1, 3600), 5,
+                            "How often a web process saves its real-time prediction counters "
+                            "to the database."),
     "SOCKETIO_MESSAGE_QUEUE": (_text, None,
                                "redis://... so several processes publish live logs."),
     "CELERY_BROKER_URL": (_text, None,

@@ -443,7 +443,8 @@ def predict(project_id):
 @bp.get("/projects/<project_id>/usage")
 @spec("Prediction", responses={200: "Usage"})
 def usage(project_id):
-    """Real-time prediction counters per model version (this server process)."""
+    """Real-time prediction counters per model version, from every web process (latency
+    percentiles over the last 24 hours)."""
     project = load_project(project_id=project_id)
     return jsonify({"versions": {str(k): v for k, v in
                                  services().model_server.usage(project.id).items()}})

@@ -6,6 +6,7 @@ from entity.execution import ExecutionRepository
 from entity.log_record import LogRepository
 from entity.mail_message import MailRepository
 from entity.model_version import ModelVersionRepository
+from entity.prediction_usage import PredictionUsageRepository
 from entity.project import ProjectRepository
 from entity.security import (
     ApiTokenRepository,
@@ -39,6 +40,7 @@ class Database:
         self.sessions = SessionRepository(store.collection("login_sessions"))
         self.storage_connections = StorageConnectionRepository(
             store.collection("storage_connections"))
+        self.prediction_usage = PredictionUsageRepository(store.collection("prediction_usage"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -47,7 +49,8 @@ class Database:
     def repositories(self) -> list:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
-                self.login_failures, self.settings, self.storage_connections, self.sessions]
+                self.login_failures, self.settings, self.storage_connections, self.sessions,
+                self.prediction_usage]
 
     def ensure_indexes(self) -> None:
         for repo in self.repositories():

@@ -5,7 +5,8 @@ when another version becomes active, the next request loads it beside the old on
 the reference in one assignment, so no request ever sees a half-loaded model and no restart is
 needed. Requests that arrive while a prediction runs are predicted together in the next batch:
 scikit-learn's per-call overhead is paid once per batch, not per request. Usage counters
-(requests, rows, errors, latency percentiles) are kept per model version.
+(requests, rows, errors, latency percentiles) are kept per model version, in memory and, every
+few seconds, in the database: they outlive a restart and add up across web processes.
 
 Small real-time requests take turns (:class:`Turnstile`): the API handles them one at a time,
 in arrival order, instead of interleaving them all; larger ones are batched.
@@ -13,6 +14,8 @@ in arrival order, instead of interleaving them all; larger ones are batched.
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import deque
@@ -20,9 +23,9 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
+from entity.base import new_id
 from entity.database import Database
 from entity.project import Project
 from exception_layer import Conflict, NotFound
@@ -30,42 +33,107 @@ from integration.storage_bridge import StorageResolver
 from project_library.serving import ServingModel, load_serving_model
 
 MAX_BATCH_ROWS = 2048
-LATENCY_WINDOW = 5000
+#: latency percentiles cover this many hours, the current one included
+LATENCY_HOURS = 24
+#: latencies are counted in buckets of this relative width (percentiles are within ~2 %)
+_BUCKET_RATIO = 2 ** (1 / 16)
+_BUCKET_FLOOR_MS = 0.01
 #: real-time request bodies up to this size (a few dozen rows) take turns; see ModelServer.turn
 TURN_BYTES = 16 * 1024
+
+log = logging.getLogger("trainyard.model_server")
 
 
 class _NoSuchVersion(NotFound):
     """The model version asked for does not exist."""
 
 
+def _hour(at: float) -> str:
+    """The UTC hour of a ``time.time()`` reading, as a key that sorts: ``2026-11-23T09``."""
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(at))
+
+
+def _latency_hours_since(now: float) -> str:
+    return _hour(now - (LATENCY_HOURS - 1) * 3600)
+
+
+def _bucket(milliseconds: float) -> int:
+    if milliseconds <= _BUCKET_FLOOR_MS:
+        return 0
+    return int(math.log(milliseconds / _BUCKET_FLOOR_MS, _BUCKET_RATIO))
+
+
+def _bucket_value(bucket: int) -> float:
+    """The middle (geometric) of a bucket's range."""
+    return _BUCKET_FLOOR_MS * _BUCKET_RATIO ** (bucket + 0.5)
+
+
 @dataclass
 class Usage:
-    """Counters of one model version in this process."""
+    """Counters of one model version in this process: totals since the process started, and
+    latencies as histograms per UTC hour (the last :data:`LATENCY_HOURS` of them)."""
 
     requests: int = 0
     rows: int = 0
     errors: int = 0
-    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    #: hour -> latency bucket -> requests
+    hours: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: changed since last written to the database
+    dirty: bool = False
+    #: written to the database at least once
+    saved: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, rows: int, milliseconds: float | None) -> None:
+    def record(self, rows: int, milliseconds: float | None, now: float | None = None) -> None:
         """Count one request (``milliseconds=None``: it failed)."""
         with self.lock:
             self.requests += 1
+            self.dirty = True
             if milliseconds is None:
                 self.errors += 1
-            else:
-                self.rows += rows
-                self.latencies_ms.append(milliseconds)
+                return
+            self.rows += rows
+            hour = self.hours.setdefault(_hour(time.time() if now is None else now), {})
+            bucket = _bucket(milliseconds)
+            hour[bucket] = hour.get(bucket, 0) + 1
 
-    def to_public(self) -> dict:
+    def snapshot(self, now: float | None = None) -> dict:
+        """The counters as stored (histogram keys are strings, as documents need), without
+        the hours that no longer count."""
+        since = _latency_hours_since(time.time() if now is None else now)
         with self.lock:
-            values = np.array(self.latencies_ms) if self.latencies_ms else None
-        percentiles = ({f"p{q}": round(float(np.percentile(values, q)), 2)
-                        for q in (50, 95, 99)} if values is not None else {})
-        return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
-                "latency_ms": percentiles}
+            for old in [h for h in self.hours if h < since]:
+                del self.hours[old]
+            return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
+                    "latency_hours": {hour: {str(b): n for b, n in buckets.items()}
+                                      for hour, buckets in self.hours.items()}}
+
+
+def summarize(snapshots: list[dict], now: float | None = None) -> dict:
+    """One version's public counters from the snapshots of every process that served it:
+    totals added up, latency percentiles over the merged histograms of the last hours."""
+    since = _latency_hours_since(time.time() if now is None else now)
+    merged: dict[int, int] = {}
+    for snap in snapshots:
+        for hour, buckets in snap.get("latency_hours", {}).items():
+            if hour >= since:
+                for bucket, n in buckets.items():
+                    merged[int(bucket)] = merged.get(int(bucket), 0) + n
+    percentiles = {}
+    total = sum(merged.values())
+    if total:
+        ordered = sorted(merged.items())
+        for q in (50, 95, 99):
+            rank, seen = max(1, math.ceil(total * q / 100)), 0
+            for bucket, n in ordered:
+                seen += n
+                if seen >= rank:
+                    percentiles[f"p{q}"] = round(_bucket_value(bucket), 2)
+                    break
+    return {"requests": sum(s.get("requests", 0) for s in snapshots),
+            "rows": sum(s.get("rows", 0) for s in snapshots),
+            "errors": sum(s.get("errors", 0) for s in snapshots),
+            "latency_ms": percentiles}
 
 
 class Turnstile:
@@ -196,14 +264,23 @@ class ModelServer:
         resolver: where each project's model files are.
         threads: CPU threads the math libraries may use per prediction (capped: many serving
             threads times many OpenMP threads collapse throughput on small machines).
+        flush_seconds: how often the usage counters are written to the database (and at
+            :meth:`close`); a process killed outright loses at most this much of them.
     """
 
-    def __init__(self, db: Database, resolver: StorageResolver, threads: int = 1):
+    def __init__(self, db: Database, resolver: StorageResolver, threads: int = 1,
+                 flush_seconds: float = 5.0):
         self.db, self.resolver, self.threads = db, resolver, threads
+        self.flush_seconds = flush_seconds
+        #: this process's name on its usage documents
+        self.instance = new_id()
         self._models: dict[tuple[str, int], _Batcher] = {}
         self._usage: dict[str, dict[int, Usage]] = {}  # project id -> version -> counters
         self._loading: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
         #: real-time requests take it in turn (see :class:`Turnstile`)
         self.turnstile = Turnstile()
 
@@ -279,22 +356,78 @@ class ModelServer:
         if usage is None:
             with self._lock:
                 usage = self._usage.setdefault(project_id, {}).setdefault(number, Usage())
+                if self._flusher is None and not self._closed.is_set():
+                    self._flusher = threading.Thread(target=self._flush_every, daemon=True,
+                                                     name="usage-flush")
+                    self._flusher.start()
         return usage
 
     def usage(self, project_id: str) -> dict[int, dict]:
-        """Counters per model version of a project (this process, since it started)."""
+        """Counters per existing model version of a project: every process's, this one's as
+        of now, the others' as of their last write (at most ``flush_seconds`` old)."""
         with self._lock:  # a version's first request may add its counters meanwhile
-            versions = sorted(self._usage.get(project_id, {}).items())
-        return {number: usage.to_public() for number, usage in versions}
+            own = list(self._usage.get(project_id, {}).items())
+        snapshots: dict[int, list[dict]] = {}
+        for number, counters in own:
+            snapshots.setdefault(number, []).append(counters.snapshot())
+        for doc in self.db.prediction_usage.for_project(project_id):
+            if doc["instance"] != self.instance:
+                snapshots.setdefault(doc["version"], []).append(doc)
+        # Counters of a version deleted meanwhile (by another process) are not shown.
+        existing = {v.version for v in self.db.model_versions.list_for_project(project_id)}
+        return {number: summarize(snaps) for number, snaps in sorted(snapshots.items())
+                if number in existing}
+
+    def flush(self) -> None:
+        """Write the counters that changed to the database. Those of a version or project
+        deleted meanwhile are dropped instead, so they do not come back."""
+        with self._flushing:
+            with self._lock:
+                every = [(p, n, u) for p, versions in self._usage.items()
+                         for n, u in versions.items() if u.dirty]
+            for project_id, number, usage in every:
+                with usage.lock:
+                    usage.dirty = False
+                try:
+                    kept = (usage.saved or self.db.model_versions.get(project_id, number)
+                            is not None) and self.db.prediction_usage.save(
+                        project_id, number, self.instance, usage.snapshot(),
+                        first=not usage.saved)
+                except Exception:  # the database is away: keep them, try again next time
+                    log.warning("Could not save the prediction counters of project %s v%s",
+                                project_id, number, exc_info=True)
+                    with usage.lock:
+                        usage.dirty = True
+                    continue
+                if kept:
+                    usage.saved = True
+                else:
+                    with self._lock:
+                        if self._usage.get(project_id, {}).get(number) is usage:
+                            del self._usage[project_id][number]
+
+    def _flush_every(self) -> None:
+        while not self._closed.wait(self.flush_seconds):
+            self.flush()
+
+    def close(self) -> None:
+        """Stop the periodic writes and write what is left (at shutdown)."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=30)
+        self.flush()
 
     def forget(self, project_id: str, version: int | None = None) -> None:
         """Forget what was deleted: one model ``version`` of a project, its loaded model and
-        usage counters, or, without ``version``, all of the project's."""
-        with self._lock:
-            for key in [k for k in self._models
-                        if k[0] == project_id and version in (None, k[1])]:
-                self._models.pop(key).close()
-            if version is None:
-                self._usage.pop(project_id, None)
-            else:
-                self._usage.get(project_id, {}).pop(version, None)
+        usage counters, or, without ``version``, all of the project's (here and in the
+        database)."""
+        with self._flushing:  # a write in progress cannot bring them back afterwards
+            with self._lock:
+                for key in [k for k in self._models
+                            if k[0] == project_id and version in (None, k[1])]:
+                    self._models.pop(key).close()
+                if version is None:
+                    self._usage.pop(project_id, None)
+                else:
+                    self._usage.get(project_id, {}).pop(version, None)
+            self.db.prediction_usage.delete(project_id, version)

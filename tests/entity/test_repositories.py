@@ -487,6 +487,30 @@ def test_model_version_number_is_unique_per_project(db):
     db.model_versions.add(_version(1, project_id="q"))
 
 
+def test_prediction_usage_documents_are_per_process_and_gone_once_deleted(db):
+    counts = {"requests": 3, "rows": 7, "errors": 1, "latency_hours": {"2026-11-23T09": {"5": 2}}}
+    assert db.prediction_usage.save("p", 1, "a", counts, first=True)
+    assert db.prediction_usage.save("p", 1, "b", {**counts, "requests": 1}, first=True)
+    assert db.prediction_usage.save("p", 2, "a", counts, first=True)
+    assert db.prediction_usage.save("q", 1, "a", counts, first=True)
+    # a later write replaces the process's counts; a repeated first write does too
+    assert db.prediction_usage.save("p", 1, "a", {**counts, "requests": 4}, first=False)
+    assert db.prediction_usage.save("p", 2, "a", {**counts, "requests": 5}, first=True)
+    docs = {(d["version"], d["instance"]): d for d in db.prediction_usage.for_project("p")}
+    assert sorted(docs) == [(1, "a"), (1, "b"), (2, "a")]
+    assert docs[1, "a"]["requests"] == 4 and docs[1, "b"]["requests"] == 1
+    assert docs[2, "a"]["requests"] == 5 and docs[2, "a"]["latency_hours"] == {
+        "2026-11-23T09": {"5": 2}}
+
+    assert db.prediction_usage.delete("p", 1) == 2
+    # the deleted version's counts do not come back from a process that wrote them before
+    assert db.prediction_usage.save("p", 1, "a", counts, first=False) is False
+    assert [d["version"] for d in db.prediction_usage.for_project("p")] == [2]
+    assert db.prediction_usage.delete("p") == 1
+    assert db.prediction_usage.for_project("p") == []
+    assert len(db.prediction_usage.for_project("q")) == 1
+
+
 def test_model_version_delete(db):
     db.model_versions.add(_version(1))
     db.model_versions.add(_version(2))
