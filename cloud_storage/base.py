@@ -37,6 +37,7 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 logger = logging.getLogger("trainyard.storage")
 
 T = TypeVar("T")
+R = TypeVar("R")  # a response being read
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,49 @@ class ChunkReader(io.RawIOBase):
         super().close()
 
 
+class _EndedEarly(Exception):
+    """A response's body ended before the bytes it announced."""
+
+
+def resuming_reads(size: int, open_at: Callable[[int], R], read: Callable[[R, int], bytes],
+                   close: Callable[[R], None], cut: tuple[type[BaseException], ...], *,
+                   policy: RetryPolicy, piece: int, label: str, what: str,
+                   summarize: Callable[[BaseException], str]) -> Iterator[bytes]:
+    """The ``size`` bytes of an object, in pieces of up to ``piece``, from responses that
+    ``open_at(position)`` opens (from ``position`` on). A response cut midway (one of the
+    ``cut`` errors, or an early end) is replaced by one opened at the next byte, after
+    ``policy``'s back-off; ``policy.attempts`` cuts in a row without a byte gained give up
+    with :class:`StorageUnavailable`. ``open_at`` raises for what must not be resumed (the
+    object replaced meanwhile)."""
+    position, failures = 0, 0
+    while position < size:
+        response = open_at(position)
+        try:
+            while position < size:
+                data = read(response, min(piece, size - position))
+                if not data:
+                    raise _EndedEarly("The download ended early.")
+                position += len(data)
+                failures = 0
+                yield data
+        except (*cut, _EndedEarly) as exc:
+            failures += 1
+            if failures >= policy.attempts:
+                raise StorageUnavailable(f"Reading {what} was interrupted {failures} times "
+                                         "without progress; try again later.") from exc
+            delay = policy.delay(failures)
+            logger.warning("%s interrupted (%s); resuming from byte %d, retry %d of %d in "
+                           "%.2fs", label, summarize(exc), position, failures,
+                           policy.attempts - 1, delay)
+            time.sleep(delay)
+        finally:
+            close(response)
+
+
+def replaced_while_read(key: str) -> StorageError:
+    return StorageError(f"{key} was replaced while it was being read; read it again.")
+
+
 def chunk_stream(chunks: Iterator[bytes], on_close: Callable[[], None] | None = None,
                  buffer_size: int = DEFAULT_CHUNK_SIZE) -> BinaryIO:
     """A buffered binary file object (``read(n)``, ``with``) over ``chunks``."""
@@ -418,6 +462,8 @@ class Storage(ABC):
     upload_chunk_size: ClassVar[int] = 8 * 1024 * 1024
     #: parts of a large upload in flight at once (memory: about (parallelism + 1) x chunk)
     upload_parallelism: ClassVar[int] = UPLOAD_PARALLELISM
+    #: a streamed download is read in pieces of this size
+    download_chunk_size: ClassVar[int] = 1024 * 1024
     #: how transient failures are retried; set an instance's ``retry_policy`` to change it
     retry_policy: RetryPolicy = RetryPolicy()
 

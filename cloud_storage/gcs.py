@@ -29,6 +29,8 @@ from cloud_storage.base import (
     first_chunk,
     logger,
     read_fully,
+    replaced_while_read,
+    resuming_reads,
     unreachable,
     uri_prefix,
 )
@@ -196,8 +198,6 @@ class GCSStorage(Storage):
     #: a multiple of 256 KiB: the first read of an upload, and the SDK's chunk for an upload of
     #: unknown size (held about three times over while it is read and sent: under ~16 MB)
     upload_chunk_size = 4 * MB
-    #: a download is one streamed request, read in pieces of this size
-    download_chunk_size = MB
     #: an upload of known size goes as one streamed request; this much of its end is kept in
     #: memory, to resume from after an interruption
     resume_window = 16 * MB
@@ -437,7 +437,6 @@ class GCSStorage(Storage):
         params = {"alt": "media"}
         if generation:
             params["ifGenerationMatch"] = str(generation)
-        policy, position, failures = self.retry_policy, 0, 0
 
         def request(start: int):
             from google.api_core.exceptions import from_http_response
@@ -455,41 +454,22 @@ class GCSStorage(Storage):
                 raise _GenerationChanged()
             return response
 
-        while position < size:
+        def open_at(position: int):
             try:
-                response = self._call("read", lambda p=position: request(p), key=key)
+                return self._call("read", lambda: request(position), key=key)
             except _GenerationChanged:
-                raise self._changed(key) from None
+                raise replaced_while_read(key) from None
             except StorageError as exc:
                 if self._status(exc.__cause__) == 412:  # ifGenerationMatch failed
-                    raise self._changed(key) from None
+                    raise replaced_while_read(key) from None
                 raise
-            try:
-                while position < size:
-                    piece = response.raw.read(min(self.download_chunk_size, size - position),
-                                              decode_content=False)
-                    if not piece:
-                        raise requests.exceptions.ConnectionError("The download ended early.")
-                    position += len(piece)
-                    failures = 0
-                    yield piece
-            except (TransportFailure, requests.exceptions.RequestException, OSError) as exc:
-                failures += 1
-                if failures >= policy.attempts:
-                    raise StorageUnavailable(
-                        f"Reading {key} from {self._endpoint_name} was interrupted {failures} "
-                        "times without progress; try again later.") from exc
-                delay = policy.delay(failures)
-                logger.warning("GCS download interrupted (%s); resuming from byte %d, retry %d "
-                               "of %d in %.2fs", self._summarize_error(exc), position, failures,
-                               policy.attempts - 1, delay)
-                time.sleep(delay)
-            finally:
-                response.close()
 
-    @staticmethod
-    def _changed(key: str) -> StorageError:
-        return StorageError(f"{key} was replaced while it was being read; read it again.")
+        return resuming_reads(
+            size, open_at, lambda response, n: response.raw.read(n, decode_content=False),
+            lambda response: response.close(),
+            (TransportFailure, requests.exceptions.RequestException, OSError),
+            policy=self.retry_policy, piece=self.download_chunk_size, label="GCS download",
+            what=f"{key} from {self._endpoint_name}", summarize=self._summarize_error)
 
     def upload(self, key: str, stream: BinaryIO, *, size: int | None = None,
                content_type: str | None = None) -> ObjectInfo:

@@ -18,9 +18,12 @@ from cloud_storage.base import (
     ObjectInfo,
     Storage,
     bare_etag,
+    chunk_stream,
     exact_size,
     first_chunk,
     logger,
+    replaced_while_read,
+    resuming_reads,
     send_parts_in_parallel,
     unreachable,
     uri_prefix,
@@ -213,10 +216,50 @@ class S3Storage(Storage):
                           bare_etag(head.get("ETag")))
 
     def open_read(self, key: str) -> BinaryIO:
+        """The object's bytes as one streamed GET. A connection lost midway is resumed from
+        the next byte with the retry policy, pinned (``If-Match``) to the ETag that was
+        opened, so a file replaced meanwhile fails the read instead of mixing two versions."""
+        from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError as TransportFailure
+
         full = self._full(key)
-        response = self._call("read", lambda: self.client.get_object(Bucket=self.bucket,
-                                                                      Key=full), key=key)
-        return response["Body"]  # a botocore StreamingBody: read(n), close(), with-able
+        first = [self._call("read", lambda: self.client.get_object(Bucket=self.bucket,
+                                                                   Key=full), key=key)]
+        etag = first[0].get("ETag")
+
+        def open_at(position: int):
+            if first:  # the response opened above, once
+                return first.pop()
+            extra = {"Range": f"bytes={position}-"} if position else {}
+            if etag:
+                extra["IfMatch"] = etag
+            try:
+                response = self._call("read", lambda: self.client.get_object(
+                    Bucket=self.bucket, Key=full, **extra), key=key)
+            except StorageError as exc:
+                if self._code(exc.__cause__)[1] == 412:  # If-Match failed
+                    raise replaced_while_read(key) from None
+                raise
+            if position and not str(response.get("ContentRange", "")).startswith(
+                    f"bytes {position}-"):
+                response["Body"].close()
+                raise StorageError(f"{key} could not be read on from byte {position}: the "
+                                   "storage ignored the range.")
+            return response
+
+        chunks = resuming_reads(
+            int(first[0]["ContentLength"]), open_at,
+            lambda response, n: response["Body"].read(n),
+            lambda response: response["Body"].close(),
+            (BotoCoreError, TransportFailure, OSError), policy=self.retry_policy,
+            piece=self.download_chunk_size, label="S3 download",
+            what=f"{key} from {self.endpoint}", summarize=self._summarize_error)
+
+        def close() -> None:
+            chunks.close()
+            if first:  # closed before the first read
+                first.pop()["Body"].close()
+        return chunk_stream(chunks, on_close=close)
 
     def upload(self, key: str, stream: BinaryIO, *, size: int | None = None,
                content_type: str | None = None) -> ObjectInfo:

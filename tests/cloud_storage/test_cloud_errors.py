@@ -392,6 +392,95 @@ def test_gcs_upload_of_another_size_than_announced_stores_nothing(gcs_server, ac
         assert not storage.exists("x.bin")
 
 
+class CutS3Reads:
+    """Wraps the boto3 client so that the body of each ``get_object``, up to ``cuts`` of them,
+    delivers ``after`` real bytes from moto and then fails as a connection reset midway would
+    (moto cannot drop a connection itself). Every request, the resumed ones included, goes to
+    the real moto server; ``calls`` keeps what each asked for."""
+
+    def __init__(self, client, *, after: int, cuts: int = 1):
+        self.client, self.after, self.cuts, self.calls = client, after, cuts, []
+
+    def get_object(self, **kwargs):
+        self.calls.append(kwargs)
+        response = self.client.get_object(**kwargs)
+        if self.cuts:
+            self.cuts -= 1
+            response["Body"] = _CutS3Body(response["Body"], self.after)
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+class _CutS3Body:
+    def __init__(self, body, after: int):
+        self.body, self.left = body, after
+
+    def read(self, amount=None):
+        from botocore.exceptions import ResponseStreamingError
+        from urllib3.exceptions import ProtocolError
+
+        if self.left <= 0:  # what botocore's StreamingBody raises for a reset connection
+            raise ResponseStreamingError(
+                error=ProtocolError("Connection broken: ConnectionResetError(104)"))
+        data = self.body.read(min(amount, self.left))
+        self.left -= len(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self.body, name)
+
+
+def test_s3_download_cut_midway_resumes_from_the_next_byte(moto_server, caplog):
+    from generated_stream import GeneratedStream, generated_sha256
+
+    size = 6 * MB + 5
+    with s3_storage() as storage:
+        etag = storage.upload("big.bin", GeneratedStream(size), size=size).version
+        cut = fast(storage)._client = CutS3Reads(storage.client, after=2 * MB, cuts=2)
+        digest = hashlib.sha256()
+        with caplog.at_level(logging.WARNING, logger="trainyard.storage"), \
+                storage.open_read("big.bin") as stream:
+            while chunk := stream.read(300_000):
+                digest.update(chunk)
+        assert digest.hexdigest() == generated_sha256(size)
+        assert [call.get("Range") for call in cut.calls] == [
+            None, f"bytes={2 * MB}-", f"bytes={4 * MB}-"]
+        assert [call.get("IfMatch") for call in cut.calls] == [None] + [f'"{etag}"'] * 2
+        assert "S3 download interrupted (ResponseStreamingError); resuming from byte " \
+            f"{2 * MB}" in caplog.text
+
+
+def test_s3_download_cut_again_and_again_gives_up_with_a_clear_message(moto_server):
+    with s3_storage() as storage:
+        storage.upload_bytes("a.csv", b"x" * 1000)
+        cut = fast(storage)._client = CutS3Reads(storage.client, after=0, cuts=99)
+        with storage.open_read("a.csv") as stream, \
+                pytest.raises(StorageUnavailable, match="interrupted 3 times without progress"):
+            stream.read()
+        assert len(cut.calls) == FAST.attempts
+
+
+def test_s3_download_of_a_file_replaced_midway_fails_instead_of_mixing(moto_server):
+    size = 3 * MB
+    with s3_storage() as storage:
+        storage.upload_bytes("a.bin", b"1" * size)
+        cut = fast(storage)._client = CutS3Reads(storage.client, after=MB)
+        real_get = cut.get_object
+
+        def get_object(**kwargs):
+            if cut.calls:  # the resumed request: the file was replaced after the cut
+                storage.upload_bytes("a.bin", b"2" * size)
+            return real_get(**kwargs)
+
+        cut.get_object = get_object
+        with storage.open_read("a.bin") as stream, \
+                pytest.raises(StorageError, match="a.bin was replaced while it was being read"):
+            stream.read()
+        assert len(cut.calls) == 2  # moto refused the pinned request: no retry after that
+
+
 class CutDownloads:
     """Wraps the SDK's HTTP session so that each streamed download request, up to ``cuts``
     of them, delivers ``after`` real bytes from the emulator and then fails as a connection
