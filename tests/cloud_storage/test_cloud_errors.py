@@ -392,6 +392,14 @@ def test_gcs_upload_of_another_size_than_announced_stores_nothing(gcs_server, ac
         assert not storage.exists("x.bin")
 
 
+def read_sha256(storage, key: str) -> str:
+    digest = hashlib.sha256()
+    with storage.open_read(key) as stream:
+        while chunk := stream.read(300_000):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class CutS3Reads:
     """Wraps the boto3 client so that the body of each ``get_object``, up to ``cuts`` of them,
     delivers ``after`` real bytes from moto and then fails as a connection reset midway would
@@ -406,30 +414,11 @@ class CutS3Reads:
         response = self.client.get_object(**kwargs)
         if self.cuts:
             self.cuts -= 1
-            response["Body"] = _CutS3Body(response["Body"], self.after)
+            response["Body"] = _CutBody(response["Body"], self.after, _s3_reset)
         return response
 
     def __getattr__(self, name):
         return getattr(self.client, name)
-
-
-class _CutS3Body:
-    def __init__(self, body, after: int):
-        self.body, self.left = body, after
-
-    def read(self, amount=None):
-        from botocore.exceptions import ResponseStreamingError
-        from urllib3.exceptions import ProtocolError
-
-        if self.left <= 0:  # what botocore's StreamingBody raises for a reset connection
-            raise ResponseStreamingError(
-                error=ProtocolError("Connection broken: ConnectionResetError(104)"))
-        data = self.body.read(min(amount, self.left))
-        self.left -= len(data)
-        return data
-
-    def __getattr__(self, name):
-        return getattr(self.body, name)
 
 
 def test_s3_download_cut_midway_resumes_from_the_next_byte(moto_server, caplog):
@@ -439,12 +428,8 @@ def test_s3_download_cut_midway_resumes_from_the_next_byte(moto_server, caplog):
     with s3_storage() as storage:
         etag = storage.upload("big.bin", GeneratedStream(size), size=size).version
         cut = fast(storage)._client = CutS3Reads(storage.client, after=2 * MB, cuts=2)
-        digest = hashlib.sha256()
-        with caplog.at_level(logging.WARNING, logger="trainyard.storage"), \
-                storage.open_read("big.bin") as stream:
-            while chunk := stream.read(300_000):
-                digest.update(chunk)
-        assert digest.hexdigest() == generated_sha256(size)
+        with caplog.at_level(logging.WARNING, logger="trainyard.storage"):
+            assert read_sha256(storage, "big.bin") == generated_sha256(size)
         assert [call.get("Range") for call in cut.calls] == [
             None, f"bytes={2 * MB}-", f"bytes={4 * MB}-"]
         assert [call.get("IfMatch") for call in cut.calls] == [None] + [f'"{etag}"'] * 2
@@ -503,20 +488,33 @@ class CutDownloads:
 
 
 class _CutBody:
-    def __init__(self, raw, after: int):
-        self.raw, self.left = raw, after
+    """A response body that delivers ``after`` real bytes, then raises what the client library
+    raises for a connection reset midway."""
 
-    def read(self, amount, **kwargs):
-        from urllib3.exceptions import ProtocolError
+    def __init__(self, raw, after: int, broken=None):
+        self.raw, self.left, self.broken = raw, after, broken or _reset
 
+    def read(self, amount=None, **kwargs):
         if self.left <= 0:
-            raise ProtocolError("Connection broken: ConnectionResetError(104)")
+            raise self.broken()
         data = self.raw.read(min(amount, self.left), **kwargs)
         self.left -= len(data)
         return data
 
     def __getattr__(self, name):
         return getattr(self.raw, name)
+
+
+def _reset():
+    from urllib3.exceptions import ProtocolError
+
+    return ProtocolError("Connection broken: ConnectionResetError(104)")
+
+
+def _s3_reset():  # what botocore's StreamingBody raises for a reset connection
+    from botocore.exceptions import ResponseStreamingError
+
+    return ResponseStreamingError(error=_reset())
 
 
 def test_gcs_download_cut_midway_resumes_from_the_next_byte(gcs_server, caplog):
@@ -528,12 +526,8 @@ def test_gcs_download_cut_midway_resumes_from_the_next_byte(gcs_server, caplog):
         generation = storage.bucket.get_blob(storage._full("big.bin")).generation
         cut = fast(storage).client._http_internal = CutDownloads(storage.client._http,
                                                                  after=2 * MB, cuts=2)
-        digest = hashlib.sha256()
-        with caplog.at_level(logging.WARNING, logger="trainyard.storage"), \
-                storage.open_read("big.bin") as stream:
-            while chunk := stream.read(300_000):
-                digest.update(chunk)
-        assert digest.hexdigest() == generated_sha256(size)
+        with caplog.at_level(logging.WARNING, logger="trainyard.storage"):
+            assert read_sha256(storage, "big.bin") == generated_sha256(size)
         assert [headers.get("Range") for _, headers in cut.requests] == [
             None, f"bytes={2 * MB}-", f"bytes={4 * MB}-"]
         assert all(params["ifGenerationMatch"] == str(generation)
