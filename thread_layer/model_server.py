@@ -76,8 +76,8 @@ class Usage:
     requests: int = 0
     rows: int = 0
     errors: int = 0
-    #: hour -> latency bucket -> requests
-    hours: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: hour (since the epoch) -> latency bucket -> requests
+    hours: dict[int, dict[int, int]] = field(default_factory=dict)
     #: changed since last written to the database
     dirty: bool = False
     #: written to the database at least once
@@ -93,19 +93,19 @@ class Usage:
                 self.errors += 1
                 return
             self.rows += rows
-            hour = self.hours.setdefault(_hour(time.time() if now is None else now), {})
+            hour = self.hours.setdefault(int((time.time() if now is None else now) // 3600), {})
             bucket = _bucket(milliseconds)
             hour[bucket] = hour.get(bucket, 0) + 1
 
     def snapshot(self, now: float | None = None) -> dict:
         """The counters as stored (histogram keys are strings, as documents need), without
         the hours that no longer count."""
-        since = _latency_hours_since(time.time() if now is None else now)
+        since = int((time.time() if now is None else now) // 3600) - (LATENCY_HOURS - 1)
         with self.lock:
             for old in [h for h in self.hours if h < since]:
                 del self.hours[old]
             return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
-                    "latency_hours": {hour: {str(b): n for b, n in buckets.items()}
+                    "latency_hours": {_hour(hour * 3600): {str(b): n for b, n in buckets.items()}
                                       for hour, buckets in self.hours.items()}}
 
 
