@@ -720,13 +720,13 @@ class Storage(ABC):
                 logger.warning("Copies below %s could not be removed after a failed move.",
                                dst_prefix)
             raise
-        copied = {(o.key, o.size, o.modified, o.version) for o in objects}
+        copied = set(objects)  # an ObjectInfo equals another only with the same version
         now = list(self.iter_objects(src_prefix))
-        if {(o.key, o.size, o.modified, o.version) for o in now} == copied:
+        if set(now) == copied:
             self.delete_prefix(src_prefix)  # in batches where the storage can
         else:
             for obj in now:
-                if (obj.key, obj.size, obj.modified, obj.version) in copied:
+                if obj in copied:
                     self.delete(obj.key)
             logger.warning("Files written into %s while it moved to %s stay where they were "
                            "written.", src_prefix, dst_prefix)

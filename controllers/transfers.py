@@ -41,11 +41,14 @@ class _HeadThenRest:
                 chunk, self.head = self.head[:size], self.head[size:]
         else:
             chunk = self.stream.read(size if size and size > 0 else 1024 * 1024)
-        self.read_so_far += len(chunk)
+        self._count(len(chunk))
+        return chunk
+
+    def _count(self, count: int) -> None:
+        self.read_so_far += count
         if self.read_so_far > self.limit:
             raise PayloadTooLarge(f"The upload is larger than the "
                                   f"{self.limit // (1024 * 1024)} MB allowed.")
-        return chunk
 
     def readable(self) -> bool:
         return True
@@ -59,10 +62,7 @@ class _HeadThenRest:
             buffer[:len(data)] = data
             return len(data)
         count = readinto(buffer) or 0
-        self.read_so_far += count
-        if self.read_so_far > self.limit:
-            raise PayloadTooLarge(f"The upload is larger than the "
-                                  f"{self.limit // (1024 * 1024)} MB allowed.")
+        self._count(count)
         return count
 
     def _drain_into(self, fd: int) -> int:
@@ -70,10 +70,7 @@ class _HeadThenRest:
         moved = write_all(fd, self.head)
         self.head = b""
         moved += self.stream.drain_into(fd)
-        self.read_so_far += moved
-        if self.read_so_far > self.limit:  # the body's Content-Length was checked already
-            raise PayloadTooLarge(f"The upload is larger than the "
-                                  f"{self.limit // (1024 * 1024)} MB allowed.")
+        self._count(moved)  # the body's Content-Length was checked already
         return moved
 
 

@@ -7,6 +7,7 @@ nothing that resolves outside the project.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Iterator
@@ -102,8 +103,7 @@ class ProjectFiles:
         return key[len(self.prefix):]
 
     def _relative_info(self, info: ObjectInfo) -> ObjectInfo:
-        return ObjectInfo(key=self.relative(info.key), size=info.size, modified=info.modified,
-                          version=info.version)
+        return dataclasses.replace(info, key=self.relative(info.key))
 
     # -- layout ------------------------------------------------------------------------
 
