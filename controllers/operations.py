@@ -28,6 +28,7 @@ from integration.file_manager import (
     STANDARD_FOLDERS,
     SYSTEM_FOLDERS,
     TRAINING,
+    batch_folder,
     check_file_name,
     check_path,
 )
@@ -221,8 +222,7 @@ def upload_files(project: Project, folder: str, uploads: list) -> list[dict]:
     if len(uploads) > limit:
         raise PayloadTooLarge(f"At most {limit} files can be uploaded at once.")
     folder = _target_folder(folder)
-    batch_kind = (TRAINING if folder.startswith(TRAINING)
-                  else PREDICTION if folder.startswith(PREDICTION) else None)
+    batch_kind = batch_folder(folder)
     problems: list[dict] = []
     names = []
     for upload in uploads:
@@ -264,7 +264,7 @@ def delete_path(project: Project, path: str) -> None:
     if path in STANDARD_FOLDERS or path + "/" in STANDARD_FOLDERS:
         raise AccessDenied("The standard folders of a project cannot be deleted; "
                            "delete the files inside them instead.")
-    if project.active_execution_id and path.startswith((TRAINING, PREDICTION)):
+    if project.active_execution_id and batch_folder(path):
         raise Conflict("Batch files cannot be deleted while an execution runs.")
     services().resolver.files(project).delete(path)
     audit("file.delete", project.slug, details={"path": path})
@@ -298,9 +298,8 @@ def move_path(project: Project, path: str, to: str, name: str | None = None) -> 
         raise BadRequest(f"{source} cannot be moved into itself.")
     if target in STANDARD_FOLDERS:
         raise Conflict(f"{target} is one of the project's standard folders.")
-    batch = (TRAINING if target.startswith(TRAINING)
-             else PREDICTION if target.startswith(PREDICTION) else None)
-    if project.active_execution_id and (batch or source.startswith((TRAINING, PREDICTION))):
+    batch = batch_folder(target)
+    if project.active_execution_id and (batch or batch_folder(source)):
         raise Conflict("Batch files cannot be moved while an execution runs.")
     files = services().resolver.files(project)
     if is_folder:

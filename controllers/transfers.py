@@ -17,7 +17,7 @@ from controllers.openapi import BINARY, FILE, Body, query, spec
 from controllers.services import services
 from entity.base import utcnow
 from exception_layer import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
-from integration.file_manager import PREDICTION, TRAINING, check_file_name
+from integration.file_manager import TRAINING, batch_folder, check_file_name
 
 HEAD_BYTES = 64 * 1024
 LINK_SALT = "trainyard-download-link"
@@ -102,8 +102,7 @@ def put_file(project_id):
     if not head:
         raise ValidationFailed(f"Nothing was uploaded: {name} is empty.",
                                details={"file": name, "reasons": ["the file is empty"]})
-    batch = TRAINING if folder.startswith(TRAINING) else \
-        PREDICTION if folder.startswith(PREDICTION) else None
+    batch = batch_folder(folder)
     if batch:
         complete = request.content_length is not None and len(head) >= request.content_length
         check_upload(name, head, project.schema, require_target=batch == TRAINING,

@@ -27,6 +27,14 @@ SYSTEM_FOLDERS = (ARCHIVE, MODELS, OUTPUT)
 MAX_NAME_LENGTH = 255
 
 
+def batch_folder(path: str) -> str | None:
+    """The batch folder ``path`` lies in (:data:`TRAINING` or :data:`PREDICTION`), else None."""
+    for folder in (TRAINING, PREDICTION):
+        if path.startswith(folder):
+            return folder
+    return None
+
+
 def check_path(path: str, *, folder: bool = False) -> str:
     """Validate a user-supplied project-relative path; return it normalised.
 

@@ -140,3 +140,24 @@ def test_posts_without_csrf_token_are_refused(admin_client, api, project):
     r = admin_client.post(f"/projects/{project['slug']}/train", data={})
     assert r.status_code == 400
     assert api.get(f"/projects/{project['id']}/executions").get_json()["total"] == 0
+
+
+def test_batch_files_stay_put_while_an_execution_holds_the_project(app, api, project):
+    """Deleting or moving a batch file, or moving a file into a batch folder, waits for the
+    project's execution to end; other files move freely."""
+    db = app.extensions["trainyard"].db
+    assert db.projects.claim(project["id"], "an-execution")  # held, as a queued run holds it
+    batch = listing(api, project)[0][0]
+    assert api.upload(project["id"], "notes/", [("a.txt", b"hello")]).status_code == 201
+    files = f"/projects/{project['id']}/files"
+    refused = [api.delete(f"{files}?path=training_batch_files/{batch}"),
+               api.post(f"{files}/move", json={"path": f"training_batch_files/{batch}",
+                                               "to": "notes/"}),
+               api.post(f"{files}/move", json={"path": "notes/a.txt",
+                                               "to": "prediction_batch_files/"})]
+    assert [r.status_code for r in refused] == [409, 409, 409]
+    assert all("while an execution runs" in r.get_json()["error"]["message"] for r in refused)
+    assert api.post(f"{files}/move", json={"path": "notes/a.txt", "to": "",
+                                           "name": "b.txt"}).status_code == 200
+    assert db.projects.release(project["id"], "an-execution")
+    assert api.delete(f"{files}?path=training_batch_files/{batch}").status_code == 204

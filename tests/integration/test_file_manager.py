@@ -16,13 +16,25 @@ from cloud_storage import open_storage
 from exception_layer import InvalidKey, ObjectNotFound
 from integration.file_manager import (
     MAX_NAME_LENGTH,
+    PREDICTION,
     STANDARD_FOLDERS,
+    TRAINING,
     ProjectFiles,
+    batch_folder,
     check_file_name,
     check_path,
 )
 
 # -- layout and listing --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path, folder", [
+    ("training_batch_files/", TRAINING), ("training_batch_files/2026/a.csv", TRAINING),
+    ("prediction_batch_files/b.csv", PREDICTION), ("prediction_batch_files/", PREDICTION),
+    ("notes/training_batch_files/a.csv", None), ("training_batch_files", None), ("", None),
+    ("archive/ex1/good/a.csv", None)])
+def test_batch_folder_names_the_batch_folder_a_path_lies_in(path, folder):
+    assert batch_folder(path) == folder
 
 
 def test_ensure_layout_creates_the_standard_folders(files, storage_root):
