@@ -669,14 +669,6 @@ class Storage(ABC):
         self.delete(src)
         return info
 
-    def copy_prefix(self, src_prefix: str, dst_prefix: str) -> int:
-        """Copy every object below ``src_prefix`` to the same relative keys below ``dst_prefix``."""
-        count = 0
-        for obj in list(self.iter_objects(src_prefix)):
-            self.copy(obj.key, dst_prefix + obj.key[len(src_prefix):])
-            count += 1
-        return count
-
     def iter_folders(self, prefix: str = "") -> Iterator[str]:
         """Every folder below ``prefix`` (empty ones too), parents before their children."""
         waiting = [self._folder_key(prefix)]

@@ -20,10 +20,6 @@ def project_room(project_id: str) -> str:
     return f"project:{project_id}"
 
 
-def noop_publisher(event: str, payload: dict, room: str) -> None:
-    """A publisher that publishes nothing (scripts, tests without Socket.IO)."""
-
-
 class ExecutionLogger:
     """Writes the log of one execution.
 

@@ -126,17 +126,3 @@ def load_verified_model(files: ProjectFiles, version: ModelVersion):
     """
     data = read_verified_file(files, version, MODEL_FILE)
     return joblib.load(io.BytesIO(data))
-
-
-def verify_version_files(files: ProjectFiles, version: ModelVersion) -> list[str]:
-    """Check every recorded file of ``version``; return the names that are missing or changed."""
-    problems = []
-    for name, expected in sorted((version.artifacts or {}).items()):
-        try:
-            actual = files.sha256(version_folder(version.version) + name)
-        except ObjectNotFound:
-            problems.append(name)
-            continue
-        if not hmac.compare_digest(actual, expected):
-            problems.append(name)
-    return problems

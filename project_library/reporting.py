@@ -17,20 +17,6 @@ class Reporter(Protocol):
         """The execution is in ``stage``, ``percent`` (0-100) done overall."""
 
 
-class ListReporter:
-    """A reporter that keeps everything in lists (tests, benchmarks, scripts)."""
-
-    def __init__(self):
-        self.lines: list[tuple[str, str, str]] = []
-        self.progress_updates: list[tuple[str, int]] = []
-
-    def log(self, message: str, *, stage: str, level: str = "INFO") -> None:
-        self.lines.append((level, stage, message))
-
-    def progress(self, stage: str, percent: int) -> None:
-        self.progress_updates.append((stage, percent))
-
-
 class NoBatchFiles(PlatformError):
     """There is nothing to train on or predict from."""
 

@@ -57,11 +57,6 @@ class ServingModel:
                                         if c.type == "float") if self.schema else frozenset()
         self._plan = RecordPlan(self.schema) if self.schema else None
 
-    @property
-    def inputs(self) -> list:
-        """The columns a record may carry: the features, the ignored ones and the target."""
-        return self.schema.columns
-
     def frame(self, records: list[dict]) -> pd.DataFrame:
         """Typed frame of ``records``; raises ValidationFailed naming each wrong field."""
         return records_frame(records, self.schema, self._plan)

@@ -315,17 +315,6 @@ def test_delete_prefix(storage, put_many):
     assert everything(storage) == ["a.txt", "ab/5", "b/a/7"]
 
 
-def test_copy_prefix(storage, put_many):
-    put_many(storage, {"run/1/good/a.csv": b"a", "run/1/good/sub/b.csv": b"bb",
-                       "run/1/bad/c.csv": b"ccc", "run/10/other.csv": b"o"})
-    assert storage.copy_prefix("run/1/", "archive/1/") == 3
-    assert everything(storage, "archive/") == ["archive/1/bad/c.csv", "archive/1/good/a.csv",
-                                               "archive/1/good/sub/b.csv"]
-    assert storage.read_bytes("archive/1/good/sub/b.csv") == b"bb"
-    assert len(everything(storage, "run/")) == 4  # the source stays
-    assert storage.copy_prefix("nothing/", "elsewhere/") == 0
-
-
 def test_move_prefix(storage, put_many):
     put_many(storage, {"in/x/1.csv": b"1", "in/x/2/3 ü.csv": b"3", "in/xy/4.csv": b"4"})
     storage.make_folder("in/x/empty/")

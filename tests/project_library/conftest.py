@@ -6,7 +6,7 @@ import pytest
 
 from cloud_storage import open_storage
 from integration.file_manager import ProjectFiles
-from project_library.reporting import ListReporter
+from tests.project_library.reporters import ListReporter
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from entity.model_version import ModelVersion
 from exception_layer import ArtifactIntegrityError, ValidationFailed
 from integration.file_manager import PREDICTION, TRAINING
 from project_library.prediction import neutralise_formula, predict_project, read_output_page
-from project_library.reporting import ListReporter, NoBatchFiles
+from project_library.reporting import NoBatchFiles
 from project_library.training import train_project
+from tests.project_library.reporters import ListReporter
 
 
 def _train(files, project, frame, candidates=("LogisticRegression",)) -> ModelVersion:

@@ -13,8 +13,8 @@ from integration.file_manager import PREDICTION, TRAINING
 from project_library.drift import drift_report, population_stability_index, reference_profile
 from project_library.prediction import predict_project
 from project_library.preprocessing import FeaturePlan
-from project_library.reporting import ListReporter
 from project_library.training import train_project
+from tests.project_library.reporters import ListReporter
 
 
 def _trained_version(files, frame) -> tuple:

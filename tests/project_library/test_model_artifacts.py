@@ -16,8 +16,8 @@ from entity.model_version import ModelVersion
 from exception_layer import ArtifactIntegrityError, Conflict
 from project_library.model_artifacts import (
     load_verified_model,
+    read_verified_file,
     save_model_version,
-    verify_version_files,
 )
 
 
@@ -39,6 +39,17 @@ def _fitted():
 def _version(artifacts: dict) -> ModelVersion:
     return ModelVersion(project_id="p1", version=3, execution_id="ex", algorithm="lr",
                         artifacts=artifacts)
+
+
+def verify_version_files(files, version: ModelVersion) -> list[str]:
+    """The recorded files of ``version`` that are missing or changed."""
+    problems = []
+    for name in sorted(version.artifacts or {}):
+        try:
+            read_verified_file(files, version, name)
+        except ArtifactIntegrityError:
+            problems.append(name)
+    return problems
 
 
 def test_saves_files_with_the_manifest_last_and_loads_them_back(files):

@@ -8,13 +8,14 @@ from batch_datasets import dataset_frame, make_project, schema_for, write_batche
 
 from integration.file_manager import TRAINING
 from project_library.prediction import predict_project
-from project_library.reporting import ExecutionCancelled, ListReporter
+from project_library.reporting import ExecutionCancelled
 from project_library.training import (
     ENSEMBLE_PREFIX,
     holdout_split,
     index_digest,
     train_project,
 )
+from tests.project_library.reporters import ListReporter
 
 
 def _train(files, name, *, execution_id="ex", version=1, **options):
