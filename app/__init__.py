@@ -25,6 +25,7 @@ from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer.setup import configure_logging
+from thread_layer.housekeeping import Housekeeper, Retention
 from thread_layer.model_server import ModelServer
 from thread_layer.runner import ExecutionRunner
 
@@ -57,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
             database pass False).
     Raises:
         app.config.ConfigError: a setting has a value that cannot be used.
+        entity.migrations.SchemaVersionError: the database is newer than this code.
     """
     settings = load_config(overrides=config)
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
@@ -69,6 +71,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     configure_logging(settings["LOG_LEVEL"])
 
     db = Database.from_url(settings["DATABASE_URL"])
+    db.upgrade()  # before the indexes: a new index may need the migrated documents
     db.ensure_indexes()
     box = SecretBox(settings["SECRETS_KEYS"])
     resolver = StorageResolver(settings["STORAGE_URI"], db.storage_connections, box)
@@ -127,8 +130,14 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
 
     with app.app_context():
         runner.recover()
+    housekeeper = Housekeeper(db, Retention.from_config(app.config),
+                              every_seconds=settings["HOUSEKEEPING_MINUTES"] * 60,
+                              context=app.app_context)
+    app.extensions["housekeeping"] = housekeeper
     if start_runner:
         runner.start()
+        housekeeper.start()
+        atexit.register(housekeeper.shutdown)
         atexit.register(runner.shutdown)
         atexit.register(model_server.close)  # the last seconds of prediction counters
     return app

@@ -36,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run_worker()
 
     from app.config import ConfigError, load_config
+    from entity.migrations import SchemaVersionError
 
     try:
         settings = load_config()
-    except ConfigError as exc:
+        _upgrade_database(settings["DATABASE_URL"])
+    except (ConfigError, SchemaVersionError) as exc:
         print(f"Trainyard cannot start: {exc}", file=sys.stderr)
         return 2
     host, port = settings["TRAINYARD_HOST"], settings["TRAINYARD_PORT"]
@@ -52,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _serve_with_gunicorn(host, port, settings["TRAINYARD_THREADS"])
     return 0
+
+
+def _upgrade_database(url: str) -> None:
+    """Migrate the database before serving, so that a database too new for this code stops
+    start-up here with one line rather than in the server's worker with a traceback."""
+    from entity.database import Database
+
+    database = Database.from_url(url)
+    try:
+        database.upgrade()
+    finally:
+        database.close()
 
 
 def _run_worker() -> int:

@@ -97,6 +97,19 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "CELERY_BROKER_URL": (_text, None,
                           "redis://... to run executions on `python -m app worker` processes "
                           "(needs SOCKETIO_MESSAGE_QUEUE too); unset: in the web process."),
+    "RETENTION_LOGIN_FAILURES_DAYS": (_int(0, 36500), 1,
+                                      "Days failed logins are kept (the login throttle looks "
+                                      "at the last 15 minutes); 0 keeps them forever."),
+    "RETENTION_SESSIONS_DAYS": (_int(0, 36500), 1,
+                                "Days a login session is kept after it expired (a session "
+                                "cookie unused for 31 days is refused); 0 keeps them forever."),
+    "RETENTION_LOGS_DAYS": (_int(0, 36500), 0,
+                            "Days execution log lines are kept; 0 keeps them forever."),
+    "RETENTION_AUDIT_DAYS": (_int(0, 36500), 0,
+                             "Days audit records are kept; 0 keeps them forever."),
+    "HOUSEKEEPING_MINUTES": (_int(1, 10080), 60,
+                             "How often the retention above is applied (by one web process "
+                             "at a time)."),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Server log level."),
     "SESSION_COOKIE_SECURE": (_bool, False, "Send the session cookie over HTTPS only."),
 }

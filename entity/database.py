@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from entity.execution import ExecutionRepository
+from entity.job_schedule import JobScheduleRepository
 from entity.log_record import LogRepository
 from entity.mail_message import MailRepository
+from entity.migrations import upgrade
 from entity.model_version import ModelVersionRepository
 from entity.prediction_usage import PredictionUsageRepository
 from entity.project import ProjectRepository
@@ -41,6 +43,7 @@ class Database:
         self.storage_connections = StorageConnectionRepository(
             store.collection("storage_connections"))
         self.prediction_usage = PredictionUsageRepository(store.collection("prediction_usage"))
+        self.job_schedule = JobScheduleRepository(store.collection("job_schedule"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -50,7 +53,15 @@ class Database:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
-                self.prediction_usage]
+                self.prediction_usage, self.job_schedule]
+
+    def upgrade(self) -> int:
+        """Run the schema migrations this database lacks; returns its schema version.
+
+        Raises:
+            entity.migrations.SchemaVersionError: the database is newer than this code.
+        """
+        return upgrade(self.store)
 
     def ensure_indexes(self) -> None:
         for repo in self.repositories():

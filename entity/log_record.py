@@ -48,6 +48,7 @@ class LogRepository:
 
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["execution_id", "seq"], unique=True)
+        self.collection.ensure_index(["time"])
 
     def add(self, record: LogRecord) -> LogRecord:
         self.collection.insert(record.to_document())
@@ -61,6 +62,10 @@ class LogRepository:
     def last_seq(self, execution_id: str) -> int:
         doc = self.collection.find_one({"execution_id": execution_id}, sort=[("seq", -1)])
         return doc["seq"] if doc else 0
+
+    def prune(self, before: datetime) -> int:
+        """Delete the lines logged before ``before``; returns how many."""
+        return self.collection.delete_many({"time": {"$lt": to_iso(before)}})
 
     def delete_for_project(self, project_id: str) -> int:
         return self.collection.delete_many({"project_id": project_id})

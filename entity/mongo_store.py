@@ -82,6 +82,24 @@ class _NoLock:
         return False
 
 
+_mongomock_server = None
+_mongomock_lock = threading.Lock()
+
+
+def _mongomock_client():
+    """A mongomock client on this process's one in-memory server: like a real server, every
+    store opened on a URL sees what the others wrote (tests write a database, then start an
+    app on it)."""
+    global _mongomock_server
+    import mongomock
+    from mongomock.store import ServerStore
+
+    with _mongomock_lock:
+        if _mongomock_server is None:
+            _mongomock_server = ServerStore()
+    return mongomock.MongoClient(_store=_mongomock_server)
+
+
 class MongoStore(DocumentStore):
     """``mongodb://host/dbname`` (database ``trainyard`` when the URL names none)."""
 
@@ -99,9 +117,7 @@ class MongoStore(DocumentStore):
             with self._init_lock:
                 if self._client is None or self._pid != os.getpid():
                     if self.url.startswith("mongomock://"):
-                        import mongomock
-
-                        self._client = mongomock.MongoClient()
+                        self._client = _mongomock_client()
                     else:
                         import pymongo
 

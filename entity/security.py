@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from entity.base import from_iso, new_id, new_sortable_id, to_iso, utcnow
 from entity.store import Collection
@@ -20,6 +20,8 @@ TOKEN_SCOPES = ("read", "write")
 #: once in the process that made it)
 RECENT_TOKEN_SECONDS = 5.0
 ONE_TIME_KINDS = ("invite", "reset")
+#: how often a login session's last use is written (so that a page view rarely writes)
+SESSION_SEEN_EVERY = timedelta(hours=1)
 
 
 def hash_secret(secret: str) -> str:
@@ -265,6 +267,10 @@ class AuditRepository:
         docs = self.collection.find(query, sort=[("time", -1)], skip=skip, limit=limit)
         return [AuditEvent.from_document(d) for d in docs], self.collection.count(query)
 
+    def prune(self, before: datetime) -> int:
+        """Delete the events older than ``before``; returns how many."""
+        return self.collection.delete_many({"time": {"$lt": to_iso(before)}})
+
 
 # -- failed logins (rate limiting across processes) ------------------------------------------
 
@@ -292,6 +298,7 @@ class LoginFailureRepository:
         self.collection.delete_many({"key": key})
 
     def prune(self, before: datetime) -> int:
+        """Delete the failures older than ``before``; returns how many."""
         return self.collection.delete_many({"time": {"$lt": to_iso(before)}})
 
 
@@ -306,22 +313,36 @@ class SessionRepository:
 
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["user_id"])
+        self.collection.ensure_index(["last_seen_at"])
 
     def open(self, user_id: str) -> str:
         session_id = new_secret()
+        now = to_iso(utcnow())
         self.collection.insert({"_id": hash_secret(session_id), "user_id": user_id,
-                                "created_at": to_iso(utcnow())})
+                                "created_at": now, "last_seen_at": now})
         return session_id
 
     def is_open(self, session_id: str, user_id: str) -> bool:
+        """True if the session is open for this user; records its use (at most once per
+        :data:`SESSION_SEEN_EVERY`: a page view must not write)."""
         doc = self.collection.get(hash_secret(session_id or ""))
-        return doc is not None and doc["user_id"] == user_id
+        if doc is None or doc["user_id"] != user_id:
+            return False
+        now = utcnow()
+        seen = from_iso(doc.get("last_seen_at"))
+        if seen is None or now - seen >= SESSION_SEEN_EVERY:
+            self.collection.update_one({"_id": doc["_id"]}, {"last_seen_at": to_iso(now)})
+        return True
 
     def close(self, session_id: str) -> None:
         self.collection.delete_many({"_id": hash_secret(session_id or "")})
 
     def close_all(self, user_id: str) -> int:
         return self.collection.delete_many({"user_id": user_id})
+
+    def prune_idle(self, before: datetime) -> int:
+        """Delete the sessions last used before ``before``; returns how many."""
+        return self.collection.delete_many({"last_seen_at": {"$lt": to_iso(before)}})
 
 
 # -- platform settings -------------------------------------------------------------------------

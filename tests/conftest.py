@@ -54,6 +54,7 @@ def app(app_config):
     application = create_app(app_config)
     yield application
     application.extensions["trainyard"].runner.shutdown()
+    application.extensions["housekeeping"].shutdown()
     application.extensions["trainyard"].db.close()
 
 
