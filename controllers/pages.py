@@ -127,10 +127,12 @@ def project_settings(slug):
         else:
             flash("Settings saved.", "success")
             return redirect(url_for("pages.project", slug=project.slug))
+    elif problem := project.schema.pattern_problem():  # stored before patterns ran on RE2
+        errors = {"filename_pattern": f"{problem} Change the pattern to upload files again."}
     return (render_template("projects/form.html", project=project, form=form, errors=errors,
                             members=ops.list_members(project),
                             is_owner=project.has_role(current_user, "owner"),
-                            **_form_context(project, form)), 422 if errors else 200)
+                            **_form_context(project, form)), 422 if form and errors else 200)
 
 
 @bp.post("/projects/<slug>/members")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from entity.base import from_iso, new_id, to_iso, utcnow
+from entity.file_name_pattern import pattern_problem
 from entity.store import Collection
 from exception_layer import ValidationFailed
 
@@ -62,16 +63,18 @@ class BatchSchema:
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.name == name), None)
 
+    def pattern_problem(self) -> str | None:
+        """Why the file-name pattern cannot be used, or None (a stored project may hold a
+        pattern from before patterns ran on RE2; see entity.file_name_pattern)."""
+        return pattern_problem(self.filename_pattern)
+
     def validate(self) -> BatchSchema:
         """Raise :class:`ValidationFailed` with one message per wrong field; return self."""
         errors: dict[str, str] = {}
         if not self.filename_pattern:
             errors["filename_pattern"] = "A file-name pattern is required."
-        else:
-            try:
-                re.compile(self.filename_pattern)
-            except re.error as exc:
-                errors["filename_pattern"] = f"Not a valid regular expression: {exc}."
+        elif problem := self.pattern_problem():
+            errors["filename_pattern"] = problem
         names = self.column_names
         if not names:
             errors["columns"] = "Add at least one column."

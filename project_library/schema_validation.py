@@ -6,11 +6,11 @@ Every problem becomes a reason in plain words that the person who made the file 
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from entity.file_name_pattern import PatternRefused, matches_whole, pattern_problem
 from entity.project import BatchSchema
 from exception_layer import ValidationFailed
 from project_library.csv_parsing import (
@@ -54,13 +54,16 @@ def file_name_matches(name: str, schema: BatchSchema) -> bool:
     """True when the file name (its last path segment) matches the schema's whole pattern."""
     base = name.rsplit("/", 1)[-1]
     try:
-        return re.fullmatch(schema.filename_pattern, base) is not None
-    except re.error:
+        return matches_whole(schema.filename_pattern, base)
+    except PatternRefused:  # a pattern stored before patterns were checked this way
         return False
 
 
 def _name_reason(name: str, schema: BatchSchema) -> str:
     base = name.rsplit("/", 1)[-1]
+    if problem := pattern_problem(schema.filename_pattern):
+        return (f"the project's naming pattern {schema.filename_pattern} can no longer be "
+                f"used ({problem}); an editor must change it in the project's settings")
     return (f"the file name '{base}' does not follow the project's naming pattern "
             f"{schema.filename_pattern}")
 
