@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from claim_race import upgrade_in_own_process
 
 from entity.base import from_iso, to_iso, utcnow
 from entity.database import Database
@@ -20,6 +22,7 @@ from entity.migrations import (
     current_version,
     upgrade,
 )
+from entity.store import open_store
 from tests.conftest import wait_until
 
 
@@ -144,3 +147,20 @@ def test_a_long_migration_keeps_renewing_its_claim(store):
                    stale_after=timedelta(seconds=0.2)) == 2
     assert renewed == [True]
     assert versions.get(VERSION_ID)["claim_token"] is None
+
+
+def test_upgrades_raced_by_4_processes_on_one_sqlite_file_run_each_migration_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    workers = [ctx.Process(target=upgrade_in_own_process, args=(url, barrier, results))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    assert [results.get(timeout=120) for _ in workers] == [4] * 4
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    store = open_store(url)
+    assert sorted(d["version"] for d in store.collection("applied").find()) == [2, 3, 4]
+    store.close()
