@@ -67,10 +67,15 @@ def baseline_documents(password_hash: str) -> dict[str, list[dict]]:
 
 
 @pytest.fixture(params=["sqlite", "mongomock"])
-def database_url(request, tmp_path) -> str:
+def database_url(request, tmp_path):
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'previous.db'}"
-    return f"mongomock://localhost/trainyard_upgrade_{secrets.token_hex(6)}"
+        yield f"sqlite:///{tmp_path / 'previous.db'}"
+        return
+    url = f"mongomock://localhost/trainyard_upgrade_{secrets.token_hex(6)}"
+    yield url
+    store = open_store(url)  # the in-memory server outlives the test: drop what it wrote
+    store.client().drop_database(store.db_name)
+    store.close()
 
 
 def write_database(url: str, collections: dict[str, list[dict]]) -> None:

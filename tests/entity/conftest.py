@@ -2,7 +2,8 @@
 
 Backends:
 - ``sqlite``: a file in the test's ``tmp_path`` (``sqlite:////abs/path``);
-- ``mongomock``: mongomock behind :class:`MongoStore`, a fresh database per test;
+- ``mongomock``: mongomock behind :class:`MongoStore`, a fresh database per test, dropped
+  afterwards;
 - ``mongodb``: a real server named by ``TEST_MONGODB_URI``, a unique database dropped afterwards
   (skipped when the variable is unset: no MongoDB server can run on the build machine).
 """
@@ -58,7 +59,7 @@ def backend(request, tmp_path):
         url = _mongodb_url(base, _unique_db_name())
     store = open_store(url)
     yield Backend(name, url, store)
-    if name == "mongodb":
+    if name != "sqlite":  # mongomock's one in-memory server lives as long as the process
         store.client().drop_database(store.db_name)
     store.close()
 
