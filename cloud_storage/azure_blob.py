@@ -30,6 +30,7 @@ from cloud_storage.base import (
     unreachable,
     uri_prefix,
 )
+from cloud_storage.configuration import ConfigField, prefix_field, prefix_path
 from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidStorageUri,
@@ -92,6 +93,20 @@ class AzureBlobStorage(Storage):
     """
 
     scheme = "wasbs"
+    kind = "azure"
+    label = "Azure Blob Storage"
+    configuration = (
+        ConfigField("container", "Container", required=True, locates=True,
+                    pattern=r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$",
+                    message="Container names are 3-63 lower-case letters, digits, dashes."),
+        prefix_field("Prefix (folder inside the container)"),
+        ConfigField("account_name", "Account name"),
+        ConfigField("account_url", "Account URL", help="only for a non-standard endpoint"),
+        ConfigField("connection_string", "Connection string", secret=True,
+                    help="or an account name with an account key or a SAS token"),
+        ConfigField("account_key", "Account key", secret=True),
+        ConfigField("sas_token", "SAS token", secret=True),
+    )
     upload_chunk_size = 4 * MB  # x UPLOAD_PARALLELISM blocks in flight: bounded memory
     #: azure-core's response generator reports its byte length as ``__len__``, so the SDK's
     #: ``list(response)`` preallocates 8 bytes of pointers per byte of a chunk: keep chunks small
@@ -115,6 +130,22 @@ class AzureBlobStorage(Storage):
                             or fields.get("blobendpoint")
                             or self._default_url(fields)).rstrip("/")
         self._container_client = None
+
+    @classmethod
+    def check_configuration(cls, settings: dict, secrets: dict) -> dict[str, str]:
+        if not secrets.get("connection_string") and not (
+                settings.get("account_name") and (secrets.get("account_key")
+                                                  or secrets.get("sas_token"))):
+            return {"connection_string": "Give a connection string, or an account name with "
+                                         "an account key or a SAS token."}
+        return {}
+
+    @classmethod
+    def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
+        account, tail = settings.get("account_name"), prefix_path(settings)
+        where = f"wasbs://{settings['container']}@{account}" if account else \
+            f"az://{settings['container']}"
+        return where + tail, cls.configured_credentials(settings, secrets)
 
     def _default_url(self, fields: dict) -> str:
         protocol = fields.get("defaultendpointsprotocol", "https")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, ClassVar, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from exception_layer import (
@@ -35,6 +35,9 @@ from exception_layer import (
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 
 logger = logging.getLogger("trainyard.storage")
+
+if TYPE_CHECKING:
+    from cloud_storage.configuration import ConfigField
 
 T = TypeVar("T")
 R = TypeVar("R")  # a response being read
@@ -458,6 +461,11 @@ class Storage(ABC):
     """
 
     scheme: ClassVar[str] = ""
+    #: the kind of storage connection admins create for this backend ("": none), its name on
+    #: the pages, and the fields of such a connection (see cloud_storage.configuration)
+    kind: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    configuration: ClassVar[tuple[ConfigField, ...]] = ()
     #: the chunk size the backend prefers for streamed uploads
     upload_chunk_size: ClassVar[int] = 8 * 1024 * 1024
     #: parts of a large upload in flight at once (memory: about (parallelism + 1) x chunk)
@@ -477,6 +485,29 @@ class Storage(ABC):
         self.credentials = credentials or {}
         self._client = client
         self._client_lock = threading.Lock()
+
+    @classmethod
+    def check_configuration(cls, settings: dict, secrets: dict) -> dict[str, str]:
+        """The rules that span several fields of a connection (each field's own rules are in
+        its declaration): ``{field: message}`` for what is wrong, empty when all is well.
+
+        Args:
+            settings: the checked non-secret fields, by name.
+            secrets: the secret fields (new or stored), by name.
+        """
+        return {}
+
+    @classmethod
+    def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
+        """The storage URI and the ``credentials`` of a connection with these fields: what
+        :func:`open_storage` takes (see :meth:`configured_credentials`)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be configured as a connection")
+
+    @classmethod
+    def configured_credentials(cls, settings: dict, secrets: dict) -> dict:
+        """The set fields of a connection that are not part of where its files are."""
+        locating = {f.name for f in cls.configuration if f.locates}
+        return {k: v for k, v in {**settings, **secrets}.items() if v and k not in locating}
 
     def _sdk_client(self):
         """The injected SDK client, or the one ``_build_client`` makes on first use (once,

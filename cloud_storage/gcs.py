@@ -34,6 +34,12 @@ from cloud_storage.base import (
     unreachable,
     uri_prefix,
 )
+from cloud_storage.configuration import (
+    ConfigField,
+    check_json_key_file,
+    prefix_field,
+    prefix_path,
+)
 from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidStorageUri,
@@ -195,6 +201,19 @@ class GCSStorage(Storage):
     """
 
     scheme = "gs"
+    kind = "gcs"
+    label = "Google Cloud Storage"
+    configuration = (
+        ConfigField("bucket", "Bucket", required=True, locates=True,
+                    pattern=r"^[a-z0-9][a-z0-9.\-_]{1,220}[a-z0-9]$",
+                    message="Bucket names are 3-222 lower-case letters, digits, dots, dashes "
+                            "or underscores."),
+        prefix_field("Prefix (folder inside the bucket)"),
+        ConfigField("endpoint", "Endpoint", help="only for an emulator or a private endpoint"),
+        ConfigField("service_account_json", "Service-account key (JSON)", secret=True,
+                    multiline=True, clean=check_json_key_file(
+                        "client_email", "Paste the whole service-account key file (JSON).")),
+    )
     #: a multiple of 256 KiB: the first read of an upload, and the SDK's chunk for an upload of
     #: unknown size (held about three times over while it is read and sent: under ~16 MB)
     upload_chunk_size = 4 * MB
@@ -212,6 +231,11 @@ class GCSStorage(Storage):
         self.bucket_name, self.prefix = parse_gs_uri(uri)
         self.endpoint = (self.credentials.get("endpoint")
                          or os.environ.get("STORAGE_EMULATOR_HOST") or None)
+
+    @classmethod
+    def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
+        return (f"gs://{settings['bucket']}{prefix_path(settings)}",
+                cls.configured_credentials(settings, secrets))
 
     # -- the client ------------------------------------------------------------------------
 

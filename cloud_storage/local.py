@@ -11,6 +11,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from cloud_storage.base import ListPage, ObjectInfo, Storage, check_key, exact_size
+from cloud_storage.configuration import ConfigField
 from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidKey,
@@ -50,11 +51,22 @@ class LocalStorage(Storage):
     when complete, so an acknowledged upload survives a power cut whole."""
 
     scheme = "file"
+    kind = "local"
+    label = "Local disk"
+    configuration = (
+        ConfigField("directory", "Folder (absolute path on the server)", required=True,
+                    pattern=r"^/", message="Give an absolute path, e.g. /srv/trainyard/storage.",
+                    locates=True),
+    )
     upload_chunk_size = 1024 * 1024
 
     def __init__(self, uri: str, credentials: dict | None = None, client=None):
         super().__init__(uri, credentials, client)
         self.root = parse_file_uri(uri)
+
+    @classmethod
+    def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
+        return Path(settings["directory"]).as_uri(), {}
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Backends registered by URI scheme; ``open_storage`` picks the class for a URI."""
+"""Backends registered by URI scheme; ``open_storage`` picks the class for a URI, and
+``storage_kinds`` lists the backends an admin can create a connection to."""
 
 from __future__ import annotations
 
@@ -10,13 +11,28 @@ from cloud_storage.base import Storage, logger
 from exception_layer import InvalidStorageUri
 
 _BACKENDS: dict[str, type[Storage]] = {}
+#: the backends that declare a connection kind, by kind, in the order they were registered
+_KINDS: dict[str, type[Storage]] = {}
 
 
 def register_backend(cls: type[Storage], *schemes: str) -> type[Storage]:
-    """Register ``cls`` for its ``scheme`` (and any extra ``schemes``)."""
+    """Register ``cls`` for its ``scheme`` (and any extra ``schemes``), and for its connection
+    ``kind`` when it declares one."""
     for scheme in (cls.scheme, *schemes):
         _BACKENDS[scheme] = cls
+    if cls.kind:
+        _KINDS[cls.kind] = cls
     return cls
+
+
+def storage_kinds() -> dict[str, type[Storage]]:
+    """The kinds of storage connection, each with its backend class (which declares the
+    connection's label and fields): the built-in backends first, in their usual order."""
+    _load_builtin_backends()
+    order = {module: position for position, module in enumerate(_BUILTIN_MODULES)}
+    kinds = sorted(_KINDS.items(),
+                   key=lambda item: order.get(item[1].__module__, len(order)))
+    return dict(kinds)
 
 
 def known_schemes() -> list[str]:

@@ -28,6 +28,7 @@ from cloud_storage.base import (
     unreachable,
     uri_prefix,
 )
+from cloud_storage.configuration import ConfigField, prefix_field, prefix_path
 from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidStorageUri,
@@ -85,6 +86,22 @@ class S3Storage(Storage):
     """
 
     scheme = "s3"
+    kind = "s3"
+    label = "AWS S3 (or S3-compatible)"
+    configuration = (
+        ConfigField("bucket", "Bucket", required=True, locates=True,
+                    pattern=r"^[a-z0-9][a-z0-9.\-_]{1,220}[a-z0-9]$",
+                    message="Bucket names are 3-222 lower-case letters, digits, dots, dashes "
+                            "or underscores."),
+        prefix_field("Prefix (folder inside the bucket)"),
+        ConfigField("region", "Region", help="e.g. eu-west-1"),
+        ConfigField("endpoint_url", "Endpoint URL", help="only for S3-compatible stores",
+                    pattern=r"^https?://",
+                    message="The endpoint starts with http:// or https://."),
+        ConfigField("access_key_id", "Access key ID"),
+        ConfigField("secret_access_key", "Secret access key", secret=True),
+        ConfigField("session_token", "Session token (temporary credentials)", secret=True),
+    )
     upload_chunk_size = 8 * MB  # S3 parts are 5 MiB at least; 8 MiB is the SDK's own part
     upload_parallelism = 3  # x 8 MB in flight + 1 being read: about 32 MB per upload
 
@@ -93,6 +110,18 @@ class S3Storage(Storage):
         self.bucket, self.prefix = parse_s3_uri(uri)
         self.region = self.credentials.get("region") or "us-east-1"
         self.endpoint_url = self.credentials.get("endpoint_url") or None
+
+    @classmethod
+    def check_configuration(cls, settings: dict, secrets: dict) -> dict[str, str]:
+        if bool(settings.get("access_key_id")) != bool(secrets.get("secret_access_key")):
+            return {"secret_access_key": "Give both the access key ID and the secret, or "
+                                         "neither (to use the server's own AWS identity)."}
+        return {}
+
+    @classmethod
+    def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
+        return (f"s3://{settings['bucket']}{prefix_path(settings)}",
+                cls.configured_credentials(settings, secrets))
 
     # -- the client ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from controllers.auditing import audit
 from controllers.services import services
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, PlatformError, ValidationFailed
-from integration.credentials import KINDS, MASK, masked
+from integration.credentials import MASK, masked, storage_kinds
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_PAGE = 50
@@ -99,17 +99,17 @@ def audit_log():
 def storage():
     """Storage connections: where projects' files may live."""
     require_admin()
-    return render_template("admin/storage.html", connections=sc.list_connections(), kinds=KINDS,
-                           default_uri=services().resolver.default_uri)
+    return render_template("admin/storage.html", connections=sc.list_connections(),
+                           kinds=storage_kinds(), default_uri=services().resolver.default_uri)
 
 
 @bp.route("/storage/new", methods=["GET", "POST"])
 def new_storage():
     """Add a storage connection of one kind."""
     require_admin()
-    kind = request.values.get("kind", "")
-    if kind not in KINDS:
-        raise BadRequest(f"Choose a kind of storage: {', '.join(KINDS)}.")
+    kind, kinds = request.values.get("kind", ""), storage_kinds()
+    if kind not in kinds:
+        raise BadRequest(f"Choose a kind of storage: {', '.join(kinds)}.")
     errors, form = {}, {}
     if request.method == "POST":
         form = request.form.to_dict()
@@ -120,7 +120,7 @@ def new_storage():
         else:
             flash(f"Storage {connection.name} saved. Test it below.", "success")
             return redirect(url_for("admin.edit_storage", connection_id=connection.id)), 303
-    return (render_template("admin/storage_form.html", kind=kind, spec=KINDS[kind],
+    return (render_template("admin/storage_form.html", kind=kind, spec=kinds[kind],
                             connection=None, form=form, errors=errors, mask=MASK),
             422 if errors else 200)
 
@@ -144,7 +144,7 @@ def edit_storage(connection_id):
             return redirect(url_for("admin.edit_storage", connection_id=connection_id)), 303
     shown = masked(connection, services().box)
     return render_template("admin/storage_form.html", kind=connection.kind,
-                           spec=KINDS[connection.kind], connection=shown,
+                           spec=storage_kinds()[connection.kind], connection=shown,
                            form={**shown["settings"], **shown["secrets"],
                                  "name": shown["name"]},
                            errors=errors, mask=MASK), status

@@ -21,8 +21,7 @@ from entity.log_record import LEVELS
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
 from entity.user import PLATFORM_ROLES
-from integration.credentials import KINDS as STORAGE_KINDS
-from integration.credentials import MASK
+from integration.credentials import connection_input_schema, connection_schema
 
 API_BLUEPRINT = "api"
 OPENAPI_VERSION = "3.1.0"
@@ -270,27 +269,6 @@ SCHEMAS: dict[str, dict] = {
             "type": "object", "required": ["token"],
             "properties": {"token": {**TEXT, "description": "the secret: shown only once"}}}],
     },
-    "StorageConnection": {
-        "type": "object",
-        "required": ["id", "name", "kind", "settings", "secrets", "created_at", "updated_at"],
-        "properties": {
-            "id": ID, "name": TEXT, "kind": {"enum": list(STORAGE_KINDS)},
-            "settings": {"type": "object", "additionalProperties": TEXT},
-            "secrets": {"type": "object", "additionalProperties": {"enum": [MASK, ""]},
-                        "description": f"secret fields, masked ({MASK}) when set"},
-            "created_at": TIME, "updated_at": TIME},
-    },
-    "StorageConnectionInput": {
-        "type": "object",
-        "description": "Fields per kind: " + "; ".join(
-            f"{kind}: {', '.join(f.name + (' (secret)' if f.secret else '') for f in k['fields'])}"
-            for kind, k in STORAGE_KINDS.items())
-            + f". A secret left empty or sent as {MASK} keeps its stored value.",
-        "properties": {"name": {**TEXT, "maxLength": 100},
-                       "kind": {"enum": list(STORAGE_KINDS)},
-                       "settings": {"type": "object", "additionalProperties": TEXT},
-                       "secrets": {"type": "object", "additionalProperties": TEXT}},
-    },
     "AuditEvent": {
         "type": "object", "required": ["id", "action", "time", "success"],
         "properties": {"id": ID, "action": TEXT, "actor_id": nullable(TEXT),
@@ -528,6 +506,13 @@ def _undeclared(rule, view) -> dict:
             "responses": {"default": {"description": "Not declared yet."}}}
 
 
+def storage_schemas() -> dict[str, dict]:
+    """The storage-connection schemas, generated from the fields each storage backend declares
+    (at each build: a backend registered later appears too)."""
+    return {"StorageConnection": connection_schema(),
+            "StorageConnectionInput": connection_input_schema()}
+
+
 def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "1") -> dict:
     """The OpenAPI document of the API blueprint of ``app``: one operation per route and
     method, in path order."""
@@ -553,5 +538,6 @@ def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "
         "servers": [{"url": app.blueprints[API_BLUEPRINT].url_prefix or "/"}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
-        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": {**SCHEMAS, **storage_schemas()},
+                       "securitySchemes": SECURITY_SCHEMES},
     }

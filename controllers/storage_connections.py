@@ -7,7 +7,12 @@ from controllers.auditing import audit
 from controllers.services import services
 from entity.storage_connection import StorageConnection
 from exception_layer import Conflict, DuplicateKey, NotFound, ValidationFailed
-from integration.credentials import check_connection_fields, masked, storage_location
+from integration.credentials import (
+    check_connection_fields,
+    location_fields,
+    masked,
+    storage_location,
+)
 
 
 def load_connection(connection_id: str) -> StorageConnection:
@@ -39,16 +44,16 @@ def create_connection(data: dict) -> StorageConnection:
 def update_connection(connection: StorageConnection, data: dict) -> StorageConnection:
     """Change a connection; a secret left empty or masked keeps its stored value.
 
-    Where a connection points (bucket, container, prefix, folder) cannot change while projects
-    use it: their files would be left behind. Move the projects first.
+    Where a connection points (the fields its backend declares as locating its files) cannot
+    change while projects use it: their files would be left behind. Move the projects first.
     """
     box = services().box
     # Fields left out keep their stored values (PATCH semantics).
     settings, secrets = check_connection_fields(
         connection.kind, data.get("name", connection.name),
         {**connection.settings, **_values(data)}, stored_secrets=box.decrypt(connection.secrets))
-    where = ("bucket", "container", "prefix", "directory")
-    moved = any(settings.get(k) != connection.settings.get(k) for k in where)
+    moved = any(settings.get(k) != connection.settings.get(k)
+                for k in location_fields(connection.kind))
     if moved and _in_use(connection):
         raise Conflict("Projects use this connection: move them before changing where it "
                        "points.")

@@ -1,63 +1,22 @@
-"""The bridge from stored storage connections to storage clients: which fields each kind of
-storage has, which of them are secret, how secrets are encrypted at rest (Fernet) and masked
-whenever they are shown."""
+"""The bridge from stored storage connections to storage clients. Each storage backend
+declares the fields of a connection to it (``Storage.configuration``, see
+``cloud_storage.configuration``); from those declarations alone this module validates a
+connection's fields, encrypts its secret ones at rest (Fernet), masks them whenever they are
+shown, and turns a stored connection into the URI and credentials its backend takes."""
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
-from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from cloud_storage import check_key
+from cloud_storage import ConfigField, Storage, storage_kinds
 from entity.storage_connection import StorageConnection
-from exception_layer import InvalidKey, PlatformError, ValidationFailed
+from exception_layer import PlatformError, ValidationFailed
 
 #: what a stored secret looks like when shown; submitting it back means "unchanged"
 MASK = "--------"
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    label: str
-    secret: bool = False
-    required: bool = False
-    help: str = ""
-    multiline: bool = False
-
-
-KINDS: dict[str, dict] = {
-    "local": {"label": "Local disk", "fields": [
-        Field("directory", "Folder (absolute path on the server)", required=True)]},
-    "s3": {"label": "AWS S3 (or S3-compatible)", "fields": [
-        Field("bucket", "Bucket", required=True),
-        Field("prefix", "Prefix (folder inside the bucket)"),
-        Field("region", "Region", help="e.g. eu-west-1"),
-        Field("endpoint_url", "Endpoint URL", help="only for S3-compatible stores"),
-        Field("access_key_id", "Access key ID"),
-        Field("secret_access_key", "Secret access key", secret=True),
-        Field("session_token", "Session token (temporary credentials)", secret=True)]},
-    "azure": {"label": "Azure Blob Storage", "fields": [
-        Field("container", "Container", required=True),
-        Field("prefix", "Prefix (folder inside the container)"),
-        Field("account_name", "Account name"),
-        Field("account_url", "Account URL", help="only for a non-standard endpoint"),
-        Field("connection_string", "Connection string", secret=True,
-              help="or an account name with an account key or a SAS token"),
-        Field("account_key", "Account key", secret=True),
-        Field("sas_token", "SAS token", secret=True)]},
-    "gcs": {"label": "Google Cloud Storage", "fields": [
-        Field("bucket", "Bucket", required=True),
-        Field("prefix", "Prefix (folder inside the bucket)"),
-        Field("endpoint", "Endpoint", help="only for an emulator or a private endpoint"),
-        Field("service_account_json", "Service-account key (JSON)", secret=True,
-              multiline=True)]},
-}
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-_]{1,220}[a-z0-9]$")
-_CONTAINER = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+FORM_ERROR = "Please correct the marked fields."
 
 
 class SecretBox:
@@ -95,29 +54,50 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode() if token else ""
 
 
+def backend_of(kind: str) -> type[Storage] | None:
+    """The backend class of a kind of connection (None: no such kind)."""
+    return storage_kinds().get(kind)
+
+
+def connection_fields(kind: str) -> tuple[ConfigField, ...]:
+    """The declared fields of a kind of connection, in form order (none for an unknown kind)."""
+    backend = backend_of(kind)
+    return backend.configuration if backend else ()
+
+
 def field_names(kind: str, *, secret: bool) -> list[str]:
-    return [f.name for f in KINDS[kind]["fields"] if f.secret is secret]
+    return [f.name for f in connection_fields(kind) if f.secret is secret]
+
+
+def location_fields(kind: str) -> list[str]:
+    """The fields that say where a connection's files are (they cannot change while projects
+    use it)."""
+    return [f.name for f in connection_fields(kind) if f.locates]
 
 
 def check_connection_fields(kind: str, name: str, values: dict,
                             stored_secrets: dict | None = None) -> tuple[dict, dict]:
-    """Validate a connection form; returns (settings, secrets).
+    """Validate a connection form against its kind's declared fields; returns
+    (settings, secrets).
 
-    A secret submitted as empty or as the mask keeps the stored value.
+    A secret submitted as empty or as the mask keeps the stored value. Each field is checked
+    for its type and presence first; then, when all are present, for its declared pattern and
+    ``clean``, and the backend's rules across fields.
 
     Raises:
         ValidationFailed: with one message per wrong field.
     """
+    backend = backend_of(kind)
+    if backend is None:
+        raise ValidationFailed(FORM_ERROR, details={
+            "kind": f"Choose one of {', '.join(storage_kinds())}."})
     errors: dict[str, str] = {}
-    if kind not in KINDS:
-        raise ValidationFailed("Please correct the marked fields.", details={
-            "kind": f"Choose one of {', '.join(KINDS)}."})
     name = str(name or "").strip()
     if not name or len(name) > 100:
         errors["name"] = "Name the connection (at most 100 characters)."
     settings: dict[str, str] = {}
     secrets = dict(stored_secrets or {})
-    for spec in KINDS[kind]["fields"]:
+    for spec in backend.configuration:
         raw = values.get(spec.name)
         if raw is not None and not isinstance(raw, str):
             errors[spec.name] = "Must be text."
@@ -131,72 +111,27 @@ def check_connection_fields(kind: str, name: str, values: dict,
             errors[spec.name] = f"{spec.label} is required."
         settings[spec.name] = value
     if errors:
-        raise ValidationFailed("Please correct the marked fields.", details=errors)
-    _check_kind_rules(kind, settings, secrets, errors)
+        raise ValidationFailed(FORM_ERROR, details=errors)
+    for spec in backend.configuration:
+        held = secrets if spec.secret else settings
+        if held.get(spec.name):
+            try:
+                held[spec.name] = spec.check(held[spec.name])
+            except ValueError as exc:
+                errors[spec.name] = str(exc)
+    for field, message in backend.check_configuration(settings, secrets).items():
+        errors.setdefault(field, message)
     if errors:
-        raise ValidationFailed("Please correct the marked fields.", details=errors)
+        raise ValidationFailed(FORM_ERROR, details=errors)
     return settings, secrets
-
-
-def _check_kind_rules(kind: str, settings: dict, secrets: dict, errors: dict) -> None:
-    prefix = settings.get("prefix", "").strip("/")
-    if prefix:
-        try:
-            check_key(prefix + "/", folder=True)
-        except InvalidKey as exc:
-            errors["prefix"] = exc.message
-        settings["prefix"] = prefix
-    if kind == "local" and not settings["directory"].startswith("/"):
-        errors["directory"] = "Give an absolute path, e.g. /srv/trainyard/storage."
-    if kind in ("s3", "gcs") and not _BUCKET.match(settings["bucket"]):
-        errors["bucket"] = ("Bucket names are 3-222 lower-case letters, digits, dots, dashes "
-                            "or underscores.")
-    if kind == "s3":
-        if bool(settings.get("access_key_id")) != bool(secrets.get("secret_access_key")):
-            errors["secret_access_key"] = ("Give both the access key ID and the secret, or "
-                                           "neither (to use the server's own AWS identity).")
-        endpoint = settings.get("endpoint_url")
-        if endpoint and not endpoint.startswith(("http://", "https://")):
-            errors["endpoint_url"] = "The endpoint starts with http:// or https://."
-    if kind == "azure":
-        if not _CONTAINER.match(settings["container"]):
-            errors["container"] = "Container names are 3-63 lower-case letters, digits, dashes."
-        if not secrets.get("connection_string") and not (
-                settings.get("account_name") and (secrets.get("account_key")
-                                                  or secrets.get("sas_token"))):
-            errors["connection_string"] = ("Give a connection string, or an account name with "
-                                           "an account key or a SAS token.")
-    if kind == "gcs" and secrets.get("service_account_json"):
-        try:
-            info = json.loads(secrets["service_account_json"])
-            if not isinstance(info, dict) or "client_email" not in info:
-                raise ValueError
-        except ValueError:
-            errors["service_account_json"] = "Paste the whole service-account key file (JSON)."
 
 
 def storage_location(connection: StorageConnection, box: SecretBox) -> tuple[str, dict]:
     """The storage URI and the credentials dict the backend takes."""
-    settings, secrets = connection.settings, box.decrypt(connection.secrets)
-    prefix = settings.get("prefix", "").strip("/")
-    tail = "/" + quote(prefix) if prefix else ""
-    kind = connection.kind
-    if kind == "local":
-        from pathlib import Path
-
-        return Path(settings["directory"]).as_uri(), {}
-    values = {k: v for k, v in {**settings, **secrets}.items()
-              if v and k not in ("bucket", "container", "prefix", "directory")}
-    if kind == "s3":
-        return f"s3://{settings['bucket']}{tail}", values
-    if kind == "azure":
-        account = settings.get("account_name")
-        if account:
-            return f"wasbs://{settings['container']}@{account}{tail}", values
-        return f"az://{settings['container']}{tail}", values
-    if kind == "gcs":
-        return f"gs://{settings['bucket']}{tail}", values
-    raise ValidationFailed(f"Unknown storage kind {kind!r}.")
+    backend = backend_of(connection.kind)
+    if backend is None:
+        raise ValidationFailed(f"Unknown storage kind {connection.kind!r}.")
+    return backend.configured_location(dict(connection.settings), box.decrypt(connection.secrets))
 
 
 def masked(connection: StorageConnection, box: SecretBox) -> dict:
@@ -208,3 +143,63 @@ def masked(connection: StorageConnection, box: SecretBox) -> dict:
                         for name in field_names(connection.kind, secret=True)},
             "created_at": connection.created_at.isoformat(),
             "updated_at": connection.updated_at.isoformat()}
+
+
+# -- the JSON schemas of a connection, from the declarations (for the API document) -------------
+
+_TEXT = {"type": "string"}
+_TIME = {"type": "string", "format": "date-time"}
+_MASKED = {"enum": [MASK, ""]}
+
+
+def kind_schema(kind: str, *, answer: bool = False) -> dict:
+    """The JSON schema of a connection of one kind: its ``kind`` and the declared fields of its
+    ``settings`` and ``secrets``, as the API takes them or (``answer``) as it shows them, each
+    secret masked.
+
+    Raises:
+        KeyError: for an unknown kind.
+    """
+    backend = storage_kinds()[kind]
+    settings = {f.name: f.json_schema() for f in backend.configuration if not f.secret}
+    secrets = {f.name: ({**_MASKED, "title": f.label} if answer else f.json_schema())
+               for f in backend.configuration if f.secret}
+    return {"title": backend.label, "type": "object", "properties": {
+        "kind": {"const": kind},
+        "settings": {"type": "object", "properties": settings},
+        "secrets": {"type": "object", "properties": secrets}}}
+
+
+def connection_schema() -> dict:
+    """The JSON schema of a connection as the API answers it (:func:`masked`)."""
+    kinds = storage_kinds()
+    return {
+        "type": "object",
+        "required": ["id", "name", "kind", "settings", "secrets", "created_at", "updated_at"],
+        "properties": {
+            "id": {**_TEXT, "minLength": 1}, "name": _TEXT, "kind": {"enum": list(kinds)},
+            "settings": {"type": "object", "additionalProperties": _TEXT},
+            "secrets": {"type": "object", "additionalProperties": _MASKED,
+                        "description": f"secret fields, masked ({MASK}) when set"},
+            "created_at": _TIME, "updated_at": _TIME},
+        "anyOf": [kind_schema(kind, answer=True) for kind in kinds],
+    }
+
+
+def connection_input_schema() -> dict:
+    """The JSON schema of a connection's definition (the body that creates or changes one): a
+    name, a kind, and the kind's declared fields in ``settings`` and ``secrets``."""
+    kinds = storage_kinds()
+    return {
+        "type": "object",
+        "description": "Fields per kind: " + "; ".join(
+            f"{kind}: " + ", ".join(f.name + (" (secret)" if f.secret else "")
+                                    for f in backend.configuration)
+            for kind, backend in kinds.items())
+            + f". A secret left empty or sent as {MASK} keeps its stored value.",
+        "properties": {"name": {**_TEXT, "maxLength": 100},
+                       "kind": {"enum": list(kinds)},
+                       "settings": {"type": "object", "additionalProperties": _TEXT},
+                       "secrets": {"type": "object", "additionalProperties": _TEXT}},
+        "anyOf": [kind_schema(kind) for kind in kinds],
+    }
