@@ -11,6 +11,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_mail import Message
 
+import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
 from controllers import admin, api, auth, health, pages, transfers  # noqa: F401 (routes)
@@ -24,6 +25,7 @@ from exception_layer.handlers import register_error_handlers, render_error
 from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
+from logging_layer import adapters
 from logging_layer.setup import configure_logging
 from thread_layer.housekeeping import Housekeeper, Retention
 from thread_layer.model_server import ModelServer
@@ -69,6 +71,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                       WTF_CSRF_TIME_LIMIT=None)
     app.session_interface = CookieSessions()
     configure_logging(settings["LOG_LEVEL"])
+    # The private library internals of the hot paths, probed once per process.
+    adapters.turn_off(settings["PUBLIC_PATHS"] or ())
+    adapters.check_all()
 
     db = Database.from_url(settings["DATABASE_URL"])
     db.upgrade()  # before the indexes: a new index may need the migrated documents

@@ -54,6 +54,16 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _names(*choices: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(value: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in value.split(",") if n.strip())
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise ValueError(f"names {', '.join(unknown)}; known: {', '.join(choices)}")
+        return names
+    return parse
+
+
 #: name -> (parser, default, description); a default of None means "unset"
 SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "TRAINYARD_HOST": (_text, "127.0.0.1", "Address the web server listens on."),
@@ -92,6 +102,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "USAGE_FLUSH_SECONDS": (_int(1, 3600), 5,
                             "How often a web process saves its real-time prediction counters "
                             "to the database."),
+    "PUBLIC_PATHS": (_names("all", "gunicorn-body", "gcs-session", "sklearn-raw-predict"), None,
+                     "Adapters (comma-separated, or all) whose private library internal is "
+                     "not used, the library's public path instead (logging_layer/adapters.py)."),
     "SOCKETIO_MESSAGE_QUEUE": (_text, None,
                                "redis://... so several processes publish live logs."),
     "CELERY_BROKER_URL": (_text, None,

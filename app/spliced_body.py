@@ -12,6 +12,12 @@ the socket's bytes land in the part's buffer with one copy, the one ``recv_into`
 It is done only where it is safe: a plain (not TLS) HTTP/1.1 connection served by gunicorn, a
 body with a Content-Length, and Linux. Everything else (the development server, the test
 client, chunked bodies, TLS, HTTP/2, other systems) keeps the ordinary stream.
+
+It reaches into gunicorn's private request body (``Body.buf``, its ``LengthReader`` and the
+``Unreader``'s read-ahead), so it goes through the adapter :data:`BODY`: once per process, a
+real request parsed by the installed gunicorn on a socket pair is read through every path of
+:class:`SplicedBody`, and a pipelined next request must still parse after it. If anything
+differs, every body keeps gunicorn's stream (``wsgi.input``) and one log line says so.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ except ImportError:  # not a Unix: nothing here is used there
     fcntl = None
 
 from werkzeug.exceptions import ClientDisconnected
+
+from logging_layer.adapters import Adapter
 
 #: bytes moved per splice(2) call, and the pipe's capacity (Linux's largest for a normal user):
 #: the default 64 KiB pipe halves the speed
@@ -166,19 +174,64 @@ class SplicedBody:
 def spliceable(environ: dict, stream):
     """``stream`` as a :class:`SplicedBody` where the request allows it, else unchanged."""
     sock = environ.get("gunicorn.socket")
-    body = environ.get("wsgi.input")
     # An ssl.SSLSocket (TLS) carries encrypted bytes: only a plain socket is spliced.
-    if not hasattr(os, "splice") or fcntl is None or type(sock) is not socket.socket:
+    if sock is None or type(sock) is not socket.socket or not BODY.usable:
         return stream
-    try:
-        from gunicorn.http.body import Body, LengthReader
-        from gunicorn.http.unreader import Unreader
-    except ImportError:
-        return stream
-    # The attributes drain_into relies on, checked so that another gunicorn falls back safely.
+    return _spliced(environ.get("wsgi.input"), stream, sock)
+
+
+def _spliced(body, stream, sock: socket.socket):
+    from gunicorn.http.body import Body, LengthReader
+    from gunicorn.http.unreader import Unreader
+
+    # The request's own objects are what the probe found (a chunked body is another reader).
     if not (isinstance(body, Body) and isinstance(body.buf, io.BytesIO)
             and isinstance(body.reader, LengthReader) and isinstance(body.reader.length, int)
             and isinstance(body.reader.unreader, Unreader)
             and isinstance(body.reader.unreader.buf, io.BytesIO)):
         return stream
     return SplicedBody(stream, body, sock)
+
+
+def _probe_gunicorn_body() -> str | None:
+    """Parse a request with the installed gunicorn on a socket pair and read its body through
+    ``read``, ``readinto`` and ``drain_into`` (bytes held by gunicorn, then from the socket):
+    None if every byte arrives in order and the pipelined request after it still parses."""
+    if not hasattr(os, "splice") or fcntl is None:
+        return "splice(2) is not available on this system"
+    import tempfile
+
+    from gunicorn.config import Config
+    from gunicorn.http import wsgi
+    from gunicorn.http.parser import RequestParser
+
+    body = bytes(range(256)) * 300  # more than gunicorn reads ahead with the headers
+    ours, theirs = socket.socketpair()
+    with ours, theirs, tempfile.TemporaryFile() as target:
+        theirs.sendall(f"PUT /probe HTTP/1.1\r\nHost: probe\r\nContent-Length: {len(body)}"
+                       f"\r\n\r\n".encode() + body + b"GET /next HTTP/1.1\r\nHost: probe\r\n\r\n")
+        ours.settimeout(5)
+        config = Config()
+        parser = RequestParser(config, ours, ("probe", 0))
+        _, environ = wsgi.create(next(parser), ours, ("probe", 0), ("probe", 0), config)
+        stream = _spliced(environ["wsgi.input"], environ["wsgi.input"], ours)
+        if not isinstance(stream, SplicedBody):
+            return "gunicorn's request body is not the Body, LengthReader and Unreader expected"
+        head = stream.read(1000)
+        part, filled = bytearray(20_000), 0  # the held bytes, then the socket's
+        with memoryview(part) as view:
+            while filled < len(part) and (got := stream.readinto(view[filled:])):
+                filled += got
+        stream.drain_into(target.fileno())
+        target.seek(0)
+        if head + part[:filled] + target.read() != body:
+            return "the body read past gunicorn differs from what was sent"
+        if next(parser).path != "/next":
+            return "the request after the body did not parse"
+    return None
+
+
+#: gunicorn's private request body, read past for zero-copy uploads
+BODY = Adapter("gunicorn-body", _probe_gunicorn_body,
+               internal="gunicorn's Body.buf, LengthReader and Unreader read-ahead",
+               fallback="gunicorn's wsgi.input stream")

@@ -49,9 +49,11 @@ from exception_layer import (
     StorageError,
     StorageUnavailable,
 )
+from logging_layer.adapters import Adapter
 
 MB = 1024 * 1024
 TIMEOUT = (10, 120)  # connect, read (seconds)
+RANGED_READ = 4 * MB  # one SDK call per range, where the streamed read is not used
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]$")
 _TOKEN_FROM_SERVER = "t:"
 _TOKEN_AFTER_KEY = "k:"
@@ -192,12 +194,40 @@ class _Body:
         return chunk
 
 
+def _probe_session() -> str | None:
+    """The client's ``_http`` is the authorized requests session that carries its credentials
+    (what the streamed upload and read send their requests with), or why not."""
+    try:
+        from google.auth.credentials import AnonymousCredentials
+        from google.auth.transport.requests import AuthorizedSession
+        from google.cloud import storage
+    except ImportError:  # no GCS SDK: the backend is never used
+        return None
+    credentials = AnonymousCredentials()
+    client = storage.Client(project="trainyard-probe", credentials=credentials,
+                            client_options={"api_endpoint": "http://127.0.0.1:9"})
+    session = getattr(client, "_http", None)
+    if not isinstance(session, AuthorizedSession):
+        return f"the client's _http is a {type(session).__name__}, not an AuthorizedSession"
+    if session.credentials is not credentials:
+        return "the client's _http does not carry the client's credentials"
+    return None
+
+
+#: the storage client's authorized requests session, for streamed uploads and reads
+SESSION = Adapter("gcs-session", _probe_session,
+                  internal="google-cloud-storage's Client._http",
+                  fallback="the SDK's chunked resumable uploads and ranged downloads")
+
+
 class GCSStorage(Storage):
     """Objects in a GCS bucket below a prefix.
 
     Uploads go as one request up to one chunk, as a resumable upload beyond (the object exists
     only once the last byte is in): one streamed request when the size is known, the SDK's
-    chunks when it is not. Folders are zero-byte ``folder/`` marker objects.
+    chunks when it is not (or when the client's session, :data:`SESSION`, cannot be used).
+    Reads are one streamed request (ranged SDK calls without the session). Folders are
+    zero-byte ``folder/`` marker objects.
     """
 
     scheme = "gs"
@@ -445,8 +475,30 @@ class GCSStorage(Storage):
         versions."""
         full = self._full(key)
         blob = self._reload(key, full)
-        chunks = self._media_chunks(key, full, int(blob.size or 0), blob.generation)
+        read = self._media_chunks if SESSION.usable else self._ranged_chunks
+        chunks = read(key, full, int(blob.size or 0), blob.generation)
         return chunk_stream(chunks, on_close=chunks.close)
+
+    def _ranged_chunks(self, key: str, full: str, size: int, generation) -> Iterator[bytes]:
+        """``size`` bytes of the object through the SDK's public ranged download, one call
+        (with our retry policy) per ``RANGED_READ`` bytes, pinned to ``generation``: the path
+        when the client's session cannot be used (:data:`SESSION`)."""
+        blob = self.bucket.blob(full)
+        position = 0
+        while position < size:
+            end = min(position + RANGED_READ, size) - 1
+            try:
+                data = self._call("read", lambda start=position, end=end: blob.download_as_bytes(
+                    start=start, end=end, if_generation_match=generation or None,
+                    checksum=None, retry=None, timeout=TIMEOUT), key=key)
+            except StorageError as exc:
+                if self._status(exc.__cause__) == 412:  # ifGenerationMatch failed
+                    raise replaced_while_read(key) from None
+                raise
+            if not data:
+                raise replaced_while_read(key)
+            position += len(data)
+            yield data
 
     def _media_url(self, full: str) -> str:
         return (f"{self._endpoint_name.rstrip('/')}/download/storage/v1/b/"
@@ -507,7 +559,7 @@ class GCSStorage(Storage):
                 body, content_type=content_type or "application/octet-stream", retry=None,
                 timeout=TIMEOUT))
             return self._info(key, blob)
-        if size is not None and size > len(data):
+        if size is not None and size > len(data) and SESSION.usable:
             return self._streamed_upload(key, full, data, stream, size, content_type)
         blob = self.bucket.blob(full, chunk_size=self.upload_chunk_size)
         source = _BytesReads(_Prepended(data, stream))

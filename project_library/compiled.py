@@ -9,6 +9,12 @@ numeric features) this module reads the fitted parameters and computes the same 
 few array operations. Each compiled form is accepted only after it reproduced the original,
 bit for bit, on probe rows with missing values and values on the split thresholds; anything it
 does not recognise (or any mismatch) keeps scikit-learn's own path.
+
+Both histogram gradient boosting shortcuts (:func:`boosting_outputs` and :class:`CompiledTrees`)
+rest on scikit-learn's private ``_raw_predict``, ``_loss`` and ``_predictors``: they go through
+the adapter :data:`RAW_PREDICT`, which checks once per process, on small fitted models, that the
+private path still gives what ``predict`` and ``predict_proba`` give. If it does not, serving
+uses ``predict`` and ``predict_proba`` (and no compiled trees), and one log line says so.
 """
 
 from __future__ import annotations
@@ -23,7 +29,67 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from logging_layer.adapters import Adapter
 from project_library.preprocessing import SelectColumns, to_float
+
+
+def boosting_outputs(estimator, features, want_proba: bool, trees: CompiledTrees | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict(features)`` and, if wanted, ``predict_proba(features)`` of a histogram
+    gradient boosting ``estimator`` from one raw prediction (scikit-learn computes it once per
+    method), following scikit-learn 1.9's own ``predict`` and ``predict_proba``. ``trees``, its
+    compiled form, computes the raw prediction of a few rows given as an array. Private
+    internals: only where :data:`RAW_PREDICT` is usable."""
+    if trees is not None and isinstance(features, np.ndarray) and len(features) <= trees.MAX_ROWS:
+        raw = trees.raw_predict(features)
+    else:
+        raw = estimator._raw_predict(features)
+    if isinstance(estimator, HistGradientBoostingRegressor):
+        return estimator._loss.link.inverse(raw.ravel()), None
+    proba = estimator._loss.predict_proba(raw) if want_proba else None
+    if raw.shape[1] == 1:
+        encoded = (raw.ravel() > 0).astype(int)
+    else:
+        encoded = np.argmax(raw, axis=1)
+    return estimator.classes_[encoded], proba
+
+
+def _probe_raw_predict() -> str | None:
+    """Fit tiny boosting models (two classes, three, a regression; with missing values) and
+    compare the private path, plain and through compiled trees, with the public one: the
+    same arrays or the reason they differ."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(90, 3))
+    features[::7, 1] = np.nan
+    signal = features[:, 0] + np.nan_to_num(features[:, 1])
+    cases = ((HistGradientBoostingClassifier, (signal > 0).astype(int)),
+             (HistGradientBoostingClassifier, np.digitize(signal, [-0.5, 0.5])),
+             (HistGradientBoostingRegressor, signal))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cls, target in cases:
+            estimator = cls(max_iter=4, max_leaf_nodes=4, min_samples_leaf=5,
+                            early_stopping=False).fit(features, target)
+            classifier = cls is HistGradientBoostingClassifier
+            public = (estimator.predict(features),
+                      estimator.predict_proba(features) if classifier else None)
+            trees = CompiledTrees.compile(estimator)
+            if trees is None:
+                return f"compiled trees refused a fitted {cls.__name__}"
+            for rows in (features, features[:1]):
+                for with_trees in (None, trees):
+                    predicted, proba = boosting_outputs(estimator, rows, classifier, with_trees)
+                    if not np.array_equal(predicted, public[0][:len(rows)]) or (
+                            classifier and not np.array_equal(proba, public[1][:len(rows)])):
+                        return f"{cls.__name__}: the raw path's answers differ from predict"
+    return None
+
+
+#: scikit-learn's private raw predictions, checked against ``predict`` and ``predict_proba``
+RAW_PREDICT = Adapter(
+    "sklearn-raw-predict", _probe_raw_predict,
+    internal="scikit-learn's HistGradientBoosting _raw_predict, _loss and _predictors",
+    fallback="predict and predict_proba")
 
 
 class NumericFeatures:

@@ -22,7 +22,7 @@ from entity.model_version import ModelVersion
 from entity.project import BatchSchema, Project
 from exception_layer import ValidationFailed
 from integration.file_manager import ProjectFiles
-from project_library.compiled import CompiledTrees, NumericFeatures
+from project_library.compiled import RAW_PREDICT, CompiledTrees, NumericFeatures, boosting_outputs
 from project_library.csv_parsing import FALSE_TOKENS, TRUE_TOKENS, parse_dates
 from project_library.model_artifacts import load_verified_model
 
@@ -51,7 +51,7 @@ class ServingModel:
     def __post_init__(self):
         self._transformers, self._estimator = _pipeline_parts(self.model)
         self._numeric = NumericFeatures.compile(self._transformers)
-        self._trees = CompiledTrees.compile(self._estimator)
+        self._trees = CompiledTrees.compile(self._estimator) if RAW_PREDICT.usable else None
         self._labels = [str(json_value(c)) for c in self.classes]
         self._float_columns = frozenset(c.name for c in self.schema.columns
                                         if c.type == "float") if self.schema else frozenset()
@@ -119,24 +119,12 @@ def _predict(estimator, features, want_proba: bool, trees: CompiledTrees | None 
     ``predict_proba``; histogram gradient boosting: both from one raw prediction), the
     estimator's own code is followed with one pass instead of two; others are called twice.
     ``trees`` (the compiled form of a histogram gradient boosting ``estimator``) computes its
-    raw prediction when ``features`` is an array.
+    raw prediction when ``features`` is an array. The boosting shortcut uses scikit-learn's
+    private raw predictions, only while the adapter ``RAW_PREDICT`` is usable.
     """
     if isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)) \
-            and hasattr(estimator, "_raw_predict") and hasattr(estimator, "_loss"):
-        # HistGradientBoostingClassifier/Regressor.predict and .predict_proba (scikit-learn 1.9)
-        if trees is not None and isinstance(features, np.ndarray) and \
-                len(features) <= trees.MAX_ROWS:
-            raw = trees.raw_predict(features)
-        else:
-            raw = estimator._raw_predict(features)
-        if isinstance(estimator, HistGradientBoostingRegressor):
-            return estimator._loss.link.inverse(raw.ravel()), None
-        proba = estimator._loss.predict_proba(raw) if want_proba else None
-        if raw.shape[1] == 1:
-            encoded = (raw.ravel() > 0).astype(int)
-        else:
-            encoded = np.argmax(raw, axis=1)
-        return estimator.classes_[encoded], proba
+            and RAW_PREDICT.usable:
+        return boosting_outputs(estimator, features, want_proba, trees)
     if want_proba and isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)) and \
             getattr(estimator, "n_outputs_", None) == 1:
         # ForestClassifier.predict: the class of highest mean probability.
