@@ -186,6 +186,7 @@ def _spliced(body, stream, sock: socket.socket):
 
     # The request's own objects are what the probe found (a chunked body is another reader).
     if not (isinstance(body, Body) and isinstance(body.buf, io.BytesIO)
+            and isinstance(getattr(body, "failed", None), bool)  # set: do not reuse the socket
             and isinstance(body.reader, LengthReader) and isinstance(body.reader.length, int)
             and isinstance(body.reader.unreader, Unreader)
             and isinstance(body.reader.unreader.buf, io.BytesIO)):
@@ -216,7 +217,8 @@ def _probe_gunicorn_body() -> str | None:
         _, environ = wsgi.create(next(parser), ours, ("probe", 0), ("probe", 0), config)
         stream = _spliced(environ["wsgi.input"], environ["wsgi.input"], ours)
         if not isinstance(stream, SplicedBody):
-            return "gunicorn's request body is not the Body, LengthReader and Unreader expected"
+            return ("gunicorn's request body is not the Body (buf, failed), LengthReader and "
+                    "Unreader expected")
         head = stream.read(1000)
         part, filled = bytearray(20_000), 0  # the held bytes, then the socket's
         with memoryview(part) as view:

@@ -112,9 +112,9 @@ def start_trainyard(workdir: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if requests.get(base + "/healthz", timeout=1).ok:
+            if requests.get(base + "/healthz", timeout=5).ok:
                 return proc, base
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow on a busy machine
             time.sleep(0.2)
     raise SystemExit("Trainyard did not start; see " + str(workdir / "app.log"))
 

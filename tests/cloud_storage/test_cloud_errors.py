@@ -582,6 +582,60 @@ def test_gcs_download_of_a_file_replaced_midway_fails_instead_of_mixing(gcs_serv
         assert len(cut.requests) == 2
 
 
+@pytest.fixture
+def session_adapter():
+    """The GCS adapter probed afresh in the test (and again after it)."""
+    from cloud_storage.gcs import SESSION
+
+    SESSION.forget()
+    yield SESSION
+    SESSION.forget()
+
+
+def test_gcs_session_adapter_passes_on_the_pinned_client(session_adapter, caplog):
+    with caplog.at_level(logging.INFO, logger="trainyard.adapters"):
+        assert session_adapter.check()
+    assert not [r for r in caplog.records if r.name == "trainyard.adapters"]
+
+
+class OtherTransport:
+    """What an upgraded storage client might keep in ``_http`` instead of google.auth's
+    AuthorizedSession: the SDK's own calls still work through it."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def test_gcs_without_the_clients_session_uses_the_sdks_public_transfers(
+        gcs_server, session_adapter, monkeypatch, caplog):
+    from generated_stream import GeneratedStream, generated_sha256
+    from google.cloud.client import Client
+
+    from cloud_storage.gcs import GCSStorage
+
+    real = Client._http
+    monkeypatch.setattr(Client, "_http", property(lambda self: OtherTransport(real.fget(self))))
+
+    def private(*args, **kwargs):
+        raise AssertionError("the client's session was used")
+
+    monkeypatch.setattr(GCSStorage, "_streamed_upload", private)
+    monkeypatch.setattr(GCSStorage, "_media_chunks", private)
+    size = 9 * MB + 7  # three chunks and a bit: a resumable upload of known size
+    with caplog.at_level(logging.INFO, logger="trainyard.adapters"), gcs_storage() as storage:
+        info = storage.upload("big.bin", GeneratedStream(size), size=size)
+        assert info.size == size and read_sha256(storage, "big.bin") == generated_sha256(size)
+        assert storage.read_bytes("big.bin")[-7:] == GeneratedStream(size).read()[-7:]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "trainyard.adapters"]
+    assert line.startswith("gcs-session: not using google-cloud-storage's Client._http (the "
+                           "client's _http is a OtherTransport, not an AuthorizedSession)")
+    assert line.endswith("using the SDK's chunked resumable uploads and ranged downloads "
+                         "instead")
+
+
 # -- the shared retry helper ---------------------------------------------------------------
 
 class Transient(Exception):

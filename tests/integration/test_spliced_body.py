@@ -6,6 +6,7 @@ requests that cannot be spliced keep the plain stream."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -13,10 +14,11 @@ import threading
 import pytest
 from gunicorn.config import Config
 from gunicorn.http import wsgi
+from gunicorn.http.body import Body
 from gunicorn.http.parser import RequestParser
 from werkzeug.exceptions import ClientDisconnected
 
-from app.spliced_body import SplicedBody, spliceable
+from app.spliced_body import BODY, SplicedBody, spliceable
 from cloud_storage.base import read_fully
 
 
@@ -146,3 +148,63 @@ def test_a_chunked_body_or_another_server_keeps_the_plain_stream(connection):
     environ_of_another_server = {"wsgi.input": body}  # no gunicorn.socket
     assert spliceable(environ_of_another_server, body) is body
     assert body.read() == b"abc"
+
+
+@pytest.fixture
+def body_adapter():
+    """BODY probed afresh in the test (and again after it)."""
+    BODY.forget()
+    yield BODY
+    BODY.forget()
+
+
+def adapter_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "trainyard.adapters"]
+
+
+def test_the_body_adapter_passes_on_the_pinned_gunicorn(body_adapter, caplog):
+    with caplog.at_level(logging.INFO, logger="trainyard.adapters"):
+        assert body_adapter.check()
+    assert adapter_lines(caplog) == []
+
+
+class OtherBuffer:
+    """What an upgraded gunicorn might keep in ``Body.buf`` instead of a BytesIO: it still
+    works for gunicorn, but it is not what the splice takes its read-ahead from."""
+
+    def __init__(self, buffer):
+        self._buffer = buffer
+
+    def __getattr__(self, name):
+        return getattr(self._buffer, name)
+
+
+@pytest.mark.parametrize("change", ["another buffer", "no failed flag"])
+def test_a_changed_gunicorn_body_keeps_gunicorns_stream_with_the_same_bytes(
+        body_adapter, monkeypatch, caplog, connection, change):
+    real_init = Body.__init__
+
+    def changed(self, reader):
+        real_init(self, reader)
+        if change == "another buffer":
+            self.buf = OtherBuffer(self.buf)
+        else:
+            del self.failed
+
+    monkeypatch.setattr(Body, "__init__", changed)
+    server, client = connection
+    body = os.urandom(2 * 1024 * 1024 + 5)
+    sender = send_in_background(client, put_head(len(body)) + body
+                                + b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+    parser, environ = parse(server)
+    with caplog.at_level(logging.INFO, logger="trainyard.adapters"):
+        stream = spliceable(environ, environ["wsgi.input"])
+        assert spliceable(environ, environ["wsgi.input"]) is stream  # probed once
+    assert stream is environ["wsgi.input"]
+    head = stream.read(65536)
+    assert head + read_fully(stream, len(body)) == body
+    sender.join(timeout=30)
+    assert next(parser).path == "/next"
+    (line,) = adapter_lines(caplog)
+    assert line.startswith("gunicorn-body: not using gunicorn's Body.buf") and \
+        line.endswith("using gunicorn's wsgi.input stream instead")

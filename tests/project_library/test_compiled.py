@@ -3,15 +3,19 @@ gives, on real data with missing values, and step aside for anything they do not
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import BaseHistGradientBoosting
 from sklearn.pipeline import Pipeline
 
 from entity.project import BatchSchema
-from project_library.compiled import CompiledTrees, NumericFeatures
+from project_library.compiled import RAW_PREDICT, CompiledTrees, NumericFeatures
 from project_library.preprocessing import FeaturePlan, build_preprocessor
 from project_library.serving import ServingModel, records_frame
 
@@ -82,18 +86,16 @@ def test_categorical_boosting_is_not_compiled():
     assert CompiledTrees.compile(estimator) is None
 
 
-@pytest.mark.parametrize("loader,estimator,classes", [
-    (load_wine, HistGradientBoostingClassifier(max_iter=30, random_state=0), [0, 1, 2]),
-    (load_diabetes, HistGradientBoostingRegressor(max_iter=40, random_state=0), []),
-])
-def test_serving_answers_what_the_pipeline_answers(loader, estimator, classes):
-    model, X = fitted(loader, estimator)  # noqa: N806
+def serve(model, X, classes):  # noqa: N803
     schema = BatchSchema.from_dict({"filename_pattern": "^x$", "target": "y", "columns": [
         *({"name": c, "type": "float"} for c in X.columns), {"name": "y", "type": "float"}]})
     serving = ServingModel(version=None, model=model, schema=schema,
                            problem_type="classification" if classes else "regression",
                            classes=classes)
-    assert serving._numeric is not None and serving._trees is not None
+    return serving, schema
+
+
+def assert_serving_answers_what_the_pipeline_answers(serving, schema, model, X, classes):  # noqa: N803
     records = [{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}
                for row in X.head(40).to_dict(orient="records")]
     for batch in (records[:1], records):
@@ -104,6 +106,63 @@ def test_serving_answers_what_the_pipeline_answers(loader, estimator, classes):
             expected = model.predict_proba(frame)
             got = [[row[str(c)] for c in classes] for row in answer["probabilities"]]
             assert np.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("loader,estimator,classes", [
+    (load_wine, HistGradientBoostingClassifier(max_iter=30, random_state=0), [0, 1, 2]),
+    (load_diabetes, HistGradientBoostingRegressor(max_iter=40, random_state=0), []),
+])
+def test_serving_answers_what_the_pipeline_answers(loader, estimator, classes):
+    model, X = fitted(loader, estimator)  # noqa: N806
+    serving, schema = serve(model, X, classes)
+    assert serving._numeric is not None and serving._trees is not None
+    assert_serving_answers_what_the_pipeline_answers(serving, schema, model, X, classes)
+
+
+@pytest.fixture
+def raw_predict_adapter():
+    """RAW_PREDICT probed afresh in the test (and again after it)."""
+    RAW_PREDICT.forget()
+    yield RAW_PREDICT
+    RAW_PREDICT.forget()
+
+
+def test_the_raw_predict_adapter_passes_on_the_pinned_scikit_learn(raw_predict_adapter, caplog):
+    with caplog.at_level(logging.INFO, logger="trainyard.adapters"):
+        assert raw_predict_adapter.check()
+    assert not [r for r in caplog.records if r.name == "trainyard.adapters"]
+
+
+@pytest.mark.parametrize("change", ["gone", "another layout"])
+@pytest.mark.parametrize("loader,estimator,classes", [
+    (load_breast_cancer, HistGradientBoostingClassifier(max_iter=20, random_state=0), [0, 1]),
+    (load_diabetes, HistGradientBoostingRegressor(max_iter=20, random_state=0), []),
+])
+def test_a_changed_raw_predict_falls_back_to_predict_with_the_same_answers(
+        raw_predict_adapter, monkeypatch, caplog, change, loader, estimator, classes):
+    """A scikit-learn whose private _raw_predict changed, while predict and predict_proba
+    still work: the code outside scikit-learn sees the change, scikit-learn's own does not."""
+    model, X = fitted(loader, estimator)  # noqa: N806
+    real = BaseHistGradientBoosting._raw_predict
+
+    def changed(self, X, *args, **kwargs):  # noqa: N803
+        raw = real(self, X, *args, **kwargs)
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("sklearn."):
+            return raw
+        if change == "gone":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute "
+                                 "'_raw_predict'")
+        return raw.T.copy()  # (outputs, rows) instead of (rows, outputs)
+
+    monkeypatch.setattr(BaseHistGradientBoosting, "_raw_predict", changed)
+    with caplog.at_level(logging.INFO, logger="trainyard.adapters"):
+        serving, schema = serve(model, X, classes)
+        assert_serving_answers_what_the_pipeline_answers(serving, schema, model, X, classes)
+    assert serving._trees is None
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "trainyard.adapters"]
+    assert line.startswith("sklearn-raw-predict: not using scikit-learn's HistGradientBoosting "
+                           "_raw_predict") and line.endswith("using predict and predict_proba "
+                                                             "instead")
 
 
 def test_float_records_fast_path_builds_the_general_paths_frame(monkeypatch):
