@@ -58,12 +58,15 @@ def test_an_idle_connection_outlives_a_polling_interval(tmp_path):
         server.wait(timeout=30)
 
 
-def test_large_uploads_to_local_disk_arrive_whole_on_a_kept_alive_connection(tmp_path):
+@pytest.mark.parametrize("public_paths", ["", "gunicorn-body"])
+def test_large_uploads_to_local_disk_arrive_whole_on_a_kept_alive_connection(tmp_path,
+                                                                             public_paths):
     """Under gunicorn the body goes from the socket into the file inside the kernel
     (``app/spliced_body.py``): the file must arrive byte for byte, the connection must go on
-    with the next request, and an upload cut midway must leave neither file nor leftovers."""
+    with the next request, and an upload cut midway must leave neither file nor leftovers.
+    The same holds on gunicorn's own stream, with the adapter turned off."""
     port = free_port()
-    server = start_server(tmp_path, port)
+    server = start_server(tmp_path, port, PUBLIC_PATHS=public_paths)
     try:
         base = f"http://127.0.0.1:{port}/api/v1"
         session, token, project = admin_with_project(port)
@@ -96,6 +99,8 @@ def test_large_uploads_to_local_disk_arrive_whole_on_a_kept_alive_connection(tmp
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # our own process group, by its id
         server.wait(timeout=30)
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert log.count("gunicorn-body: not using") == (1 if public_paths else 0)
 
 
 def test_large_uploads_to_s3_arrive_whole_and_a_cut_one_leaves_no_parts(tmp_path):

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
+def start_server(tmp_path: Path, port: int, **settings: str) -> subprocess.Popen:
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"),
            "INSTANCE_DIR": str(tmp_path / "instance"), "TRAINYARD_PORT": str(port),
-           "TRAINYARD_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "HEARTBEAT_SECONDS": "1"}
+           "TRAINYARD_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "HEARTBEAT_SECONDS": "1",
+           **settings}
     log = open(tmp_path / f"server-{port}.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -32,8 +33,8 @@ def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
         if proc.poll() is not None:
             raise AssertionError((tmp_path / f"server-{port}.log").read_text())
         try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-        except requests.ConnectionError:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+        except requests.RequestException:  # not listening yet, or still loading the app
             return False
     wait_until(healthy, timeout=60, message="the server to start")
     return proc
