@@ -84,6 +84,20 @@ def prefix_field(label: str) -> ConfigField:
     return ConfigField("prefix", label, clean=clean_prefix, locates=True)
 
 
+def bucket_field() -> ConfigField:
+    """The bucket of an object store that names its buckets the common way (lower-case letters,
+    digits, dots, dashes, underscores): where a connection's files are."""
+    return ConfigField("bucket", "Bucket", required=True, locates=True,
+                       pattern=r"^[a-z0-9][a-z0-9.\-_]{1,220}[a-z0-9]$",
+                       message="Bucket names are 3-222 lower-case letters, digits, dots, "
+                               "dashes or underscores.")
+
+
+def bucket_uri(scheme: str, settings: dict) -> str:
+    """``scheme://bucket/prefix`` of a connection with a :func:`bucket_field` and a prefix."""
+    return f"{scheme}://{settings['bucket']}{prefix_path(settings)}"
+
+
 def prefix_path(settings: dict) -> str:
     """The prefix of a connection as the path part of its URI ("" or "/quoted/prefix")."""
     prefix = settings.get("prefix", "").strip("/")

@@ -36,9 +36,10 @@ from cloud_storage.base import (
 )
 from cloud_storage.configuration import (
     ConfigField,
+    bucket_field,
+    bucket_uri,
     check_json_key_file,
     prefix_field,
-    prefix_path,
 )
 from cloud_storage.registry import register_backend
 from exception_layer import (
@@ -234,10 +235,7 @@ class GCSStorage(Storage):
     kind = "gcs"
     label = "Google Cloud Storage"
     configuration = (
-        ConfigField("bucket", "Bucket", required=True, locates=True,
-                    pattern=r"^[a-z0-9][a-z0-9.\-_]{1,220}[a-z0-9]$",
-                    message="Bucket names are 3-222 lower-case letters, digits, dots, dashes "
-                            "or underscores."),
+        bucket_field(),
         prefix_field("Prefix (folder inside the bucket)"),
         ConfigField("endpoint", "Endpoint", help="only for an emulator or a private endpoint"),
         ConfigField("service_account_json", "Service-account key (JSON)", secret=True,
@@ -264,8 +262,7 @@ class GCSStorage(Storage):
 
     @classmethod
     def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
-        return (f"gs://{settings['bucket']}{prefix_path(settings)}",
-                cls.configured_credentials(settings, secrets))
+        return bucket_uri(cls.scheme, settings), cls.configured_credentials(settings, secrets)
 
     # -- the client ------------------------------------------------------------------------
 

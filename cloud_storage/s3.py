@@ -28,7 +28,7 @@ from cloud_storage.base import (
     unreachable,
     uri_prefix,
 )
-from cloud_storage.configuration import ConfigField, prefix_field, prefix_path
+from cloud_storage.configuration import ConfigField, bucket_field, bucket_uri, prefix_field
 from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidStorageUri,
@@ -89,10 +89,7 @@ class S3Storage(Storage):
     kind = "s3"
     label = "AWS S3 (or S3-compatible)"
     configuration = (
-        ConfigField("bucket", "Bucket", required=True, locates=True,
-                    pattern=r"^[a-z0-9][a-z0-9.\-_]{1,220}[a-z0-9]$",
-                    message="Bucket names are 3-222 lower-case letters, digits, dots, dashes "
-                            "or underscores."),
+        bucket_field(),
         prefix_field("Prefix (folder inside the bucket)"),
         ConfigField("region", "Region", help="e.g. eu-west-1"),
         ConfigField("endpoint_url", "Endpoint URL", help="only for S3-compatible stores",
@@ -120,8 +117,7 @@ class S3Storage(Storage):
 
     @classmethod
     def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
-        return (f"s3://{settings['bucket']}{prefix_path(settings)}",
-                cls.configured_credentials(settings, secrets))
+        return bucket_uri(cls.scheme, settings), cls.configured_credentials(settings, secrets)
 
     # -- the client ------------------------------------------------------------------------
 
