@@ -14,10 +14,10 @@ from flask_mail import Message
 import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
-from controllers import admin, api, auth, health, pages, transfers  # noqa: F401 (routes)
-from controllers.accounts import session_is_open, user_for_token
+from controllers import admin, api, auth, health, pages
 from controllers.live import register_live_events
-from controllers.services import Services
+from controllers.services import services
+from controllers.sessions import session_is_open
 from entity.database import Database
 from entity.mail_message import MailMessage
 from exception_layer import AccessDenied, Unauthenticated
@@ -27,6 +27,8 @@ from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer import adapters
 from logging_layer.setup import configure_logging
+from services.accounts import user_for_token
+from services.context import Context, Platform
 from thread_layer.housekeeping import Housekeeper, Retention
 from thread_layer.model_server import ModelServer
 from thread_layer.runner import ExecutionRunner
@@ -102,8 +104,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         dispatch=_broker_dispatch(settings["CELERY_BROKER_URL"]))
     model_server = ModelServer(db, resolver, settings["EXECUTION_THREADS"],
                                flush_seconds=settings["USAGE_FLUSH_SECONDS"])
-    app.extensions["trainyard"] = Services(db=db, resolver=resolver, notifier=notifier,
-                                           runner=runner, box=box, model_server=model_server)
+    app.extensions["trainyard"] = Platform(db=db, resolver=resolver, notifier=notifier,
+                                           runner=runner, box=box, model_server=model_server,
+                                           settings=app.config)
 
     login_manager.init_app(app)
     # "basic": a session used from another user agent (an API client's Socket.IO connection)
@@ -212,7 +215,8 @@ def _install_guards(app: Flask, db: Database) -> None:
         if not header:
             return None
         scheme, _, value = header.partition(" ")
-        found = user_for_token(value.strip()) if scheme.lower() == "bearer" else None
+        found = (user_for_token(Context(services()), value.strip())
+                 if scheme.lower() == "bearer" else None)
         if found is None:
             return render_error(Unauthenticated(
                 "The API token is missing, malformed, revoked, or its user is deactivated."))

@@ -85,14 +85,11 @@ def _run_worker() -> int:
 def _rotate_secrets() -> int:
     """Re-encrypt every stored credential with the first key of SECRETS_KEY."""
     from app import create_app
+    from services.context import Context
+    from services.storage_connections import rotate_secrets
 
     app = create_app(start_runner=False)
-    services = app.extensions["trainyard"]
-    count = 0
-    for connection in services.db.storage_connections.list():
-        connection.secrets = services.box.rotate(connection.secrets)
-        services.db.storage_connections.save(connection)
-        count += 1
+    count = rotate_secrets(Context(app.extensions["trainyard"]))
     print(f"Re-encrypted the credentials of {count} storage connections with the first key "
           "of SECRETS_KEY; the older keys can now be removed from it.")
     return 0

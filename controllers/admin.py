@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from controllers import accounts
-from controllers import storage_connections as sc
 from controllers.access import require_admin
-from controllers.auditing import audit
-from controllers.services import services
+from controllers.services import context
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, PlatformError, ValidationFailed
-from integration.credentials import MASK, masked, storage_kinds
+from integration.credentials import MASK, storage_kinds
+from services import accounts, administration
+from services import storage_connections as sc
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 AUDIT_PAGE = 50
@@ -32,31 +31,31 @@ def parse_day(value: str | None, field: str) -> datetime | None:
 @bp.route("/users", methods=["GET", "POST"])
 def users():
     """Users: invite, change role, deactivate, send a password reset; self-registration."""
-    admin = require_admin()
+    require_admin()
+    ctx = context()
     errors, form, status = {}, {}, 200
     if request.method == "POST":
         action = request.form.get("action")
         try:
             if action == "invite":
                 form = request.form
-                invited = accounts.invite_user(form.get("email", ""), form.get("name", ""),
-                                               form.get("role", "member"), admin)
+                invited = accounts.invite_user(ctx, form.get("email", ""), form.get("name", ""),
+                                               form.get("role", "member"))
                 flash(f"Invitation sent to {invited.email}.", "success")
             elif action in ("deactivate", "activate", "make_admin", "make_member"):
-                user = accounts.load_user(request.form.get("user_id", ""))
+                user = accounts.load_user(ctx, request.form.get("user_id", ""))
                 changes = {"deactivate": {"active": False}, "activate": {"active": True},
                            "make_admin": {"role": "admin"},
                            "make_member": {"role": "member"}}[action]
-                accounts.update_user(user, admin, **changes)
+                accounts.update_user(ctx, user, **changes)
                 flash(f"{user.email} updated.", "success")
             elif action == "reset":
-                user = accounts.load_user(request.form.get("user_id", ""))
-                accounts.request_password_reset(user.email)
+                user = accounts.load_user(ctx, request.form.get("user_id", ""))
+                accounts.request_password_reset(ctx, user.email)
                 flash(f"A password-reset link was mailed to {user.email}.", "info")
             elif action == "registration":
                 enabled = request.form.get("self_registration") == "on"
-                services().db.settings.update(self_registration=enabled)
-                audit("settings.update", "self_registration", details={"value": enabled})
+                accounts.set_registration(ctx, enabled)
                 flash(f"Self-registration is {'on' if enabled else 'off'}.", "info")
             else:
                 raise BadRequest("Unknown action.")
@@ -67,9 +66,9 @@ def users():
             status = exc.status
         if status == 200:
             return redirect(url_for("admin.users")), 303
-    return render_template("admin/users.html", users=services().db.users.list(),
+    return render_template("admin/users.html", users=accounts.list_users(ctx),
                            roles=PLATFORM_ROLES, errors=errors, form=form,
-                           settings=services().db.settings.get()), status
+                           settings=accounts.platform_settings(ctx)), status
 
 
 @bp.get("/audit")
@@ -83,10 +82,9 @@ def audit_log():
         page = 1
     since = parse_day(args.get("since"), "since")
     until = parse_day(args.get("until"), "until")
-    events, total = services().db.audit.search(
-        actor=args.get("actor") or None, action=args.get("action") or None, since=since,
-        until=until + timedelta(days=1) if until else None, skip=(page - 1) * AUDIT_PAGE,
-        limit=AUDIT_PAGE)
+    events, total = administration.search_audit(
+        context(), actor=args.get("actor"), action=args.get("action"), since=since,
+        until=until, skip=(page - 1) * AUDIT_PAGE, limit=AUDIT_PAGE)
     filter_args = {k: args[k] for k in ("actor", "action", "since", "until") if args.get(k)}
     return render_template("admin/audit.html", events=events, page=page,
                            pages=max(1, -(-total // AUDIT_PAGE)), filters=args,
@@ -99,8 +97,9 @@ def audit_log():
 def storage():
     """Storage connections: where projects' files may live."""
     require_admin()
-    return render_template("admin/storage.html", connections=sc.list_connections(),
-                           kinds=storage_kinds(), default_uri=services().resolver.default_uri)
+    ctx = context()
+    return render_template("admin/storage.html", connections=sc.list_connections(ctx),
+                           kinds=storage_kinds(), default_uri=sc.default_uri(ctx))
 
 
 @bp.route("/storage/new", methods=["GET", "POST"])
@@ -114,7 +113,7 @@ def new_storage():
     if request.method == "POST":
         form = request.form.to_dict()
         try:
-            connection = sc.create_connection(form)
+            connection = sc.create_connection(context(), form)
         except ValidationFailed as exc:
             errors = exc.details or {}
         else:
@@ -129,11 +128,12 @@ def new_storage():
 def edit_storage(connection_id):
     """Edit a storage connection (secrets stay unless retyped)."""
     require_admin()
-    connection = sc.load_connection(connection_id)
+    ctx = context()
+    connection = sc.load_connection(ctx, connection_id)
     errors, status = {}, 200
     if request.method == "POST":
         try:
-            sc.update_connection(connection, request.form.to_dict())
+            sc.update_connection(ctx, connection, request.form.to_dict())
         except ValidationFailed as exc:
             errors, status = exc.details or {}, 422
         except PlatformError as exc:
@@ -142,7 +142,7 @@ def edit_storage(connection_id):
         else:
             flash("Saved.", "success")
             return redirect(url_for("admin.edit_storage", connection_id=connection_id)), 303
-    shown = masked(connection, services().box)
+    shown = sc.shown(ctx, connection)
     return render_template("admin/storage_form.html", kind=connection.kind,
                            spec=storage_kinds()[connection.kind], connection=shown,
                            form={**shown["settings"], **shown["secrets"],
@@ -154,9 +154,10 @@ def edit_storage(connection_id):
 def test_storage(connection_id):
     """Test connection: says plainly what is wrong, or that it works."""
     require_admin()
-    connection = sc.load_connection(connection_id)
+    ctx = context()
+    connection = sc.load_connection(ctx, connection_id)
     try:
-        flash(sc.test_connection(connection), "success")
+        flash(sc.test_connection(ctx, connection), "success")
     except PlatformError as exc:
         flash(f"{connection.name}: {exc.message}", "danger")
     return redirect(url_for("admin.edit_storage", connection_id=connection_id)), 303
@@ -166,9 +167,10 @@ def test_storage(connection_id):
 def delete_storage(connection_id):
     """Delete a connection no project uses."""
     require_admin()
-    connection = sc.load_connection(connection_id)
+    ctx = context()
+    connection = sc.load_connection(ctx, connection_id)
     try:
-        sc.delete_connection(connection)
+        sc.delete_connection(ctx, connection)
         flash(f"Storage {connection.name} deleted.", "info")
     except PlatformError as exc:
         flash(exc.message, "danger")

@@ -26,11 +26,8 @@ from flask import (
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
-from controllers import accounts
-from controllers import operations as ops
-from controllers import storage_connections as sc
+from app.spliced_body import spliceable, write_all
 from controllers.access import load_project, require_admin, require_user, visible_projects
-from controllers.accounts import authenticate, create_first_admin
 from controllers.openapi import (
     BINARY,
     EVENT_STREAM,
@@ -45,13 +42,26 @@ from controllers.openapi import (
     ref,
     spec,
 )
-from controllers.services import services
+from controllers.rendering import file_response, uploads
+from controllers.services import context
+from controllers.sessions import sign_in, sign_out
 from entity.execution import KINDS as EXECUTION_KINDS
 from entity.project import PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
 from entity.user import PLATFORM_ROLES
-from exception_layer import AccessDenied, BadRequest
-from integration.credentials import masked
+from exception_layer import AccessDenied, BadRequest, PayloadTooLarge
+from services import (
+    accounts,
+    administration,
+    executions,
+    files,
+    members,
+    models,
+    predictions,
+    projects,
+)
+from services import storage_connections as sc
+from services.files import MAX_LINK_SECONDS
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -146,9 +156,9 @@ def _slice(items: list):
 def setup():
     """Create the first administrator (only while no account exists)."""
     data = _body()
-    user = create_first_admin(data.get("email", ""), data.get("name", ""),
-                              data.get("password", ""), data.get("password", ""))
-    accounts.sign_in(user)
+    user = accounts.create_first_admin(context(), data.get("email", ""), data.get("name", ""),
+                                       data.get("password", ""), data.get("password", ""))
+    sign_in(user)
     return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()}), 201
 
 
@@ -157,9 +167,9 @@ def setup():
 def login():
     """Log in; answers the user and the CSRF token for later calls."""
     data = _body()
-    user = authenticate(str(data.get("email", "")), str(data.get("password", "")),
-                        request.remote_addr)
-    accounts.sign_in(user)
+    user = accounts.authenticate(context(), str(data.get("email", "")),
+                                 str(data.get("password", "")))
+    sign_in(user)
     return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
 
 
@@ -176,7 +186,7 @@ def session_info():
 def logout():
     """Log out (ends the session cookie; a bearer token stays valid)."""
     require_user()
-    accounts.sign_out()
+    sign_out()
     return "", 204
 
 
@@ -193,7 +203,7 @@ def list_projects():
 @spec("Projects", request="ProjectInput", responses={201: "Project"}, errors=(422,))
 def create_project():
     """Create a project owned by the caller, with its folders."""
-    project = ops.create_project(_body(), require_user())
+    project = projects.create(context(), _body())
     return jsonify(project.to_public()), 201
 
 
@@ -209,14 +219,14 @@ def get_project(project_id):
 def update_project(project_id):
     """Change a project's settings (its name and folder stay; editors)."""
     project = load_project(project_id=project_id, need="editor")
-    return jsonify(ops.update_project(project, _body()).to_public())
+    return jsonify(projects.update(context(), project, _body()).to_public())
 
 
 @bp.delete("/projects/<project_id>")
 @spec("Projects", responses={204: NO_CONTENT}, errors=(409,))
 def delete_project(project_id):
     """Delete a project with its files, executions, logs and model versions (owners)."""
-    ops.delete_project(load_project(project_id=project_id, need="owner"))
+    projects.delete(context(), load_project(project_id=project_id, need="owner"))
     return "", 204
 
 
@@ -225,7 +235,9 @@ def delete_project(project_id):
 def infer_schema():
     """Infer a batch-file schema from a sample CSV (multipart field ``sample``)."""
     require_user()
-    return jsonify({"schema": ops.infer_schema(request.files.get("sample"))})
+    sample = request.files.get("sample")
+    return jsonify({"schema": projects.infer_schema(sample and sample.stream,
+                                                    sample and sample.filename)})
 
 
 # -- files -------------------------------------------------------------------------------
@@ -236,8 +248,8 @@ def infer_schema():
 def list_files(project_id):
     """List a folder of the project (``path`` ending with '/'; empty: the root)."""
     project = load_project(project_id=project_id)
-    return jsonify(ops.list_folder(project, request.args.get("path", ""),
-                                   request.args.get("page_token")))
+    return jsonify(files.list_folder(context(), project, request.args.get("path", ""),
+                                     request.args.get("page_token")))
 
 
 @bp.post("/projects/<project_id>/files")
@@ -249,8 +261,8 @@ def upload_files(project_id):
     Files going into the batch folders are checked against the project's schema first.
     """
     project = load_project(project_id=project_id, need="editor")
-    stored = ops.upload_files(project, request.args.get("path", ""),
-                              request.files.getlist("files"))
+    stored = files.upload(context(), project, request.args.get("path", ""),
+                          uploads(request.files.getlist("files")))
     return jsonify({"uploaded": stored}), 201
 
 
@@ -259,7 +271,7 @@ def upload_files(project_id):
 def download_file(project_id):
     """Download a file."""
     project = load_project(project_id=project_id)
-    return ops.download_response(project, request.args.get("path", ""))
+    return file_response(files.download(context(), project, request.args.get("path", "")))
 
 
 @bp.delete("/projects/<project_id>/files")
@@ -267,7 +279,7 @@ def download_file(project_id):
 def delete_file(project_id):
     """Delete a file, or a folder when ``path`` ends with '/' (editors)."""
     project = load_project(project_id=project_id, need="editor")
-    ops.delete_path(project, request.args.get("path", ""))
+    files.delete(context(), project, request.args.get("path", ""))
     return "", 204
 
 
@@ -285,7 +297,7 @@ def move_file(project_id):
         raise BadRequest('Give the file or folder and where it goes, e.g. {"path": '
                          '"notes/a.csv", "to": "training_batch_files/"}, and "name" to '
                          'rename it.')
-    return jsonify(ops.move_path(project, path.strip(), to, name))
+    return jsonify(files.move(context(), project, path.strip(), to, name))
 
 
 @bp.post("/projects/<project_id>/folders")
@@ -296,7 +308,7 @@ def make_folder(project_id):
     path = _body().get("path")
     if not isinstance(path, str) or not path.strip():
         raise BadRequest("Give the folder's path, e.g. {\"path\": \"training_batch_files/2026/\"}.")
-    return jsonify({"path": ops.make_folder(project, path.strip())}), 201
+    return jsonify({"path": files.make_folder(context(), project, path.strip())}), 201
 
 
 # -- executions --------------------------------------------------------------------------
@@ -312,8 +324,8 @@ def start_execution(project_id):
         raise BadRequest('kind must be "train", "predict" or "move".')
     if kind == "move" and not project.has_role(current_user, "owner"):
         raise AccessDenied("Only owners may move a project to another storage.")
-    execution = ops.start_execution(project, kind, current_user, data.get("version"),
-                                    data.get("target_connection_id"))
+    execution = executions.start(context(), project, kind, data.get("version"),
+                                 data.get("target_connection_id"))
     return jsonify(execution.to_public()), 202
 
 
@@ -323,16 +335,13 @@ def list_executions(project_id):
     """The project's executions, newest first."""
     project = load_project(project_id=project_id)
     page, per_page = _paging()
-    db = services().db
-    items = db.executions.list_for_project(project.id, skip=(page - 1) * per_page,
-                                           limit=per_page)
-    return _paged([e.to_public() for e in items], page, per_page,
-                  db.executions.count_for_project(project.id))
+    items, total = executions.list_page(context(), project, page, per_page)
+    return _paged([e.to_public() for e in items], page, per_page, total)
 
 
 def _execution(project_id: str, execution_id: str, need: str = "viewer"):
     project = load_project(project_id=project_id, need=need)
-    return project, ops.load_execution(project, execution_id)
+    return project, executions.load(context(), project, execution_id)
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>")
@@ -347,7 +356,7 @@ def get_execution(project_id, execution_id):
 def cancel_execution(project_id, execution_id):
     """Ask a running execution to stop (editors)."""
     project, execution = _execution(project_id, execution_id, need="editor")
-    return jsonify(ops.cancel_execution(project, execution).to_public()), 202
+    return jsonify(executions.cancel(context(), project, execution).to_public()), 202
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/logs")
@@ -360,10 +369,11 @@ def execution_logs(project_id, execution_id):
     _, execution = _execution(project_id, execution_id)
     after_seq = _whole_number("after_seq", 0, 0, MAX_SEQ)
     limit = _whole_number("limit", 1000, 1, 5000)
-    records = services().db.logs.list(execution.id, after_seq=after_seq, limit=limit)
+    ctx = context()
+    records = executions.logs(ctx, execution, after_seq, limit)
     return jsonify({"items": [r.to_public() for r in records],
                     "last_seq": records[-1].seq if records else after_seq,
-                    "status": services().db.executions.get(execution.id).status})
+                    "status": executions.reload(ctx, execution).status})
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/events")
@@ -373,23 +383,14 @@ def execution_events(project_id, execution_id):
     ``execution`` states) until the execution ends."""
     _, execution = _execution(project_id, execution_id)
     after_seq = _whole_number("after_seq", 0, 0, MAX_SEQ)
-    db = services().db
+    ctx = context()
 
     def stream():
-        last, last_state = after_seq, None
-        while True:
-            for record in db.logs.list(execution.id, after_seq=last, limit=500):
-                last = record.seq
-                yield f"id: {record.seq}\nevent: log\ndata: {json.dumps(record.to_public())}\n\n"
-            current = db.executions.get(execution.id)
-            state = json.dumps(current.to_public(), sort_keys=True)
-            if state != last_state:
-                last_state = state
-                yield f"event: execution\ndata: {state}\n\n"
-            if not current.is_active and not db.logs.list(execution.id, after_seq=last,
-                                                           limit=1):
-                return
-            time.sleep(0.5)
+        for event, payload, seq in executions.follow(ctx, execution, after_seq):
+            if event == "log":
+                yield f"id: {seq}\nevent: log\ndata: {json.dumps(payload)}\n\n"
+            else:
+                yield f"event: execution\ndata: {json.dumps(payload, sort_keys=True)}\n\n"
 
     return Response(stream_with_context(stream()), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -401,7 +402,7 @@ def execution_output(project_id, execution_id):
     """One page of a prediction's output table."""
     project, execution = _execution(project_id, execution_id)
     page, per_page = _paging()
-    return jsonify(ops.output_page(project, execution, page, per_page))
+    return jsonify(executions.output_page(context(), project, execution, page, per_page))
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/output.csv")
@@ -409,8 +410,9 @@ def execution_output(project_id, execution_id):
 def execution_output_csv(project_id, execution_id):
     """Download a prediction's output CSV."""
     project, execution = _execution(project_id, execution_id)
-    ops.output_page(project, execution, 1, 1)  # 404 unless there is an output
-    return ops.download_response(project, execution.result["output_path"])
+    ctx = context()
+    return file_response(files.download(ctx, project,
+                                        executions.output_path(ctx, project, execution)))
 
 
 # -- real-time prediction ------------------------------------------------------------------
@@ -424,20 +426,10 @@ def predict(project_id):
     received_at = time.perf_counter()
     project = load_project(project_id=project_id, need="editor")
     request.get_data(cache=True)  # the body is read before the turn: a slow client waits alone
-    model_server = services().model_server
-    with model_server.turn(request.content_length):  # small requests: in arrival order
-        data = request.get_json(silent=True)
-        version = None
-        if isinstance(data, dict):
-            version = data.get("version")
-            if version is not None and (isinstance(version, bool)
-                                        or not isinstance(version, int)):
-                raise BadRequest("version must be a whole number.")
-            data = data.get("records")
-        elif not isinstance(data, list):
-            raise BadRequest('The body must be {"records": [...]} or a list of records '
-                             "(Content-Type: application/json).")
-        return jsonify(model_server.predict(project, data, version, received_at))
+    ctx = context()
+    with predictions.turn(ctx, request.content_length):  # small requests: in arrival order
+        return jsonify(predictions.predict(ctx, project, request.get_json(silent=True),
+                                           received_at))
 
 
 @bp.get("/projects/<project_id>/usage")
@@ -446,8 +438,7 @@ def usage(project_id):
     """Real-time prediction counters per model version, from every web process (latency
     percentiles over the last 24 hours)."""
     project = load_project(project_id=project_id)
-    return jsonify({"versions": {str(k): v for k, v in
-                                 services().model_server.usage(project.id).items()}})
+    return jsonify({"versions": predictions.usage(context(), project)})
 
 
 # -- model versions ----------------------------------------------------------------------
@@ -457,7 +448,7 @@ def usage(project_id):
 def list_models(project_id):
     """The project's model versions, newest first."""
     project = load_project(project_id=project_id)
-    versions = services().db.model_versions.list_for_project(project.id)
+    versions = models.list_for_project(context(), project)
     return _slice([v.to_public() | {"active": v.version == project.active_version}
                    for v in versions])
 
@@ -468,8 +459,8 @@ def list_models(project_id):
 def compare_models(project_id):
     """Two versions side by side: ?a=1&b=2."""
     project = load_project(project_id=project_id)
-    return jsonify(ops.compare_versions(project, request.args.get("a", ""),
-                                        request.args.get("b", "")))
+    return jsonify(models.compare(context(), project, request.args.get("a", ""),
+                                  request.args.get("b", "")))
 
 
 @bp.post("/projects/<project_id>/models/rollback")
@@ -477,14 +468,14 @@ def compare_models(project_id):
 def rollback_model(project_id):
     """Make the newest version older than the active one active again (editors)."""
     project = load_project(project_id=project_id, need="editor")
-    return jsonify(ops.rollback_version(project).to_public() | {"active": True})
+    return jsonify(models.rollback(context(), project).to_public() | {"active": True})
 
 
 @bp.delete("/projects/<project_id>/models/<version>")
 @spec("Models", responses={204: NO_CONTENT}, errors=(409, 502, 503))
 def delete_model(project_id, version):
     """Delete a model version and its files; not the active one (editors)."""
-    ops.delete_version(load_project(project_id=project_id, need="editor"), version)
+    models.delete(context(), load_project(project_id=project_id, need="editor"), version)
     return "", 204
 
 
@@ -493,7 +484,7 @@ def delete_model(project_id, version):
 def get_model(project_id, version):
     """Read a model version (``version``: 3 or v3)."""
     project = load_project(project_id=project_id)
-    found = ops.load_version(project, version)
+    found = models.load(context(), project, version)
     return jsonify(found.to_public() | {"active": found.version == project.active_version})
 
 
@@ -502,7 +493,7 @@ def get_model(project_id, version):
 def promote_model(project_id, version):
     """Make a version the one predictions use (editors)."""
     project = load_project(project_id=project_id, need="editor")
-    promoted = ops.promote_version(project, version)
+    promoted = models.promote(context(), project, version)
     return jsonify(promoted.to_public() | {"active": True})
 
 
@@ -512,7 +503,7 @@ def promote_model(project_id, version):
 @spec("Members", query=PAGING, responses={200: page_of("Member")})
 def list_members(project_id):
     """The project's owner and members with their roles."""
-    return _slice(ops.list_members(load_project(project_id=project_id)))
+    return _slice(members.list_members(context(), load_project(project_id=project_id)))
 
 
 @bp.put("/projects/<project_id>/members")
@@ -521,15 +512,128 @@ def set_member(project_id):
     """Give the person with ``email`` a role on the project (owners)."""
     project = load_project(project_id=project_id, need="owner")
     data = _body()
-    return jsonify(ops.set_member(project, data.get("email", ""), data.get("role", "")))
+    return jsonify(members.set_member(context(), project, data.get("email", ""),
+                                      data.get("role", "")))
 
 
 @bp.delete("/projects/<project_id>/members/<user_id>")
 @spec("Members", responses={204: NO_CONTENT})
 def remove_member(project_id, user_id):
     """Take a member off the project (owners)."""
-    ops.remove_member(load_project(project_id=project_id, need="owner"), user_id)
+    members.remove_member(context(), load_project(project_id=project_id, need="owner"),
+                          user_id)
     return "", 204
+
+
+# -- streamed transfers: raw-body uploads and signed download links ------------------
+
+HEAD_BYTES = 64 * 1024
+
+
+class _HeadThenRest:
+    """A readable stream: bytes already read (the head), then the rest of ``stream``, with a
+    hard cap on the total size."""
+
+    def __init__(self, head: bytes, stream, limit: int):
+        self.head, self.stream, self.limit, self.read_so_far = head, stream, limit, 0
+        if hasattr(stream, "drain_into"):  # a body the kernel can move into a file
+            self.drain_into = self._drain_into
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            if size is None or size < 0 or size >= len(self.head):
+                chunk, self.head = self.head, b""
+            else:
+                chunk, self.head = self.head[:size], self.head[size:]
+        else:
+            chunk = self.stream.read(size if size and size > 0 else 1024 * 1024)
+        self._count(len(chunk))
+        return chunk
+
+    def _count(self, count: int) -> None:
+        self.read_so_far += count
+        if self.read_so_far > self.limit:
+            raise PayloadTooLarge(f"The upload is larger than the "
+                                  f"{self.limit // (1024 * 1024)} MB allowed.")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        """``read`` into the caller's buffer: the cloud backends fill each part this way, and a
+        body read from the socket (``SplicedBody``) then lands there with no copy in between."""
+        readinto = getattr(self.stream, "readinto", None)
+        if self.head or readinto is None:
+            data = self.read(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
+        count = readinto(buffer) or 0
+        self._count(count)
+        return count
+
+    def _drain_into(self, fd: int) -> int:
+        """Write the head, then let the body move the rest into ``fd``."""
+        moved = write_all(fd, self.head)
+        self.head = b""
+        moved += self.stream.drain_into(fd)
+        self._count(moved)  # the body's Content-Length was checked already
+        return moved
+
+
+@bp.put("/projects/<project_id>/files/content")
+@spec("Files", query=(query("path", required=True, description="the file's path"),),
+      request=Body("application/octet-stream", FILE, "The file's bytes."),
+      responses={201: {"type": "object", "required": ["path", "size"],
+                       "properties": {"path": {"type": "string"},
+                                      "size": {"type": "integer"}}}},
+      errors=(413, 422, 502, 503))
+def put_file(project_id):
+    """Upload one file as the raw request body (streamed into the storage, never held whole
+    in memory): ``PUT ...?path=training_batch_files/name.csv``. Batch files are checked against
+    the schema from their first bytes; a refused or interrupted upload stores nothing."""
+    project = load_project(project_id=project_id, need="editor")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The upload is larger than the {limit // (1024 * 1024)} MB "
+                              "allowed.")
+    # Under gunicorn, the body can go from the socket to a local-disk file inside the kernel.
+    stream = spliceable(request.environ, request.stream)
+    head = stream.read(HEAD_BYTES)
+    stored = files.put(context(), project, request.args.get("path", ""), head,
+                       _HeadThenRest(head, stream, limit), size=request.content_length,
+                       content_type=request.mimetype)
+    return jsonify(stored), 201
+
+
+@bp.get("/projects/<project_id>/files/link")
+@spec("Files", query=(query("path", required=True, description="the file's path"),
+                      query("expires", {"type": "integer", "minimum": 60,
+                                        "maximum": MAX_LINK_SECONDS, "default": 3600},
+                            "seconds the link stays valid")),
+      responses={200: {"type": "object", "required": ["url", "expires_at"],
+                       "properties": {"url": {"type": "string"},
+                                      "expires_at": {"type": "string", "format": "date-time"}}}},
+      errors=(502, 503))
+def file_link(project_id):
+    """A signed link to download one file without logging in, valid ``expires`` seconds
+    (default 3600): the cloud's own signed URL where the storage can sign, else the app's."""
+    project = load_project(project_id=project_id)
+    try:
+        expires = int(request.args.get("expires", 3600))
+    except ValueError:
+        raise BadRequest("expires must be a whole number of seconds.") from None
+    link = files.share_link(context(), project, request.args.get("path", ""), expires)
+    url = link.get("url") or f"{request.host_url.rstrip('/')}/api/v1/download/{link['token']}"
+    return jsonify({"url": url, "expires_at": link["expires_at"]})
+
+
+@bp.get("/download/<token>")
+@spec("Files", responses={200: BINARY}, errors=(502, 503), public=True)
+def signed_download(token):
+    """Download through an app-signed link (no login: the link is the permission)."""
+    ctx = context()
+    project, path = files.follow_link(ctx, token)
+    return file_response(files.download(ctx, project, path))
 
 
 # -- accounts and tokens ---------------------------------------------------------------------
@@ -541,7 +645,7 @@ def forgot():
     email = _body().get("email", "")
     if not isinstance(email, str):
         raise BadRequest("email must be text.")
-    accounts.request_password_reset(email)
+    accounts.request_password_reset(context(), email)
     return jsonify({"message": "If this address belongs to an account, a reset link is on "
                                "its way."}), 202
 
@@ -551,7 +655,7 @@ def forgot():
 def list_tokens():
     """The caller's personal API tokens (never their values)."""
     user = require_user()
-    return _slice([t.to_public() for t in services().db.api_tokens.list_for_user(user.id)])
+    return _slice([t.to_public() for t in accounts.list_tokens(context(), user)])
 
 
 @bp.post("/tokens")
@@ -559,7 +663,7 @@ def list_tokens():
 def create_token():
     """Create a personal token; its value is in this answer only."""
     data = _body()
-    token, clear = accounts.create_token(require_user(), str(data.get("name", "")),
+    token, clear = accounts.create_token(context(), require_user(), str(data.get("name", "")),
                                          str(data.get("scope", "")))
     return jsonify(token.to_public() | {"token": clear}), 201
 
@@ -568,7 +672,7 @@ def create_token():
 @spec("Tokens", responses={204: NO_CONTENT}, errors=(409,))
 def revoke_token(token_id):
     """Revoke a personal token (yours; admins: anyone's)."""
-    accounts.revoke_token(require_user(), token_id)
+    accounts.revoke_token(context(), require_user(), token_id)
     return "", 204
 
 
@@ -577,17 +681,17 @@ def revoke_token(token_id):
 def list_users():
     """Every account (admins)."""
     require_admin()
-    return _slice([u.to_public() for u in services().db.users.list()])
+    return _slice([u.to_public() for u in accounts.list_users(context())])
 
 
 @bp.post("/users")
 @spec("Administration", request=INVITE_INPUT, responses={201: "User"}, errors=(422,))
 def invite_user():
     """Invite someone by mail (admins)."""
-    admin = require_admin()
+    require_admin()
     data = _body()
-    user = accounts.invite_user(str(data.get("email", "")), str(data.get("name", "")),
-                                str(data.get("role", "member")), admin)
+    user = accounts.invite_user(context(), str(data.get("email", "")), str(data.get("name", "")),
+                                str(data.get("role", "member")))
     return jsonify(user.to_public()), 201
 
 
@@ -595,12 +699,13 @@ def invite_user():
 @spec("Administration", request=USER_INPUT, responses={200: "User"}, errors=(409, 422))
 def update_user(user_id):
     """Change a user's role or deactivate/reactivate them (admins)."""
-    admin = require_admin()
+    require_admin()
     data = _body()
     role, active = data.get("role"), data.get("active")
     if active is not None and not isinstance(active, bool):
         raise BadRequest("active must be true or false.")
-    user = accounts.update_user(accounts.load_user(user_id), admin, role=role, active=active)
+    ctx = context()
+    user = accounts.update_user(ctx, accounts.load_user(ctx, user_id), role=role, active=active)
     return jsonify(user.to_public())
 
 
@@ -612,17 +717,14 @@ def update_user(user_id):
       responses={200: page_of("AuditEvent")})
 def audit_log():
     """The audit log, newest first; filters actor, action, since, until (YYYY-MM-DD)."""
-    from datetime import timedelta
-
     from controllers.admin import parse_day
 
     require_admin()
     page, per_page = _paging()
     until = parse_day(request.args.get("until"), "until")
-    events, total = services().db.audit.search(
-        actor=request.args.get("actor") or None, action=request.args.get("action") or None,
-        since=parse_day(request.args.get("since"), "since"),
-        until=until + timedelta(days=1) if until else None,
+    events, total = administration.search_audit(
+        context(), actor=request.args.get("actor"), action=request.args.get("action"),
+        since=parse_day(request.args.get("since"), "since"), until=until,
         skip=(page - 1) * per_page, limit=per_page)
     return _paged([e.to_public() for e in events], page, per_page, total)
 
@@ -634,7 +736,7 @@ def audit_log():
 def list_storage():
     """The storage connections, secrets masked (admins)."""
     require_admin()
-    return _slice(sc.list_connections())
+    return _slice(sc.list_connections(context()))
 
 
 @bp.post("/storage-connections")
@@ -644,8 +746,8 @@ def create_storage():
     """Create a connection: {name, kind, settings: {...}, secrets: {...}} (secrets masked in
     every answer)."""
     require_admin()
-    connection = sc.create_connection(_body())
-    return jsonify(masked(connection, services().box)), 201
+    ctx = context()
+    return jsonify(sc.shown(ctx, sc.create_connection(ctx, _body()))), 201
 
 
 @bp.get("/storage-connections/<connection_id>")
@@ -653,7 +755,8 @@ def create_storage():
 def get_storage(connection_id):
     """Read a storage connection, secrets masked (admins)."""
     require_admin()
-    return jsonify(masked(sc.load_connection(connection_id), services().box))
+    ctx = context()
+    return jsonify(sc.shown(ctx, sc.load_connection(ctx, connection_id)))
 
 
 @bp.patch("/storage-connections/<connection_id>")
@@ -662,8 +765,9 @@ def get_storage(connection_id):
 def update_storage(connection_id):
     """Change a connection; a secret left empty or masked keeps its value (admins)."""
     require_admin()
-    connection = sc.update_connection(sc.load_connection(connection_id), _body())
-    return jsonify(masked(connection, services().box))
+    ctx = context()
+    connection = sc.update_connection(ctx, sc.load_connection(ctx, connection_id), _body())
+    return jsonify(sc.shown(ctx, connection))
 
 
 @bp.delete("/storage-connections/<connection_id>")
@@ -671,7 +775,8 @@ def update_storage(connection_id):
 def delete_storage(connection_id):
     """Delete a connection no project uses (admins)."""
     require_admin()
-    sc.delete_connection(sc.load_connection(connection_id))
+    ctx = context()
+    sc.delete_connection(ctx, sc.load_connection(ctx, connection_id))
     return "", 204
 
 
@@ -681,7 +786,8 @@ def test_storage(connection_id):
     """Reach the storage: 200 with a message, or the storage error (502/503) saying what is
     wrong."""
     require_admin()
-    return jsonify({"message": sc.test_connection(sc.load_connection(connection_id))})
+    ctx = context()
+    return jsonify({"message": sc.test_connection(ctx, sc.load_connection(ctx, connection_id))})
 
 
 # -- administration ----------------------------------------------------------------------
@@ -692,9 +798,8 @@ def outbox():
     """The mails Trainyard sent or kept, newest first (admins)."""
     require_admin()
     page, per_page = _paging()
-    db = services().db
-    items = db.mail.list(skip=(page - 1) * per_page, limit=per_page)
-    return _paged([m.to_public() for m in items], page, per_page, db.mail.count())
+    items, total = administration.outbox(context(), skip=(page - 1) * per_page, limit=per_page)
+    return _paged([m.to_public() for m in items], page, per_page, total)
 
 
 # -- documentation -------------------------------------------------------------------------

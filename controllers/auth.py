@@ -6,12 +6,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
-from controllers import accounts
 from controllers.access import require_user
-from controllers.auditing import audit
-from controllers.services import services
+from controllers.services import context
+from controllers.sessions import sign_in, sign_out
 from exception_layer import (
     BadRequest,
     PlatformError,
@@ -19,6 +17,7 @@ from exception_layer import (
     Unauthenticated,
     ValidationFailed,
 )
+from services import accounts
 
 bp = Blueprint("auth", __name__)
 
@@ -34,18 +33,19 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/setup", methods=["GET", "POST"])
 def setup():
     """First-run set-up: create the administrator account."""
-    if services().db.users.count() > 0:
+    if accounts.is_set_up(context()):
         return redirect(url_for("auth.login"))
     errors, form = {}, {}
     if request.method == "POST":
         form = request.form
         try:
-            user = accounts.create_first_admin(form.get("email", ""), form.get("name", ""),
-                                               form.get("password", ""), form.get("confirm", ""))
+            user = accounts.create_first_admin(context(), form.get("email", ""),
+                                               form.get("name", ""), form.get("password", ""),
+                                               form.get("confirm", ""))
         except ValidationFailed as exc:
             errors = exc.details
         else:
-            accounts.sign_in(user)
+            sign_in(user)
             flash("Welcome to Trainyard. Create your first project.", "success")
             return redirect(url_for("pages.index"))
     return render_template("auth/setup.html", errors=errors, form=form), (422 if errors else 200)
@@ -54,29 +54,28 @@ def setup():
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Log in with e-mail and password."""
-    if services().db.users.count() == 0:
+    ctx = context()
+    if not accounts.is_set_up(ctx):
         return redirect(url_for("auth.setup"))
     error, status = None, 200
     if request.method == "POST":
         try:
-            user = accounts.authenticate(request.form.get("email", ""),
-                                         request.form.get("password", ""), request.remote_addr)
+            user = accounts.authenticate(ctx, request.form.get("email", ""),
+                                         request.form.get("password", ""))
         except (Unauthenticated, TooManyRequests) as exc:
             error, status = exc.message, exc.status
         else:
-            accounts.sign_in(user)
+            sign_in(user)
             return redirect(_safe_next(request.args.get("next")))
     return render_template(
         "auth/login.html", error=error, email=request.form.get("email", ""),
-        registration=services().db.settings.get()["self_registration"]), status
+        registration=accounts.registration_is_open(ctx)), status
 
 
 @bp.post("/logout")
 def logout():
     """End the session."""
-    if current_user.is_authenticated:
-        audit("logout", current_user.email)
-    accounts.sign_out()
+    sign_out(audited=True)
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -84,19 +83,19 @@ def logout():
 @bp.route("/register", methods=["GET", "POST"])
 def register():
     """Self-registration, when an admin has turned it on."""
-    if not services().db.settings.get()["self_registration"]:
+    if not accounts.registration_is_open(context()):
         flash("Registration is closed; ask an administrator for an invitation.", "warning")
         return redirect(url_for("auth.login"))
     errors, form = {}, {}
     if request.method == "POST":
         form = request.form
         try:
-            user = accounts.register(form.get("email", ""), form.get("name", ""),
+            user = accounts.register(context(), form.get("email", ""), form.get("name", ""),
                                      form.get("password", ""), form.get("confirm", ""))
         except ValidationFailed as exc:
             errors = exc.details
         else:
-            accounts.sign_in(user)
+            sign_in(user)
             return redirect(url_for("pages.index"))
     return (render_template("auth/password_form.html", mode="register", errors=errors,
                             form=form), 422 if errors else 200)
@@ -106,7 +105,7 @@ def register():
 def forgot():
     """Ask for a password-reset link."""
     if request.method == "POST":
-        accounts.request_password_reset(request.form.get("email", ""))
+        accounts.request_password_reset(context(), request.form.get("email", ""))
         flash("If this address belongs to an account, a reset link is on its way.", "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/forgot.html")
@@ -117,17 +116,17 @@ def _redeem_page(mode: str, secret: str):
     if request.method == "POST":
         redeem = accounts.accept_invitation if mode == "invite" else accounts.reset_password
         try:
-            user = redeem(secret, request.form.get("password", ""),
+            user = redeem(context(), secret, request.form.get("password", ""),
                           request.form.get("confirm", ""))
         except ValidationFailed as exc:
             errors, status = exc.details, 422
         except BadRequest as exc:
             errors, status = {"link": exc.message}, 400
         else:
-            accounts.sign_in(user)
+            sign_in(user)
             flash("Your password is set.", "success")
             return redirect(url_for("pages.index"))
-    elif services().db.one_time_tokens.find_valid(mode, secret) is None:
+    elif not accounts.link_is_valid(context(), mode, secret):
         errors, status = {"link": "This link is invalid, expired or already used; ask for a "
                                   "new one."}, 400
     return render_template("auth/password_form.html", mode=mode, errors=errors,
@@ -150,23 +149,25 @@ def reset(secret):
 def profile():
     """Your password and your personal API tokens."""
     user = require_user()
+    ctx = context()
     errors, new_token = {}, None
     status = 200
     if request.method == "POST":
         action = request.form.get("action")
         try:
             if action == "password":
-                accounts.change_password(user, request.form.get("current", ""),
+                accounts.change_password(ctx, user, request.form.get("current", ""),
                                          request.form.get("password", ""),
                                          request.form.get("confirm", ""))
-                accounts.sign_in(services().db.users.get(user.id))  # keep this one open
+                sign_in(accounts.get_user(ctx, user.id))  # keep this one open
                 flash("Password changed; your other sessions have ended.", "success")
                 return redirect(url_for("auth.profile"))
             if action == "create_token":
-                token, new_token = accounts.create_token(user, request.form.get("name", ""),
+                token, new_token = accounts.create_token(ctx, user,
+                                                         request.form.get("name", ""),
                                                          request.form.get("scope", ""))
             elif action == "revoke_token":
-                accounts.revoke_token(user, request.form.get("token_id", ""))
+                accounts.revoke_token(ctx, user, request.form.get("token_id", ""))
                 flash("Token revoked.", "info")
                 return redirect(url_for("auth.profile"))
             else:
@@ -177,4 +178,4 @@ def profile():
             flash(exc.message, "danger")
             status = exc.status
     return render_template("auth/profile.html", errors=errors, new_token=new_token,
-                           tokens=services().db.api_tokens.list_for_user(user.id)), status
+                           tokens=accounts.list_tokens(ctx, user)), status

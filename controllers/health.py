@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from controllers.services import services
+from controllers.services import context
+from services.administration import check_database
 
 bp = Blueprint("health", __name__)
 
@@ -12,5 +13,5 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     """Answers 200 when the database answers."""
-    services().db.users.count()
+    check_database(context())
     return jsonify({"status": "ok"})

@@ -15,12 +15,16 @@ from flask import (
 )
 from flask_login import current_user
 
-from controllers import operations as ops
 from controllers.access import load_project, require_admin, require_user, visible_projects
-from controllers.services import services
+from controllers.rendering import file_response, uploads
+from controllers.services import context
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
 from integration.file_manager import STANDARD_FOLDERS, SYSTEM_FOLDERS
+from services import administration, executions, models, predictions, projects
+from services import files as project_files
+from services import members as project_members
+from services import storage_connections as connections
 
 bp = Blueprint("pages", __name__)
 
@@ -48,7 +52,7 @@ def _form_context(project=None, form=None) -> dict:
         schema["filename_pattern"] = form["filename_pattern"]
     return {"problem_types": PROBLEM_TYPES, "metrics": METRICS, "column_types": COLUMN_TYPES,
             "algorithms": ALGORITHMS,
-            "schema": schema, "connections": services().db.storage_connections.list()}
+            "schema": schema, "connections": connections.choices(context())}
 
 
 def _project_form() -> dict:
@@ -68,12 +72,12 @@ def index():
 @bp.route("/projects/new", methods=["GET", "POST"])
 def new_project():
     """Create a project: settings and batch-file schema."""
-    user = require_user()
+    require_user()
     errors, form = {}, {}
     if request.method == "POST":
         form = _project_form()
         try:
-            project = ops.create_project(form, user)
+            project = projects.create(context(), form)
         except ValidationFailed as exc:
             errors = exc.details or {"form": exc.message}
         else:
@@ -88,29 +92,28 @@ def new_project():
 def infer_schema():
     """Infer a schema from a sample CSV (JSON, used by the project form)."""
     require_user()
-    return jsonify({"schema": ops.infer_schema(request.files.get("sample"))})
+    sample = request.files.get("sample")
+    return jsonify({"schema": projects.infer_schema(sample and sample.stream,
+                                                    sample and sample.filename)})
 
 
 @bp.get("/projects/<slug>")
 def project(slug):
     """A project: its state, executions, model versions, and the buttons to act."""
     project = load_project(slug=slug)
-    db = services().db
+    ctx = context()
     page = _page_arg()
     per_page = 20
-    executions = db.executions.list_for_project(project.id, skip=(page - 1) * per_page,
-                                                limit=per_page)
-    total = db.executions.count_for_project(project.id)
-    active = db.executions.get(project.active_execution_id) if project.active_execution_id \
-        else None
+    listed, total = executions.list_page(ctx, project, page, per_page)
+    active = executions.active(ctx, project)
     return render_template(
-        "projects/detail.html", project=project, executions=executions, active=active,
-        versions=db.model_versions.list_for_project(project.id), page=page,
+        "projects/detail.html", project=project, executions=listed, active=active,
+        versions=models.list_for_project(ctx, project), page=page,
         pages=max(1, -(-total // per_page)), can_edit=project.has_role(current_user, "editor"),
         is_owner=project.has_role(current_user, "owner"),
-        last_seq=db.logs.last_seq(active.id) if active else 0,
-        active_logs=db.logs.list(active.id) if active else [],
-        usage=services().model_server.usage(project.id))
+        last_seq=executions.last_seq(ctx, active) if active else 0,
+        active_logs=executions.logs(ctx, active) if active else [],
+        usage=predictions.usage(ctx, project))
 
 
 @bp.route("/projects/<slug>/settings", methods=["GET", "POST"])
@@ -121,7 +124,7 @@ def project_settings(slug):
     if request.method == "POST":
         form = _project_form()
         try:
-            ops.update_project(project, form)
+            projects.update(context(), project, form)
         except ValidationFailed as exc:
             errors = exc.details or {"form": exc.message}
         else:
@@ -130,7 +133,7 @@ def project_settings(slug):
     elif problem := project.schema.pattern_problem():  # stored before patterns ran on RE2
         errors = {"filename_pattern": f"{problem} Change the pattern to upload files again."}
     return (render_template("projects/form.html", project=project, form=form, errors=errors,
-                            members=ops.list_members(project),
+                            members=project_members.list_members(context(), project),
                             is_owner=project.has_role(current_user, "owner"),
                             **_form_context(project, form)), 422 if form and errors else 200)
 
@@ -141,11 +144,11 @@ def members(slug):
     project = load_project(slug=slug, need="owner")
     try:
         if request.form.get("action") == "remove":
-            ops.remove_member(project, request.form.get("user_id", ""))
+            project_members.remove_member(context(), project, request.form.get("user_id", ""))
             flash("Member removed.", "info")
         else:
-            added = ops.set_member(project, request.form.get("email", ""),
-                                   request.form.get("role", ""))
+            added = project_members.set_member(context(), project, request.form.get("email", ""),
+                                               request.form.get("role", ""))
             flash(f"{added['user']['email']} is now {added['role']}.", "success")
     except PlatformError as exc:
         message = exc.message
@@ -159,7 +162,7 @@ def members(slug):
 def delete_project(slug):
     """Delete a project and everything it stored."""
     project = load_project(slug=slug, need="owner")
-    ops.delete_project(project)
+    projects.delete(context(), project)
     flash(f"Project {project.name} and its files were deleted.", "info")
     return redirect(url_for("pages.index"))
 
@@ -169,9 +172,8 @@ def start(slug, kind):
     """Start a training, a prediction, or a move to another storage (owners)."""
     project = load_project(slug=slug, need="owner" if kind == "move" else "editor")
     try:
-        execution = ops.start_execution(project, kind, current_user,
-                                        request.form.get("version"),
-                                        request.form.get("target_connection_id"))
+        execution = executions.start(context(), project, kind, request.form.get("version"),
+                                     request.form.get("target_connection_id"))
     except PlatformError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pages.project", slug=slug)), 303
@@ -185,7 +187,7 @@ def files(slug):
     """The file manager: one folder of the project."""
     project = load_project(slug=slug)
     path = request.args.get("path", "")
-    listing = ops.list_folder(project, path, request.args.get("token"))
+    listing = project_files.list_folder(context(), project, path, request.args.get("token"))
     crumbs, acc = [], ""
     for part in [p for p in listing["path"].split("/") if p]:
         acc += part + "/"
@@ -199,8 +201,8 @@ def files(slug):
 def upload(slug):
     """Upload files into a folder (all or none; JSON answer for the upload script)."""
     project = load_project(slug=slug, need="editor")
-    stored = ops.upload_files(project, request.args.get("path", ""),
-                              request.files.getlist("files"))
+    stored = project_files.upload(context(), project, request.args.get("path", ""),
+                                  uploads(request.files.getlist("files")))
     return jsonify({"uploaded": stored}), 201
 
 
@@ -213,7 +215,8 @@ def make_folder(slug):
     """Create a folder."""
     project = load_project(slug=slug, need="editor")
     parent = request.form.get("parent", "")
-    created = ops.make_folder(project, parent + request.form.get("name", "").strip())
+    created = project_files.make_folder(context(), project,
+                                       parent + request.form.get("name", "").strip())
     flash(f"Created {created}.", "info")
     return _back_to_files(parent)
 
@@ -224,7 +227,7 @@ def delete_file(slug):
     project = load_project(slug=slug, need="editor")
     path = request.form.get("path", "")
     parent = path.rstrip("/").rpartition("/")[0]
-    ops.delete_path(project, path)
+    project_files.delete(context(), project, path)
     flash(f"Deleted {path}.", "info")
     return _back_to_files(parent + "/" if parent else "")
 
@@ -234,8 +237,8 @@ def move_file(slug):
     """Move or rename a file or a folder."""
     project = load_project(slug=slug, need="editor")
     path = request.form.get("path", "")
-    moved = ops.move_path(project, path, request.form.get("to", ""),
-                          request.form.get("name"))
+    moved = project_files.move(context(), project, path, request.form.get("to", ""),
+                               request.form.get("name"))
     flash(f"Moved {path} to {moved['path']}.", "info")
     parent = path.rstrip("/").rpartition("/")[0]
     return _back_to_files(parent + "/" if parent else "")
@@ -245,8 +248,9 @@ def move_file(slug):
 def download(slug):
     """Download a file (plots can be shown inline)."""
     project = load_project(slug=slug)
-    return ops.download_response(project, request.args.get("path", ""),
-                                 inline=request.args.get("inline") == "1")
+    return file_response(project_files.download(context(), project,
+                                                request.args.get("path", ""),
+                                                inline=request.args.get("inline") == "1"))
 
 
 # -- executions and models -----------------------------------------------------------------
@@ -255,13 +259,13 @@ def download(slug):
 def execution(slug, execution_id):
     """An execution: its live or past log, its validation report and results."""
     project = load_project(slug=slug)
-    execution = ops.load_execution(project, execution_id)
-    db = services().db
-    logs = db.logs.list(execution.id)
+    ctx = context()
+    execution = executions.load(ctx, project, execution_id)
+    logs = executions.logs(ctx, execution)
     output = None
     if execution.kind == "predict" and execution.status == "succeeded":
-        output = ops.output_page(project, execution, _page_arg())
-    starter = db.users.get(execution.started_by) if execution.started_by else None
+        output = executions.output_page(ctx, project, execution, _page_arg())
+    starter = executions.starter(ctx, execution)
     return render_template("executions/detail.html", project=project, execution=execution,
                            logs=logs, output=output, starter=starter,
                            last_seq=logs[-1].seq if logs else 0,
@@ -273,7 +277,8 @@ def cancel(slug, execution_id):
     """Cancel a queued or running execution."""
     project = load_project(slug=slug, need="editor")
     try:
-        ops.cancel_execution(project, ops.load_execution(project, execution_id))
+        ctx = context()
+        executions.cancel(ctx, project, executions.load(ctx, project, execution_id))
         flash("Cancellation requested.", "info")
     except PlatformError as exc:
         flash(exc.message, "danger")
@@ -284,11 +289,12 @@ def cancel(slug, execution_id):
 def output_csv(slug, execution_id):
     """Download the prediction output."""
     project = load_project(slug=slug)
-    execution = ops.load_execution(project, execution_id)
+    ctx = context()
+    execution = executions.load(ctx, project, execution_id)
     path = (execution.result or {}).get("output_path")
     if not path:
-        return ops.output_page(project, execution, 1)  # raises the 404
-    return ops.download_response(project, path)
+        return executions.output_page(ctx, project, execution, 1)  # raises the 404
+    return file_response(project_files.download(ctx, project, path))
 
 
 @bp.get("/projects/<slug>/models/<version>")
@@ -296,7 +302,7 @@ def model_version(slug, version):
     """A model version: metrics, leaderboard, plots."""
     project = load_project(slug=slug)
     return render_template("models/detail.html", project=project,
-                           version=ops.load_version(project, version),
+                           version=models.load(context(), project, version),
                            can_edit=project.has_role(current_user, "editor"))
 
 
@@ -304,8 +310,8 @@ def model_version(slug, version):
 def compare_models(slug):
     """Two model versions side by side."""
     project = load_project(slug=slug)
-    comparison = ops.compare_versions(project, request.args.get("a", ""),
-                                      request.args.get("b", ""))
+    comparison = models.compare(context(), project, request.args.get("a", ""),
+                                request.args.get("b", ""))
     return render_template("models/compare.html", project=project, comparison=comparison)
 
 
@@ -314,7 +320,7 @@ def rollback(slug):
     """Make the previous version active again."""
     project = load_project(slug=slug, need="editor")
     try:
-        target = ops.rollback_version(project)
+        target = models.rollback(context(), project)
         flash(f"Rolled back: v{target.version} is active again.", "success")
     except PlatformError as exc:
         flash(exc.message, "danger")
@@ -326,7 +332,7 @@ def delete_model(slug, version):
     """Delete a model version and its files."""
     project = load_project(slug=slug, need="editor")
     try:
-        ops.delete_version(project, version)
+        models.delete(context(), project, version)
         flash(f"Model {version} and its files were deleted.", "info")
     except PlatformError as exc:
         flash(exc.message, "danger")
@@ -338,7 +344,7 @@ def delete_model(slug, version):
 def promote(slug, version):
     """Make a version the active one."""
     project = load_project(slug=slug, need="editor")
-    promoted = ops.promote_version(project, version)
+    promoted = models.promote(context(), project, version)
     flash(f"Model v{promoted.version} is now active.", "success")
     return redirect(url_for("pages.project", slug=slug)), 303
 
@@ -350,8 +356,8 @@ def outbox():
     """Mails kept or sent by the platform (admins)."""
     require_admin()
     page = _page_arg()
-    db = services().db
     per_page = 25
-    return render_template("admin/outbox.html", messages=db.mail.list(
-        skip=(page - 1) * per_page, limit=per_page), page=page,
-        pages=max(1, -(-db.mail.count() // per_page)))
+    messages, total = administration.outbox(context(), skip=(page - 1) * per_page,
+                                            limit=per_page)
+    return render_template("admin/outbox.html", messages=messages, page=page,
+                           pages=max(1, -(-total // per_page)))

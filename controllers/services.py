@@ -1,29 +1,23 @@
-"""The platform's services as the controllers see them (built once in ``create_app``)."""
+"""The platform's services as the controllers reach them: the app's :class:`Platform`, and the
+:class:`Context` of this request (who is logged in, from which address) that every use case
+in ``services/`` takes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from flask import current_app, has_request_context, request
+from flask_login import current_user
 
-from flask import current_app
-
-from entity.database import Database
-from integration.credentials import SecretBox
-from integration.notifications import Notifier
-from integration.storage_bridge import StorageResolver
-from thread_layer.model_server import ModelServer
-from thread_layer.runner import ExecutionRunner
+from services.context import Context, Platform
 
 
-@dataclass
-class Services:
-    db: Database
-    resolver: StorageResolver
-    notifier: Notifier
-    runner: ExecutionRunner
-    box: SecretBox
-    model_server: ModelServer
-
-
-def services() -> Services:
-    """The services of the current app."""
+def services() -> Platform:
+    """The platform of the current app."""
     return current_app.extensions["trainyard"]
+
+
+def context() -> Context:
+    """The context of a use case run for this request (or for no one, outside a request)."""
+    if not has_request_context():
+        return Context(services())
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    return Context(services(), user, request.remote_addr)

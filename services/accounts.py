@@ -1,5 +1,5 @@
-"""Account rules shared by the pages and the API: first-run set-up, login with rate limits,
-invitations, password resets, self-registration, personal API tokens."""
+"""Accounts: first-run set-up, login with rate limits, invitations, password resets,
+self-registration, sessions, administration of users, personal API tokens."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from datetime import timedelta
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from controllers.auditing import audit
-from controllers.operations import _EMAIL
-from controllers.services import services
 from entity.base import utcnow
 from entity.mail_message import MailMessage
 from entity.security import TOKEN_SCOPES, ApiToken
@@ -24,6 +21,8 @@ from exception_layer import (
     Unauthenticated,
     ValidationFailed,
 )
+from services.context import Context
+from services.projects import EMAIL
 
 MIN_PASSWORD = 10
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -55,7 +54,7 @@ def check_new_account(email: str, name: str, password: str | None, confirm: str 
     """Check the fields of a new account (``password=None``: an invitation, no password)."""
     errors = {}
     email = normalise_email(email or "")
-    if not _EMAIL.match(email) or len(email) > 254:
+    if not EMAIL.match(email) or len(email) > 254:
         errors["email"] = "Enter a valid e-mail address."
     name = (name or "").strip()
     if not name:
@@ -73,22 +72,23 @@ def check_new_account(email: str, name: str, password: str | None, confirm: str 
     return {"email": email, "name": name, "password": password}
 
 
-def _add_user(user: User) -> User:
+def _add_user(ctx: Context, user: User) -> User:
     try:
-        services().db.users.add(user)
+        ctx.db.users.add(user)
     except DuplicateKey:
         raise ValidationFailed("Please correct the marked fields.", details={
             "email": "An account with this e-mail address already exists."}) from None
     return user
 
 
-def create_first_admin(email: str, name: str, password: str, confirm: str | None) -> User:
+def create_first_admin(ctx: Context, email: str, name: str, password: str,
+                       confirm: str | None) -> User:
     """Create the first account (an admin); refused once any account exists.
 
     Two set-ups sent at the same moment both find no account; the one-time claim in the
     settings (a unique key) lets exactly one of them create its admin.
     """
-    db = services().db
+    db = ctx.db
     already = Conflict("Trainyard is already set up; log in instead.")
     if db.users.count() > 0:
         raise already
@@ -98,24 +98,24 @@ def create_first_admin(email: str, name: str, password: str, confirm: str | None
         raise already
     created = False
     try:
-        user = _add_user(User(email=fields["email"], name=fields["name"], role="admin",
+        user = _add_user(ctx, User(email=fields["email"], name=fields["name"], role="admin",
                               password_hash=password_hash))
         created = True
     finally:
         if not created:  # give the claim back; the error itself goes on to its handler
             db.settings.release_setup()
-    audit("user.setup", user.email, actor=user)
+    ctx.audit("user.setup", user.email, actor=user)
     return user
 
 
-def register(email: str, name: str, password: str, confirm: str | None) -> User:
+def register(ctx: Context, email: str, name: str, password: str, confirm: str | None) -> User:
     """Self-registration as a member, when an admin has turned it on."""
-    if not services().db.settings.get()["self_registration"]:
+    if not ctx.db.settings.get()["self_registration"]:
         raise AccessDenied("Registration is closed; ask an administrator for an invitation.")
     fields = check_new_account(email, name, password, confirm)
-    user = _add_user(User(email=fields["email"], name=fields["name"], role="member",
+    user = _add_user(ctx, User(email=fields["email"], name=fields["name"], role="member",
                           password_hash=generate_password_hash(fields["password"])))
-    audit("user.register", user.email, actor=user)
+    ctx.audit("user.register", user.email, actor=user)
     return user
 
 
@@ -125,8 +125,8 @@ def _throttle_keys(email: str, address: str | None) -> tuple[str, str]:
     return f"account:{normalise_email(email or '')}", f"address:{address or 'unknown'}"
 
 
-def _check_throttle(email: str, address: str | None) -> None:
-    failures = services().db.login_failures
+def _check_throttle(ctx: Context, email: str, address: str | None) -> None:
+    failures = ctx.db.login_failures
     since = utcnow() - FAILURE_WINDOW
     account_key, address_key = _throttle_keys(email, address)
     for key, limit in ((account_key, MAX_FAILURES_PER_ACCOUNT),
@@ -138,16 +138,17 @@ def _check_throttle(email: str, address: str | None) -> None:
             raise TooManyRequests(f"Too many failed logins; try again in {minutes} minutes.")
 
 
-def authenticate(email: str, password: str, address: str | None = None) -> User:
-    """The active user with these credentials.
+def authenticate(ctx: Context, email: str, password: str) -> User:
+    """The active user with these credentials (throttled per account and per address).
 
     Raises:
         TooManyRequests: too many recent failures for this account or this address.
         Unauthenticated: wrong credentials (the same message whatever was wrong).
     """
-    db = services().db
+    db = ctx.db
     email = normalise_email(str(email or ""))
-    _check_throttle(email, address)
+    address = ctx.address
+    _check_throttle(ctx, email, address)
     user = db.users.get_by_email(email) if email else None
     ok = False
     if user is None or user.password_hash == _NO_PASSWORD:
@@ -156,44 +157,44 @@ def authenticate(email: str, password: str, address: str | None = None) -> User:
         ok = check_password_hash(user.password_hash, str(password or "")) and user.active
     if not ok:
         db.login_failures.record(*_throttle_keys(email, address))
-        audit("login", email or None, success=False, actor=False)
+        ctx.audit("login", email or None, success=False, actor=False)
         raise Unauthenticated("Wrong e-mail address or password.")
     db.login_failures.clear(_throttle_keys(email, address)[0])
     user.last_login_at = utcnow()
     db.users.save(user)
-    audit("login", user.email, actor=user)
+    ctx.audit("login", user.email, actor=user)
     return user
 
 
 # -- invitations, resets, administration ---------------------------------------------------
 
-def _mail_link(subject: str, to: str, lines: list[str], link: str) -> None:
-    notifier = services().notifier
+def _mail_link(ctx: Context, subject: str, to: str, lines: list[str], link: str) -> None:
+    notifier = ctx.platform.notifier
     text = "\n".join([*lines, "", link])
     notifier.deliver(MailMessage(subject=subject, recipients=[to], body_text=text,
                                  secrets=[link]))
 
 
-def invite_user(email: str, name: str, role: str, by: User) -> User:
+def invite_user(ctx: Context, email: str, name: str, role: str) -> User:
     """Create an account without password and mail its owner an expiring link to set one."""
     if role not in PLATFORM_ROLES:
         raise ValidationFailed("Please correct the marked fields.",
                                details={"role": "Choose admin or member."})
     fields = check_new_account(email, name, None, None)
-    user = _add_user(User(email=fields["email"], name=fields["name"], role=role,
+    user = _add_user(ctx, User(email=fields["email"], name=fields["name"], role=role,
                           password_hash=_NO_PASSWORD))
-    secret = services().db.one_time_tokens.issue("invite", user.id,
+    secret = ctx.db.one_time_tokens.issue("invite", user.id,
                                                  utcnow() + INVITATION_LIFETIME)
-    link = f"{services().notifier.public_url}/invite/{secret}"
-    _mail_link("[Trainyard] You are invited", user.email,
-               [f"{by.name} invited you to Trainyard.",
+    link = f"{ctx.platform.notifier.public_url}/invite/{secret}"
+    _mail_link(ctx, "[Trainyard] You are invited", user.email,
+               [f"{ctx.user.name} invited you to Trainyard.",
                 "Choose your password with this link (valid for 7 days, once):"], link)
-    audit("user.invite", user.email, details={"role": role})
+    ctx.audit("user.invite", user.email, details={"role": role})
     return user
 
 
-def _redeem(kind: str, secret: str, password: str, confirm: str | None) -> User:
-    db = services().db
+def _redeem(ctx: Context, kind: str, secret: str, password: str, confirm: str | None) -> User:
+    db = ctx.db
     token = db.one_time_tokens.find_valid(kind, secret)
     user = db.users.get(token.user_id) if token else None
     if token is None or user is None:
@@ -211,35 +212,39 @@ def _redeem(kind: str, secret: str, password: str, confirm: str | None) -> User:
         user.active = True
     db.users.save(user)
     db.one_time_tokens.invalidate_for_user(kind, user.id)
-    audit(f"user.{kind}_accepted" if kind == "invite" else "user.password_reset", user.email,
+    ctx.audit(f"user.{kind}_accepted" if kind == "invite" else "user.password_reset", user.email,
           actor=user)
     return user
 
 
-def accept_invitation(secret: str, password: str, confirm: str | None) -> User:
-    return _redeem("invite", secret, password, confirm)
+def accept_invitation(ctx: Context, secret: str, password: str, confirm: str | None) -> User:
+    """Set the password of an invited account from its link; answers the user."""
+    return _redeem(ctx, "invite", secret, password, confirm)
 
 
-def reset_password(secret: str, password: str, confirm: str | None) -> User:
-    return _redeem("reset", secret, password, confirm)
+def reset_password(ctx: Context, secret: str, password: str, confirm: str | None) -> User:
+    """Set a new password from a reset link; answers the user."""
+    return _redeem(ctx, "reset", secret, password, confirm)
 
 
-def request_password_reset(email: str) -> None:
+def request_password_reset(ctx: Context, email: str) -> None:
     """Mail a reset link if the address belongs to an active account; says nothing either way."""
-    db = services().db
+    db = ctx.db
     user = db.users.get_by_email(normalise_email(str(email or "")))
-    audit("user.reset_requested", normalise_email(str(email or "")) or None, actor=False)
+    ctx.audit("user.reset_requested", normalise_email(str(email or "")) or None, actor=False)
     if user is None or not user.active:
         return
     secret = db.one_time_tokens.issue("reset", user.id, utcnow() + RESET_LIFETIME)
-    link = f"{services().notifier.public_url}/reset/{secret}"
-    _mail_link("[Trainyard] Reset your password", user.email,
+    link = f"{ctx.platform.notifier.public_url}/reset/{secret}"
+    _mail_link(ctx, "[Trainyard] Reset your password", user.email,
                ["Someone asked to reset your Trainyard password. If it was not you, ignore "
                 "this mail.", "Choose a new password with this link (valid for 1 hour, once):"],
                link)
 
 
-def change_password(user: User, current: str, new: str, confirm: str | None) -> None:
+def change_password(ctx: Context, user: User, current: str, new: str,
+                    confirm: str | None) -> None:
+    """Change ``user``'s password; every other session of theirs ends."""
     if not check_password_hash(user.password_hash, current or ""):
         raise ValidationFailed("Please correct the marked fields.",
                                details={"current": "This is not your current password."})
@@ -249,26 +254,27 @@ def change_password(user: User, current: str, new: str, confirm: str | None) -> 
             "password": reason} if reason else {"confirm": "The two passwords differ."})
     user.password_hash = generate_password_hash(new)
     user.session_version += 1
-    services().db.users.save(user)
-    services().db.sessions.close_all(user.id)
-    audit("user.password_changed", user.email)
+    ctx.db.users.save(user)
+    ctx.db.sessions.close_all(user.id)
+    ctx.audit("user.password_changed", user.email)
 
 
-def load_user(user_id: str) -> User:
-    user = services().db.users.get(user_id)
+def load_user(ctx: Context, user_id: str) -> User:
+    """The user ``user_id`` (NotFound otherwise)."""
+    user = ctx.db.users.get(user_id)
     if user is None:
         raise NotFound("No such user.")
     return user
 
 
-def update_user(user: User, by: User, *, role: str | None = None,
+def update_user(ctx: Context, user: User, *, role: str | None = None,
                 active: bool | None = None) -> User:
     """Change a user's platform role or deactivate/reactivate them (admins)."""
-    db = services().db
+    db = ctx.db
     if role is not None and role not in PLATFORM_ROLES:
         raise ValidationFailed("Please correct the marked fields.",
                                details={"role": "Choose admin or member."})
-    if user.id == by.id and (role == "member" or active is False):
+    if user.id == ctx.user.id and (role == "member" or active is False):
         raise Conflict("You cannot demote or deactivate yourself; ask another admin.")
     changes = {}
     if role is not None and role != user.role:
@@ -284,48 +290,13 @@ def update_user(user: User, by: User, *, role: str | None = None,
     db.users.save(user)
     if changes:
         db.api_tokens.forget(user_id=user.id)  # API calls see the new role at once
-        audit("user.update", user.email, details=changes)
+        ctx.audit("user.update", user.email, details=changes)
     return user
-
-
-# -- sessions ------------------------------------------------------------------------------
-
-def sign_in(user: User, *, api_token_id: str | None = None) -> None:
-    """Log ``user`` in on this client: a new server-side session named by the cookie (or, for
-    a Socket.IO connection opened with a token, tied to that token)."""
-    from flask import session
-    from flask_login import login_user
-
-    session["sid"] = (f"token:{api_token_id}" if api_token_id
-                      else services().db.sessions.open(user.id))
-    login_user(user)
-
-
-def sign_out() -> None:
-    """End this client's session on the server too (a copied cookie stops working)."""
-    from flask import session
-    from flask_login import logout_user
-
-    sid = session.pop("sid", None)
-    if sid and not sid.startswith("token:"):
-        services().db.sessions.close(sid)
-    logout_user()
-
-
-def session_is_open(user_id: str) -> bool:
-    """True if this request's session is still open on the server."""
-    from flask import session
-
-    sid = session.get("sid") or ""
-    if sid.startswith("token:"):
-        token = services().db.api_tokens.get(sid[6:])
-        return token is not None and token.revoked_at is None and token.user_id == user_id
-    return services().db.sessions.is_open(sid, user_id)
 
 
 # -- personal API tokens -------------------------------------------------------------------
 
-def create_token(user: User, name: str, scope: str) -> tuple[ApiToken, str]:
+def create_token(ctx: Context, user: User, name: str, scope: str) -> tuple[ApiToken, str]:
     """Issue a token; its clear value is returned once and never stored."""
     name = (name or "").strip()
     errors = {}
@@ -336,27 +307,28 @@ def create_token(user: User, name: str, scope: str) -> tuple[ApiToken, str]:
     if errors:
         raise ValidationFailed("Please correct the marked fields.", details=errors)
     token, clear = ApiToken.issue(user.id, name, scope)
-    services().db.api_tokens.add(token)
-    audit("token.create", token.id, details={"name": name, "scope": scope})
+    ctx.db.api_tokens.add(token)
+    ctx.audit("token.create", token.id, details={"name": name, "scope": scope})
     return token, clear
 
 
-def revoke_token(user: User, token_id: str) -> None:
-    db = services().db
+def revoke_token(ctx: Context, user: User, token_id: str) -> None:
+    """Revoke a token of ``user`` (an admin: anyone's)."""
+    db = ctx.db
     token = db.api_tokens.get(token_id)
     if token is None or (token.user_id != user.id and not user.is_admin):
         raise NotFound("No such token.")
     if not db.api_tokens.revoke(token.id):
         raise Conflict("This token is already revoked.")
-    audit("token.revoke", token.id, details={"name": token.name})
+    ctx.audit("token.revoke", token.id, details={"name": token.name})
 
 
-def user_for_token(value: str) -> tuple[User, ApiToken] | None:
+def user_for_token(ctx: Context, value: str) -> tuple[User, ApiToken] | None:
     """The active user and token for an ``Authorization: Bearer`` value, or None."""
     parts = ApiToken.split(value)
     if parts is None:
         return None
-    db = services().db
+    db = ctx.db
     recent = db.api_tokens.recall(parts[0])  # checked in the database a few seconds ago
     if recent is not None:
         token, user = recent
@@ -373,3 +345,73 @@ def user_for_token(value: str) -> tuple[User, ApiToken] | None:
     db.api_tokens.touch(token)
     db.api_tokens.remember(token, user)
     return user, token
+
+
+# -- sessions and settings -----------------------------------------------------------------
+
+def open_session(ctx: Context, user: User) -> str:
+    """Open a server-side session for ``user``; answers its id (the cookie names it)."""
+    return ctx.db.sessions.open(user.id)
+
+
+def close_session(ctx: Context, sid: str | None) -> None:
+    """End the session ``sid`` on the server (a copied cookie stops working); the
+    ``token:`` sessions of sockets opened with an API token end with their token."""
+    if sid and not sid.startswith("token:"):
+        ctx.db.sessions.close(sid)
+
+
+def log_out(ctx: Context, sid: str | None) -> None:
+    """The user acting logs out of the session ``sid``."""
+    if ctx.user is not None:
+        ctx.audit("logout", ctx.user.email)
+    close_session(ctx, sid)
+
+
+def session_is_open(ctx: Context, sid: str, user_id: str) -> bool:
+    """True if the session ``sid`` of ``user_id`` is still open on the server."""
+    if sid.startswith("token:"):
+        token = ctx.db.api_tokens.get(sid[6:])
+        return token is not None and token.revoked_at is None and token.user_id == user_id
+    return ctx.db.sessions.is_open(sid, user_id)
+
+
+def is_set_up(ctx: Context) -> bool:
+    """True once an account exists (the first-run set-up is done)."""
+    return ctx.db.users.count() > 0
+
+
+def registration_is_open(ctx: Context) -> bool:
+    """True if an admin has turned self-registration on."""
+    return ctx.db.settings.get()["self_registration"]
+
+
+def platform_settings(ctx: Context) -> dict:
+    """The settings admins change on the users page."""
+    return ctx.db.settings.get()
+
+
+def set_registration(ctx: Context, enabled: bool) -> None:
+    """Turn self-registration on or off (admins)."""
+    ctx.db.settings.update(self_registration=enabled)
+    ctx.audit("settings.update", "self_registration", details={"value": enabled})
+
+
+def link_is_valid(ctx: Context, kind: str, secret: str) -> bool:
+    """True if ``secret`` is an unused, unexpired ``kind`` ("invite", "reset") link."""
+    return ctx.db.one_time_tokens.find_valid(kind, secret) is not None
+
+
+def get_user(ctx: Context, user_id: str) -> User | None:
+    """The user ``user_id`` as stored now, or None."""
+    return ctx.db.users.get(user_id)
+
+
+def list_users(ctx: Context) -> list[User]:
+    """Every account."""
+    return ctx.db.users.list()
+
+
+def list_tokens(ctx: Context, user: User) -> list[ApiToken]:
+    """``user``'s personal API tokens."""
+    return ctx.db.api_tokens.list_for_user(user.id)

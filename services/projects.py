@@ -1,0 +1,192 @@
+"""Projects: create, change, delete, and infer a batch-file schema from a sample."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from entity.project import ALGORITHMS, METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
+from exception_layer import BadRequest, Conflict, DuplicateKey, ValidationFailed
+from services.access import require_user
+from services.context import Context
+
+EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+MAX_NAME, MAX_DESCRIPTION = 100, 2000
+
+
+# -- projects --------------------------------------------------------------------------------
+
+def parse_recipients(raw) -> list[str]:
+    if raw is None or raw == "":
+        return []
+    items = raw if isinstance(raw, list) else re.split(r"[,;\s]+", str(raw))
+    addresses = [str(a).strip() for a in items if str(a).strip()]
+    bad = [a for a in addresses if not EMAIL.match(a)]
+    if bad:
+        raise ValidationFailed("Some recipients are not e-mail addresses.",
+                               details={"recipients": f"Not an e-mail address: {', '.join(bad)}"})
+    return list(dict.fromkeys(addresses))
+
+
+def _parse_schema(data: dict) -> BatchSchema:
+    raw = data.get("schema")
+    if raw is None and "schema_json" in data:
+        try:
+            raw = json.loads(data.get("schema_json") or "{}")
+        except ValueError:
+            raise ValidationFailed("The schema could not be read.",
+                                   details={"schema": "Not valid JSON."}) from None
+    if raw is None:
+        raise ValidationFailed("The batch-file schema is missing.",
+                               details={"schema": "Describe the columns of the batch files."})
+    if isinstance(raw, dict) and data.get("filename_pattern") and not raw.get("filename_pattern"):
+        raw = {**raw, "filename_pattern": data["filename_pattern"]}
+    return BatchSchema.from_dict(raw).validate()
+
+
+def _project_fields(ctx: Context, data: dict, *, creating: bool) -> dict:
+    """Check the editable fields of a project; returns them, or raises ValidationFailed."""
+    errors: dict[str, str] = {}
+    fields: dict = {}
+    if creating or "name" in data:
+        name = str(data.get("name") or "").strip()
+        if not name:
+            errors["name"] = "A project needs a name."
+        elif len(name) > MAX_NAME:
+            errors["name"] = f"At most {MAX_NAME} characters."
+        elif not slugify(name):
+            errors["name"] = "The name needs at least one letter or digit."
+        fields["name"] = name
+    if creating or "description" in data:
+        description = str(data.get("description") or "").strip()
+        if len(description) > MAX_DESCRIPTION:
+            errors["description"] = f"At most {MAX_DESCRIPTION} characters."
+        fields["description"] = description
+    if creating or "problem_type" in data:
+        problem = data.get("problem_type")
+        if problem not in PROBLEM_TYPES:
+            errors["problem_type"] = "Choose classification or regression."
+        fields["problem_type"] = problem
+    if "metric" in data:
+        metric = data.get("metric") or None
+        problem = fields.get("problem_type") or data.get("_current_problem_type")
+        if metric and problem in METRICS and metric not in METRICS[problem]:
+            errors["metric"] = f"For {problem} choose one of {', '.join(METRICS[problem])}."
+        fields["metric"] = metric
+    if "time_budget_seconds" in data:
+        raw = data.get("time_budget_seconds")
+        if raw in (None, ""):
+            fields["time_budget_seconds"] = None
+        else:
+            try:
+                budget = int(raw)
+                if not 10 <= budget <= 7 * 24 * 3600:
+                    raise ValueError
+                fields["time_budget_seconds"] = budget
+            except (TypeError, ValueError):
+                errors["time_budget_seconds"] = "A whole number of seconds from 10 to 604800."
+    if "algorithms" in data:
+        raw = data.get("algorithms") or []
+        if isinstance(raw, str):
+            raw = [a for a in re.split(r"[,\s]+", raw) if a]
+        problem = fields.get("problem_type") or data.get("_current_problem_type")
+        allowed = ALGORITHMS.get(problem, ())
+        if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+            errors["algorithms"] = "A list of algorithm names."
+        elif any(a not in allowed for a in raw):
+            errors["algorithms"] = f"For {problem} choose among {', '.join(allowed)}."
+        else:
+            fields["algorithms"] = list(dict.fromkeys(raw))
+    if creating and data.get("storage_connection_id"):
+        connection_id = str(data.get("storage_connection_id"))
+        if ctx.db.storage_connections.get(connection_id) is None:
+            errors["storage_connection_id"] = "No such storage connection."
+        fields["storage_connection_id"] = connection_id
+    if creating or "recipients" in data:
+        try:
+            fields["recipients"] = parse_recipients(data.get("recipients"))
+        except ValidationFailed as exc:
+            errors.update(exc.details)
+    if creating or "schema" in data or "schema_json" in data:
+        try:
+            fields["schema"] = _parse_schema(data)
+        except ValidationFailed as exc:
+            errors.update(exc.details or {"schema": exc.message})
+    if errors:
+        raise ValidationFailed("Please correct the marked fields.", details=errors)
+    return fields
+
+
+def create(ctx: Context, data: dict) -> Project:
+    """Create a project owned by the user acting, with its folders.
+
+    Raises:
+        ValidationFailed: a field is wrong (``details`` maps fields to messages).
+    """
+    user = require_user(ctx)
+    fields = _project_fields(ctx, data, creating=True)
+    db = ctx.db
+    slug = slugify(fields["name"])
+    if db.projects.get_by_slug(slug) is not None:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "name": "A project with this name already exists."})
+    project = Project(owner_id=user.id, slug=slug, **fields)
+    try:
+        db.projects.add(project)
+    except DuplicateKey:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "name": "A project with this name already exists."}) from None
+    ctx.platform.resolver.files(project).ensure_layout()
+    ctx.audit("project.create", project.slug)
+    return project
+
+
+def update(ctx: Context, project: Project, data: dict) -> Project:
+    """Change a project's settings (its name and folder stay).
+
+    Raises:
+        ValidationFailed: a field is wrong.
+        Conflict: the schema or problem type would change while an execution runs.
+    """
+    data = {k: v for k, v in data.items() if k != "name"}
+    data["_current_problem_type"] = project.problem_type
+    fields = _project_fields(ctx, data, creating=False)
+    if project.active_execution_id and ("schema" in fields or "problem_type" in fields):
+        raise Conflict("The schema and problem type cannot change while an execution runs.")
+    for key, value in fields.items():
+        setattr(project, key, value)
+    ctx.db.projects.save(project)
+    ctx.audit("project.update", project.slug, details={"fields": sorted(fields)})
+    return project
+
+
+def delete(ctx: Context, project: Project) -> None:
+    """Delete a project with its files, executions, logs and model versions.
+
+    Raises:
+        Conflict: an execution is running.
+    """
+    if project.active_execution_id:
+        raise Conflict("Cancel the running execution before deleting the project.")
+    s = ctx.platform
+    s.resolver.files(project).delete_all()
+    s.db.logs.delete_for_project(project.id)
+    s.db.executions.delete_for_project(project.id)
+    s.db.model_versions.delete_for_project(project.id)
+    s.db.projects.delete(project.id)
+    s.model_server.forget(project.id)
+    ctx.audit("project.delete", project.slug)
+
+
+def infer_schema(stream, filename: str | None) -> dict:
+    """Infer a schema from a sample CSV (its first 8 MB), named ``filename``.
+
+    Raises:
+        BadRequest: no file was given.
+        ValidationFailed: the sample cannot be read as a CSV.
+    """
+    from project_library.schema_inference import infer_schema as infer
+
+    if stream is None or not filename:
+        raise BadRequest("Choose a sample CSV file.")
+    return infer(stream.read(8 * 1024 * 1024), filename).to_dict()
