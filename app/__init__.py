@@ -10,6 +10,7 @@ from flask import Flask, g, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_mail import Message
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
 from app.config import load_config
@@ -92,6 +93,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
 
     socketio.init_app(app, async_mode="threading",
                       message_queue=settings["SOCKETIO_MESSAGE_QUEUE"])
+    if settings["TRUSTED_PROXY_HOPS"]:  # outermost, so that every layer sees the client
+        hops = settings["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     def publish(event: str, payload: dict, room: str) -> None:
         socketio.emit(event, payload, to=room)

@@ -112,7 +112,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                           "(needs SOCKETIO_MESSAGE_QUEUE too); unset: in the web process."),
     "RETENTION_LOGIN_FAILURES_DAYS": (_int(0, 36500), 1,
                                       "Days failed logins are kept (the login throttle looks "
-                                      "at the last 15 minutes); 0 keeps them forever."),
+                                      "at the last 24 hours); 0 keeps them forever."),
     "RETENTION_SESSIONS_DAYS": (_int(0, 36500), 1,
                                 "Days a login session is kept after it expired (a session "
                                 "cookie unused for 31 days is refused); 0 keeps them forever."),
@@ -125,6 +125,10 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                              "at a time)."),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Server log level."),
     "SESSION_COOKIE_SECURE": (_bool, False, "Send the session cookie over HTTPS only."),
+    "TRUSTED_PROXY_HOPS": (_int(0, 10), 0,
+                           "Reverse proxies in front of Trainyard whose X-Forwarded-For, -Proto "
+                           "and -Host are believed (werkzeug ProxyFix); 0 ignores those headers. "
+                           "The login throttle counts the client address this gives."),
 }
 
 

@@ -49,6 +49,10 @@ def users():
                            "make_member": {"role": "member"}}[action]
                 accounts.update_user(ctx, user, **changes)
                 flash(f"{user.email} updated.", "success")
+            elif action == "unlock":
+                user = accounts.load_user(ctx, request.form.get("user_id", ""))
+                accounts.unlock_login(ctx, user)
+                flash(f"{user.email} can log in again at once.", "success")
             elif action == "reset":
                 user = accounts.load_user(ctx, request.form.get("user_id", ""))
                 accounts.request_password_reset(ctx, user.email)
@@ -66,7 +70,9 @@ def users():
             status = exc.status
         if status == 200:
             return redirect(url_for("admin.users")), 303
-    return render_template("admin/users.html", users=accounts.list_users(ctx),
+    listed = accounts.list_users(ctx)
+    return render_template("admin/users.html", users=listed,
+                           locks=accounts.login_locks(ctx, listed),
                            roles=PLATFORM_ROLES, errors=errors, form=form,
                            settings=accounts.platform_settings(ctx)), status
 

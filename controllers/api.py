@@ -709,6 +709,16 @@ def update_user(user_id):
     return jsonify(user.to_public())
 
 
+@bp.post("/users/<user_id>/unlock")
+@spec("Administration", responses={204: NO_CONTENT})
+def unlock_user_login(user_id):
+    """End the login back-off of a user's account at once (admins); audited."""
+    require_admin()
+    ctx = context()
+    accounts.unlock_login(ctx, accounts.load_user(ctx, user_id))
+    return "", 204
+
+
 @bp.get("/audit")
 @spec("Administration",
       query=(*PAGING, query("actor", description="an e-mail address"),

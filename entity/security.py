@@ -22,6 +22,8 @@ RECENT_TOKEN_SECONDS = 5.0
 ONE_TIME_KINDS = ("invite", "reset")
 #: how often a login session's last use is written (so that a page view rarely writes)
 SESSION_SEEN_EVERY = timedelta(hours=1)
+#: how long the login throttle's kept records (an account's known addresses) live
+KEEP_LOGIN_RECORDS = timedelta(days=30)
 
 
 def hash_secret(secret: str) -> str:
@@ -275,16 +277,23 @@ class AuditRepository:
 # -- failed logins (rate limiting across processes) ------------------------------------------
 
 class LoginFailureRepository:
+    """Timestamped records under a key (failed logins, and the few markers the login throttle
+    keeps: known addresses, unlocks). Records made with ``keep=True`` outlive the retention of
+    failures and are pruned after :data:`KEEP_LOGIN_RECORDS`."""
+
     def __init__(self, collection: Collection):
         self.collection = collection
 
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["key", "time"])
 
-    def record(self, *keys: str) -> None:
+    def record(self, *keys: str, keep: bool = False) -> None:
         now = to_iso(utcnow())
         for key in keys:
-            self.collection.insert({"_id": new_id(), "key": key, "time": now})
+            doc = {"_id": new_id(), "key": key, "time": now}
+            if keep:
+                doc["keep"] = True
+            self.collection.insert(doc)
 
     def count_since(self, key: str, since: datetime) -> int:
         return self.collection.count({"key": key, "time": {"$gte": to_iso(since)}})
@@ -294,12 +303,21 @@ class LoginFailureRepository:
                                        sort=[("time", 1)])
         return from_iso(doc["time"]) if doc else None
 
+    def latest(self, key: str, since: datetime) -> datetime | None:
+        """The time of the newest record under ``key`` since ``since``, or None."""
+        doc = self.collection.find_one({"key": key, "time": {"$gte": to_iso(since)}},
+                                       sort=[("time", -1)])
+        return from_iso(doc["time"]) if doc else None
+
     def clear(self, key: str) -> None:
         self.collection.delete_many({"key": key})
 
     def prune(self, before: datetime) -> int:
-        """Delete the failures older than ``before``; returns how many."""
-        return self.collection.delete_many({"time": {"$lt": to_iso(before)}})
+        """Delete the failures older than ``before`` (and kept records older than
+        :data:`KEEP_LOGIN_RECORDS`); returns how many."""
+        return (self.collection.delete_many({"time": {"$lt": to_iso(before)}, "keep": None})
+                + self.collection.delete_many({"keep": True, "time": {
+                    "$lt": to_iso(utcnow() - KEEP_LOGIN_RECORDS)}}))
 
 
 # -- login sessions (so that logging out really ends a session) ------------------------------

@@ -28,8 +28,14 @@ def wants_json() -> bool:
 
 def render_error(error: PlatformError):
     if wants_json():
-        return make_response(jsonify({"error": error.to_dict()}), error.status)
-    return make_response(render_template("error.html", error=error), error.status)
+        response = make_response(jsonify({"error": error.to_dict()}), error.status)
+    else:
+        response = make_response(render_template("error.html", error=error), error.status)
+    details = error.details if isinstance(error.details, dict) else {}
+    retry_after = details.get("retry_after")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:

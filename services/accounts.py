@@ -8,6 +8,7 @@ from datetime import timedelta
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from entity.base import utcnow
+from entity.login_throttle import LoginThrottle
 from entity.mail_message import MailMessage
 from entity.security import TOKEN_SCOPES, ApiToken
 from entity.user import PLATFORM_ROLES, User, normalise_email
@@ -17,7 +18,6 @@ from exception_layer import (
     Conflict,
     DuplicateKey,
     NotFound,
-    TooManyRequests,
     Unauthenticated,
     ValidationFailed,
 )
@@ -25,9 +25,6 @@ from services.context import Context
 from services.projects import EMAIL
 
 MIN_PASSWORD = 10
-FAILURE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_ACCOUNT = 5
-MAX_FAILURES_PER_ADDRESS = 20
 INVITATION_LIFETIME = timedelta(days=7)
 RESET_LIFETIME = timedelta(hours=1)
 # A real hash to compare against when the account does not exist, so that the time taken does
@@ -121,34 +118,18 @@ def register(ctx: Context, email: str, name: str, password: str, confirm: str | 
 
 # -- login -------------------------------------------------------------------------------------
 
-def _throttle_keys(email: str, address: str | None) -> tuple[str, str]:
-    return f"account:{normalise_email(email or '')}", f"address:{address or 'unknown'}"
-
-
-def _check_throttle(ctx: Context, email: str, address: str | None) -> None:
-    failures = ctx.db.login_failures
-    since = utcnow() - FAILURE_WINDOW
-    account_key, address_key = _throttle_keys(email, address)
-    for key, limit in ((account_key, MAX_FAILURES_PER_ACCOUNT),
-                       (address_key, MAX_FAILURES_PER_ADDRESS)):
-        if failures.count_since(key, since) >= limit:
-            oldest = failures.oldest_since(key, since)
-            wait = FAILURE_WINDOW - (utcnow() - oldest) if oldest else FAILURE_WINDOW
-            minutes = max(1, int(wait.total_seconds() // 60) + 1)
-            raise TooManyRequests(f"Too many failed logins; try again in {minutes} minutes.")
-
-
 def authenticate(ctx: Context, email: str, password: str) -> User:
-    """The active user with these credentials (throttled per account and per address).
+    """The active user with these credentials (throttled: see ``entity.login_throttle``).
 
     Raises:
-        TooManyRequests: too many recent failures for this account or this address.
+        TooManyRequests: the account or the address must wait (see ``entity.login_throttle``).
         Unauthenticated: wrong credentials (the same message whatever was wrong).
     """
     db = ctx.db
     email = normalise_email(str(email or ""))
     address = ctx.address
-    _check_throttle(ctx, email, address)
+    throttle = LoginThrottle(db.login_failures)
+    throttle.check(email, address)
     user = db.users.get_by_email(email) if email else None
     ok = False
     if user is None or user.password_hash == _NO_PASSWORD:
@@ -156,10 +137,12 @@ def authenticate(ctx: Context, email: str, password: str) -> User:
     else:
         ok = check_password_hash(user.password_hash, str(password or "")) and user.active
     if not ok:
-        db.login_failures.record(*_throttle_keys(email, address))
         ctx.audit("login", email or None, success=False, actor=False)
+        for lock in throttle.failed(email, address):
+            ctx.audit("login.locked", lock.target, success=False, actor=False,
+                      details={"scope": lock.scope, "seconds": lock.seconds})
         raise Unauthenticated("Wrong e-mail address or password.")
-    db.login_failures.clear(_throttle_keys(email, address)[0])
+    throttle.succeeded(email, address)
     user.last_login_at = utcnow()
     db.users.save(user)
     ctx.audit("login", user.email, actor=user)
@@ -265,6 +248,19 @@ def load_user(ctx: Context, user_id: str) -> User:
     if user is None:
         raise NotFound("No such user.")
     return user
+
+
+def unlock_login(ctx: Context, user: User) -> bool:
+    """End the login back-off of ``user``'s account (admins); False if there was none."""
+    unlocked = LoginThrottle(ctx.db.login_failures).unlock(user.email)
+    ctx.audit("user.unlock", user.email, details={"had_failures": unlocked})
+    return unlocked
+
+
+def login_locks(ctx: Context, users: list[User]) -> dict[str, object]:
+    """User id -> when their login back-off ends, for the users who have one now."""
+    throttle = LoginThrottle(ctx.db.login_failures)
+    return {u.id: until for u in users if (until := throttle.locked_until(u.email))}
 
 
 def update_user(ctx: Context, user: User, *, role: str | None = None,

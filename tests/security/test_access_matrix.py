@@ -155,6 +155,18 @@ def _deactivate_call(url: str, *, api: bool) -> Callable:
     return build
 
 
+def _unlock_call(world, target, persona):
+    """Unlock the login of a fresh user whose failures started a back-off."""
+    from entity.login_throttle import LoginThrottle
+
+    victim = world.add_user("locked")
+    throttle = LoginThrottle(world.db.login_failures)
+    for _ in range(throttle.policy.free_failures + 1):
+        throttle.failed(victim.email, "10.9.9.9")
+    return Call(f"/api/v1/users/{victim.id}/unlock", {},
+                lambda: throttle.locked_until(victim.email) is None)
+
+
 def _invite_call(world, target, persona):
     email = f"{unique('invitee')}@example.com"
     return Call("/api/v1/users", {"json": {"email": email, "name": "Invitee", "role": "member"}},
@@ -346,6 +358,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/v1/users", "admin", 201, _invite_call),
     Route("PATCH", "/api/v1/users/<user_id>", "admin", 200,
           _deactivate_call("/api/v1/users/{uid}", api=True)),
+    Route("POST", "/api/v1/users/<user_id>/unlock", "admin", 204, _unlock_call),
     Route("GET", "/api/v1/audit", "admin", 200, _get("/api/v1/audit")),
     Route("GET", "/api/v1/outbox", "admin", 200, _get("/api/v1/outbox")),
     Route("GET", "/admin/storage", "admin", 200, _get("/admin/storage")),
