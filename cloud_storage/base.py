@@ -558,7 +558,7 @@ class Storage(ABC):
         ``size`` is given (:class:`StorageError`; read it through :func:`exact_size`).
 
         A stream with a ``drain_into(fd)`` method (a request body under gunicorn,
-        ``app/spliced_body.py``) can move all its remaining bytes into a file descriptor
+        ``controllers/spliced_body.py``) can move all its remaining bytes into a file descriptor
         inside the kernel; a backend that writes to a file may use it instead of ``read``.
         """
 

@@ -26,7 +26,6 @@ from flask import (
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 
-from app.spliced_body import spliceable, write_all
 from controllers.access import load_project, require_admin, require_user, visible_projects
 from controllers.openapi import (
     BINARY,
@@ -45,6 +44,7 @@ from controllers.openapi import (
 from controllers.rendering import file_response, uploads
 from controllers.services import context
 from controllers.sessions import sign_in, sign_out
+from controllers.spliced_body import spliceable, write_all
 from entity.execution import KINDS as EXECUTION_KINDS
 from entity.project import PROJECT_ROLES
 from entity.security import TOKEN_SCOPES

@@ -1,7 +1,7 @@
 """Adapters around the private internals of pinned libraries that hot paths still use.
 
 Three hot paths are faster for reaching past a library's public interface: uploads read from
-gunicorn's request body and socket (``app/spliced_body.py``), GCS transfers streamed through
+gunicorn's request body and socket (``controllers/spliced_body.py``), GCS transfers streamed through
 the storage client's authorized session (``cloud_storage/gcs.py``), and real-time predictions
 from scikit-learn's raw predictions (``project_library/serving.py``). Each goes through an
 :class:`Adapter`, which probes the installed library once per process (at start-up:

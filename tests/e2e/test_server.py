@@ -62,7 +62,7 @@ def test_an_idle_connection_outlives_a_polling_interval(tmp_path):
 def test_large_uploads_to_local_disk_arrive_whole_on_a_kept_alive_connection(tmp_path,
                                                                              public_paths):
     """Under gunicorn the body goes from the socket into the file inside the kernel
-    (``app/spliced_body.py``): the file must arrive byte for byte, the connection must go on
+    (``controllers/spliced_body.py``): the file must arrive byte for byte, the connection must go on
     with the next request, and an upload cut midway must leave neither file nor leftovers.
     The same holds on gunicorn's own stream, with the adapter turned off."""
     port = free_port()

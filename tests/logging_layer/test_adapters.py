@@ -1,6 +1,6 @@
 """An adapter probes its library once, and when the probe fails (or PUBLIC_PATHS names it) it
 is unusable and says so in exactly one log line. The adapters of the hot paths themselves are
-tested where they are used (tests/integration/test_spliced_body.py,
+tested where they are used (tests/controllers/test_spliced_body.py,
 tests/cloud_storage/test_cloud_errors.py, tests/project_library/test_compiled.py)."""
 
 from __future__ import annotations

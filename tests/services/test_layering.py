@@ -16,10 +16,7 @@ ORDER = ["app", "controllers", "services", "thread_layer", "project_library", "i
 #: usable from every layer above them (and from each other, downward in this order)
 SHARED = ["logging_layer", "entity", "exception_layer"]
 #: known exceptions, each with its reason
-ALLOWED = {
-    # the splice of request bodies is an app-level adapter the upload route uses
-    ("controllers", "app"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _imports(path: Path) -> set[str]:

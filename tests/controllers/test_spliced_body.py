@@ -1,4 +1,4 @@
-"""Request bodies read straight from the socket (``app/spliced_body.py``) on gunicorn's own
+"""Request bodies read straight from the socket (``controllers/spliced_body.py``) on gunicorn's own
 parser, over a real TCP connection: spliced into a file or read into buffers, the bytes arrive
 whole, a pipelined next request is still read after the body, an interrupted body fails, and
 requests that cannot be spliced keep the plain stream."""
@@ -18,8 +18,8 @@ from gunicorn.http.body import Body
 from gunicorn.http.parser import RequestParser
 from werkzeug.exceptions import ClientDisconnected
 
-from app.spliced_body import BODY, SplicedBody, spliceable
 from cloud_storage.base import read_fully
+from controllers.spliced_body import BODY, SplicedBody, spliceable
 
 
 @pytest.fixture
