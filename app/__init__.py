@@ -16,7 +16,7 @@ import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
 from controllers import admin, api, auth, health, pages
-from controllers.live import register_live_events
+from controllers.live import client_manager, register_live_events
 from controllers.services import services
 from controllers.sessions import session_is_open
 from entity.database import Database
@@ -27,6 +27,7 @@ from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer import adapters
+from logging_layer.live_access import LiveAccess
 from logging_layer.setup import configure_logging
 from services.accounts import user_for_token
 from services.context import Context, Platform
@@ -92,7 +93,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                         settings["PUBLIC_URL"])
 
     socketio.init_app(app, async_mode="threading",
-                      message_queue=settings["SOCKETIO_MESSAGE_QUEUE"])
+                      message_queue=settings["SOCKETIO_MESSAGE_QUEUE"],
+                      client_manager=client_manager(settings["SOCKETIO_MESSAGE_QUEUE"]))
+    live = LiveAccess(socketio.server.close_room)  # this app's server, in every process
     if settings["TRUSTED_PROXY_HOPS"]:  # outermost, so that every layer sees the client
         hops = settings["TRUSTED_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
@@ -110,7 +113,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                                flush_seconds=settings["USAGE_FLUSH_SECONDS"])
     app.extensions["trainyard"] = Platform(db=db, resolver=resolver, notifier=notifier,
                                            runner=runner, box=box, model_server=model_server,
-                                           settings=app.config)
+                                           settings=app.config, live=live)
 
     login_manager.init_app(app)
     # "basic": a session used from another user agent (an API client's Socket.IO connection)

@@ -194,6 +194,7 @@ def _redeem(ctx: Context, kind: str, secret: str, password: str, confirm: str | 
     if kind == "invite":
         user.active = True
     db.users.save(user)
+    ctx.platform.live.revoke(user.id, end=True)
     db.one_time_tokens.invalidate_for_user(kind, user.id)
     ctx.audit(f"user.{kind}_accepted" if kind == "invite" else "user.password_reset", user.email,
           actor=user)
@@ -239,6 +240,7 @@ def change_password(ctx: Context, user: User, current: str, new: str,
     user.session_version += 1
     ctx.db.users.save(user)
     ctx.db.sessions.close_all(user.id)
+    ctx.platform.live.revoke(user.id, end=True)
     ctx.audit("user.password_changed", user.email)
 
 
@@ -286,6 +288,7 @@ def update_user(ctx: Context, user: User, *, role: str | None = None,
     db.users.save(user)
     if changes:
         db.api_tokens.forget(user_id=user.id)  # API calls see the new role at once
+        ctx.platform.live.revoke(user.id, end=not user.active)
         ctx.audit("user.update", user.email, details=changes)
     return user
 
@@ -316,6 +319,7 @@ def revoke_token(ctx: Context, user: User, token_id: str) -> None:
         raise NotFound("No such token.")
     if not db.api_tokens.revoke(token.id):
         raise Conflict("This token is already revoked.")
+    ctx.platform.live.revoke(token.user_id, login=f"token:{token.id}", end=True)
     ctx.audit("token.revoke", token.id, details={"name": token.name})
 
 
@@ -355,6 +359,7 @@ def close_session(ctx: Context, sid: str | None) -> None:
     ``token:`` sessions of sockets opened with an API token end with their token."""
     if sid and not sid.startswith("token:"):
         ctx.db.sessions.close(sid)
+        ctx.platform.live.revoke(getattr(ctx.user, "id", None), login=sid, end=True)
 
 
 def log_out(ctx: Context, sid: str | None) -> None:

@@ -12,6 +12,7 @@ from entity.security import AuditEvent
 from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
+from logging_layer.live_access import LiveAccess
 from thread_layer.model_server import ModelServer
 from thread_layer.runner import ExecutionRunner
 
@@ -19,7 +20,8 @@ from thread_layer.runner import ExecutionRunner
 @dataclass
 class Platform:
     """The long-lived services of one app: database, storage resolver, mail, execution runner,
-    secret box, model server, and the settings."""
+    secret box, model server, the settings, and the live-log access (``live.revoke`` after every
+    change that ends or narrows someone's access)."""
 
     db: Database
     resolver: StorageResolver
@@ -28,6 +30,7 @@ class Platform:
     box: SecretBox
     model_server: ModelServer
     settings: Mapping[str, Any] = field(default_factory=dict)
+    live: LiveAccess = field(default_factory=LiveAccess)  # access changes -> live-log sockets
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ def set_member(ctx: Context, project: Project, email: str, role: str) -> dict:
     previous = project.members.get(user.id)
     project.members[user.id] = role
     ctx.db.projects.save(project)
+    ctx.platform.live.revoke(user.id, project.id)  # a changed role is checked again on join
     ctx.audit("project.member", project.slug, details={"user": user.email, "role": role,
                                                     "previous": previous})
     return {"user": user.to_public(), "role": role}
@@ -46,5 +47,6 @@ def remove_member(ctx: Context, project: Project, user_id: str) -> None:
     user = ctx.db.users.get(user_id)
     del project.members[user_id]
     ctx.db.projects.save(project)
+    ctx.platform.live.revoke(user_id, project.id)
     ctx.audit("project.member_removed", project.slug,
           details={"user": user.email if user else user_id})

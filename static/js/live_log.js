@@ -254,17 +254,27 @@
   setState("connecting");
   var socket = window.io({ transports: ["websocket", "polling"] });
 
-  socket.on("connect", function () {
-    setState("live");
-    showError("");
+  function join() {
     socket.emit("join", {
       project_id: projectId,
       execution_id: fixedExecutionId || null,
       after_seq: joinAfterSeq(),
     });
+  }
+
+  socket.on("connect", function () {
+    setState("live");
+    showError("");
+    join();
   });
-  socket.on("disconnect", function () {
+  // The server took this socket out of the room after an access change: join again (the
+  // server checks again, and answers join_error if access ended).
+  socket.on("access_changed", join);
+  socket.on("disconnect", function (reason) {
     setState(socket.active ? "reconnecting" : "offline");
+    if (reason === "io server disconnect") {
+      showError("The live log stopped: your session or access ended. Reload the page.");
+    }
   });
   socket.on("connect_error", function () {
     setState(socket.active ? "reconnecting" : "offline");
