@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -775,3 +776,68 @@ def test_socketio_bearer_token_in_auth_connects_and_joins(socket_sessions):
 @pytest.mark.parametrize("name", sorted(BAD_SOCKET_TOKENS))
 def test_socketio_bad_token_is_refused(socket_sessions, name):
     assert socket_sessions[name]["refused"]
+
+
+# -- Socket.IO: access that ends takes the socket out at once --------------------------------
+
+def _ended_by(world: World, way: str, user, client, token_id: str) -> int:
+    """End ``user``'s access to the world's target ``way``; returns the HTTP status."""
+    admin, owner = world.personas["admin"].client, world.personas["owner"].client
+    own = {"X-CSRFToken": client.csrf_token}
+    if way == "removed from the project":
+        return owner.delete(f"/api/v1/projects/{world.revoked_target.id}/members/{user.id}",
+                            headers={"X-CSRFToken": owner.csrf_token}).status_code
+    if way in ("platform role changed", "deactivated"):
+        body = {"role": "member"} if way == "platform role changed" else {"active": False}
+        return admin.patch(f"/api/v1/users/{user.id}", json=body,
+                           headers={"X-CSRFToken": admin.csrf_token}).status_code
+    if way == "logged out":
+        return client.delete("/api/v1/session", headers=own).status_code
+    if way == "password changed":
+        return client.post("/profile", data={
+            "action": "password", "current": PROBE_PASSWORD, "password": "another one 2026!",
+            "confirm": "another one 2026!", "csrf_token": client.csrf_token}).status_code
+    return client.delete(f"/api/v1/tokens/{token_id}", headers=own).status_code
+
+
+REVOCATIONS = {  # way -> (status, the socket opens with a token, it is disconnected)
+    "removed from the project": (204, False, False),
+    "platform role changed": (200, False, False),
+    "logged out": (204, False, True),
+    "deactivated": (200, False, True),
+    "password changed": (302, False, True),
+    "API token revoked": (204, True, True),
+}
+
+
+@pytest.mark.parametrize("way", list(REVOCATIONS))
+def test_socketio_access_ending_takes_the_socket_out(world, live, way):
+    status, with_token, disconnected = REVOCATIONS[way]
+    user = world.add_user("watcher", role="admin" if way == "platform role changed"
+                          else "member")
+    target = world.new_project(owner=world.user("owner"), members={} if user.is_admin
+                               else {user.id: "viewer"})
+    world.revoked_target = target
+    client = login_client(world.app, user.email)
+    token, clear = world.issue_token(user, "read")
+    watcher = Watcher(live.url, token=clear) if with_token else Watcher(
+        live.url, cookie=f"session={client.get_cookie('session').value}")
+    gone = []
+    watcher.sio.on("disconnect", lambda *reason: gone.append(True))
+    watcher.sio.on("access_changed", lambda data: watcher.join(target))
+    publish = world.services.runner.publish
+    try:
+        watcher.join(target)
+        wait_until(lambda: watcher.events["execution"], timeout=10, message="the join")
+        assert _ended_by(world, way, user, client, token.id) == status
+        publish("log", {"message": "after"}, f"project:{target.id}")
+        if disconnected:
+            wait_until(lambda: gone, timeout=10, message="the server's disconnect")
+        else:
+            wait_until(lambda: watcher.events["join_error"], timeout=10,
+                       message="the refused rejoin")
+            assert [e["message"] for e in watcher.events["join_error"]] == ["No such project."]
+        assert [r["message"] for r in watcher.events["log"]] == [
+            "Prediction queued.", "Predicting.", "Done."]  # the replay only
+    finally:
+        threading.Thread(target=watcher.close, daemon=True).start()
