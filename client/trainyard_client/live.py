@@ -160,16 +160,20 @@ class Follower:
         sio.on("log", lambda data: events.put(("log", data)))
         sio.on("execution", lambda data: events.put(("execution", data)))
         sio.on("join_error", lambda data: events.put(("join_error", data)))
+        sio.on("access_changed", lambda data: events.put(("access_changed", data)))
         sio.on("disconnect", lambda *args: events.put(("disconnect", None)))
         try:
             sio.connect(self.client.base_url, auth={"token": self.client.token or ""},
                         transports=["websocket"], wait_timeout=10)
         except Exception as exc:  # noqa: BLE001 - refused, no websocket, proxy...
             raise _Unavailable(f"Socket.IO: {exc}") from exc
-        try:
+        def join() -> None:
             sio.emit("join", {"project_id": self.project_id,
                               "execution_id": self.execution_id,
                               "after_seq": self.next_seq - 1})
+
+        try:
+            join()
             last_news = time.monotonic()
             while True:
                 self._check_deadline()
@@ -188,6 +192,8 @@ class Follower:
                 elif kind == "join_error":
                     message = (data or {}).get("message") or "cannot watch this execution"
                     raise ApiError(404, "join_error", message)
+                elif kind == "access_changed":  # out of the room: join again, checked again
+                    join()
                 elif kind == "disconnect":
                     raise _Unavailable("the Socket.IO connection was closed")
                 quiet = time.monotonic() - last_news >= QUIET_SECONDS
