@@ -46,8 +46,8 @@ def second_web_process(app_config, redis_url, tmp_path):
 
     def healthy():
         try:
-            return requests.get(f"{url}/healthz", timeout=2).ok
-        except requests.ConnectionError:
+            return requests.get(f"{url}/healthz", timeout=5).ok
+        except requests.RequestException:  # not listening yet, or busy starting
             return False
     try:
         wait_until(healthy, timeout=60, message="the second web process")
