@@ -1,9 +1,11 @@
 """Training a project's model from its training batch files.
 
-Stages: validating -> loading -> preprocessing -> training -> evaluating -> saving. A test split
-(20 %) is held out first; candidate algorithms are compared by cross-validation on the rest with
-the project's selection metric; the best is refitted on the training part and measured on the
-held-out rows.
+Training runs as named stages, each a function of its own that logs the seconds it took:
+load and validate, preprocess, search, ensemble, refit, evaluate, save (see
+:func:`train_project`). The execution shows them as validating -> loading -> preprocessing ->
+training (search, ensemble, refit) -> evaluating -> saving. A test split (20 %) is held out
+first; candidate algorithms are compared by cross-validation on the rest with the project's
+selection metric; the best is refitted on the training part and measured on the held-out rows.
 
 Both the held-out split and the cross-validation folds are seeded, so the same data gives the same
 split every time; the rule is recorded in the metrics (``metrics["split"]``, ``metrics["cv"]``) so
@@ -17,6 +19,7 @@ import platform
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +40,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from entity.project import Project
+from entity.project import BatchSchema, Project
 from integration.file_manager import TRAINING, ProjectFiles
 from project_library import drift, evaluation
 from project_library.batch_archive import check_cancelled, validate_and_archive
@@ -334,10 +337,431 @@ def _format(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+class StageRun:
+    """What every training stage reports to: log lines and progress, cancellation, and the
+    seconds each named stage took (``seconds``, in stage order).
+
+    A stage times itself with :meth:`timed`: when it ends, its time goes into ``seconds`` and
+    one log line. A test runs one stage alone with a ``StageRun`` around its own reporter.
+    """
+
+    def __init__(self, reporter: Reporter, *, should_stop: Callable[[], bool] | None = None,
+                 progress: Callable[..., None] | None = None):
+        self.reporter = reporter
+        self.should_stop = should_stop
+        self.progress = progress or (lambda stage, fraction=0.0: None)
+        #: when the training started (the time budget counts from here)
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def log(self, message: str, *, stage: str, level: str = "INFO") -> None:
+        """One log line of the execution stage ``stage``."""
+        self.reporter.log(message, stage=stage, level=level)
+
+    @contextmanager
+    def timed(self, name: str, stage: str):
+        """Time the named stage ``name`` (one of :data:`STAGE_NAMES`), which reports under the
+        execution stage ``stage``; a stage that raises records nothing."""
+        began = time.monotonic()
+        yield
+        took = time.monotonic() - began
+        self.seconds[name] = round(took, 3)
+        self.log(f"Stage {STAGE_NAMES[name]} took {took:.2f} s.", stage=stage)
+
+
+#: the named stages of a training, in order: name -> its words in the log
+STAGE_NAMES = {"load_and_validate": "load and validate", "preprocess": "preprocess",
+               "search": "search", "ensemble": "ensemble", "refit": "refit",
+               "evaluate": "evaluate", "save": "save"}
+
+
+@dataclass
+class LoadedData:
+    """The valid training rows (every batch file that passed, in fingerprint order)."""
+
+    frame: pd.DataFrame
+    fingerprint: dict
+    #: one validation report per batch file, valid or not
+    reports: list
+
+
+@dataclass
+class PreparedData:
+    """The held-out split of the rows with a target, and the plan of the feature columns."""
+
+    X_train: pd.DataFrame  # noqa: N815 - scikit-learn's naming
+    X_test: pd.DataFrame  # noqa: N815
+    y_train: np.ndarray
+    y_test: np.ndarray
+    #: the classes of a classification (sorted), [] for a regression
+    classes: list
+    plan: FeaturePlan
+    #: the held-out rule of :func:`holdout_split`
+    split: dict
+
+
+@dataclass
+class SearchResult:
+    """The cross-validated candidates (and later the ensembles), best first."""
+
+    leaderboard: list[dict]
+    #: algorithm name -> its unfitted pipeline (or ensemble)
+    pipelines: dict[str, object]
+    #: fold predictions of the candidates that succeeded on every fold
+    outputs: dict[str, FoldOutput]
+    splitter: object
+    folds: list
+    scorer: object
+
+
+@dataclass
+class RefittedModel:
+    """The chosen model, fitted on the training part."""
+
+    algorithm: str
+    model: object
+    #: its leaderboard row
+    best: dict
+
+
+@dataclass
+class Evaluation:
+    """The held-out metrics and the plots (file name -> PNG bytes)."""
+
+    metrics: dict
+    plots: dict[str, bytes]
+
+
+@dataclass
+class SavedVersion:
+    """What saving model version wrote (``artifacts``: file name -> SHA-256)."""
+
+    artifacts: dict
+    params: dict
+    features: dict
+    library_versions: dict
+
+
+def load_and_validate(files: ProjectFiles, *, schema: BatchSchema, execution_id: str,
+                      run: StageRun) -> LoadedData:
+    """Validate every training batch file (the bad ones are archived with their reasons) and
+    join the valid ones into one frame.
+
+    Raises:
+        NoBatchFiles, AllFilesInvalid, ExecutionCancelled.
+    """
+    with run.timed("load_and_validate", "loading"):
+        run.progress("validating")
+        intake = validate_and_archive(
+            files, folder=TRAINING, schema=schema, execution_id=execution_id,
+            require_target=True, reporter=run.reporter,
+            progress=lambda f: run.progress("validating", f), should_stop=run.should_stop,
+            purpose="training")
+        run.progress("loading")
+        check_cancelled(run.should_stop)
+        frame = pd.concat([batch.frame for batch in intake.good], ignore_index=True)
+        run.log(f"Loaded {len(frame)} rows and {frame.shape[1]} columns from "
+                f"{len(intake.good)} files.", stage="loading")
+        fingerprint = {"files": [{"name": b.name, "sha256": b.sha256, "rows": len(b.frame)}
+                                 for b in intake.good],
+                       "rows": len(frame), "columns": int(frame.shape[1])}
+    return LoadedData(frame=frame, fingerprint=fingerprint, reports=intake.reports)
+
+
+def preprocess(frame: pd.DataFrame, *, schema: BatchSchema, problem_type: str,
+               run: StageRun) -> PreparedData:
+    """Drop the rows without a target, hold out the test rows and plan the features.
+
+    Raises:
+        TrainingFailed: too few rows, a single class, a target that cannot be predicted, or no
+            usable feature.
+    """
+    with run.timed("preprocess", "preprocessing"):
+        run.progress("preprocessing")
+        target = schema.target
+        target_spec = schema.column(target)
+        missing_target = frame[target].isna()
+        if missing_target.any():
+            run.log(f"Dropped {int(missing_target.sum())} rows without a value in the target "
+                    f"'{target}'.", stage="preprocessing", level="WARNING")
+            frame = frame[~missing_target].reset_index(drop=True)
+        if len(frame) < MIN_ROWS:
+            raise TrainingFailed(f"Only {len(frame)} rows have a target value; at least "
+                                 f"{MIN_ROWS} are needed to train and test a model.")
+        y = _target_array(frame[target], problem_type, target, target_spec.type)
+        X = frame.drop(columns=[target])  # noqa: N806 - scikit-learn's naming
+        classes: list = []
+        if problem_type == "classification":
+            classes, counts = np.unique(y, return_counts=True)
+            if len(classes) < 2:
+                raise TrainingFailed(f"Every row has the same target value "
+                                     f"'{evaluation.json_label(classes[0])}'; a classifier needs "
+                                     "at least two different classes to learn from.")
+            summary = ", ".join(f"{evaluation.json_label(c)}: {n}"
+                                for c, n in list(zip(classes, counts, strict=True))[:10])
+            more = f" and {len(classes) - 10} more" if len(classes) > 10 else ""
+            run.log(f"{len(classes)} classes ({summary}{more}).", stage="preprocessing")
+            if len(classes) > 50 and len(classes) > len(y) / 2:
+                run.log(f"The target has {len(classes)} different values for {len(y)} rows; "
+                        "is this really a classification problem?", stage="preprocessing",
+                        level="WARNING")
+
+        train_index, test_index, split = holdout_split(y, problem_type)
+        X_train, X_test = X.iloc[train_index], X.iloc[test_index]  # noqa: N806
+        run.log(f"Held out {len(X_test)} rows for testing"
+                f"{' (stratified by class)' if split['stratified'] else ''}, seeded so the "
+                f"same data gives the same split; {len(X_train)} rows for model selection and "
+                "fitting.", stage="preprocessing")
+        plan = plan_features(X_train, schema)
+        for column, why in plan.dropped.items():
+            run.log(f"Not using column '{column}': {why}.", stage="preprocessing")
+        if not plan.used:
+            raise TrainingFailed("No column is usable as a feature: every column besides the "
+                                 "target is ignored, constant or an identifier.")
+        run.log(_plan_summary(plan), stage="preprocessing")
+    return PreparedData(X_train=X_train, X_test=X_test, y_train=y[train_index],
+                        y_test=y[test_index], classes=list(classes), plan=plan, split=split)
+
+
+def _ranked(leaderboard: list[dict], metric: str) -> list[dict]:
+    # Stable: on a tie the row added first stays first.
+    return sorted(leaderboard, key=lambda row: row["cv_mean"],
+                  reverse=metric not in LOWER_IS_BETTER)
+
+
+def search(data: PreparedData, *, problem_type: str, metric: str, run: StageRun,
+           time_budget_seconds: float | None = None,
+           candidates: Sequence[str] | None = None) -> SearchResult:
+    """Cross-validate each candidate algorithm on the training part, within the time budget
+    (counted from ``run.started``; at least one candidate is always tried).
+
+    Raises:
+        TrainingFailed: no candidate suits, or every candidate failed.
+        ExecutionCancelled: ``run.should_stop()`` became true.
+    """
+    with run.timed("search", "training"):
+        run.progress("training")
+        multiclass = problem_type == "classification" and len(data.classes) > 2
+        scoring = SCORERS[metric][1 if multiclass else 0]
+        X_train, y_train = data.X_train, data.y_train  # noqa: N806
+        splitter = _cv_splitter(problem_type, y_train)
+        folds = list(splitter.split(np.zeros(len(y_train)), y_train))
+        scorer = get_scorer(scoring)
+        options = candidate_models(problem_type, len(X_train))
+        if candidates is not None:
+            options = [c for c in options if c.name in set(candidates)]
+            if not options:
+                raise TrainingFailed("None of the requested algorithms suits this problem.")
+        budget = time_budget_seconds
+        run.log(f"Comparing {len(options)} algorithms by {splitter.get_n_splits()}-fold "
+                f"cross-validation on {metric}"
+                f"{f' within {budget} s' if budget else ''}.", stage="training")
+        leaderboard: list[dict] = []
+        pipelines: dict[str, object] = {}
+        outputs: dict[str, FoldOutput] = {}
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        for index, candidate in enumerate(options):
+            check_cancelled(run.should_stop)
+            elapsed = time.monotonic() - run.started
+            if budget and leaderboard and elapsed > budget:
+                skipped = ", ".join(c.name for c in options[index:])
+                run.log(f"Time budget of {budget} s used up after {elapsed:.0f} s; not trying "
+                        f"{skipped}.", stage="training", level="WARNING")
+                break
+            preprocessor = build_preprocessor(data.plan, scale=candidate.needs_scaling)
+            pipeline = Pipeline([("preprocess", preprocessor),
+                                 ("model", clone(candidate.estimator))])
+            began = time.monotonic()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                values, fold_seconds, failures, output = _cross_validate(
+                    pipeline, X_train, y_train, folds, scorer, run.should_stop)
+            took = time.monotonic() - began
+            if np.isnan(values).all():
+                why = f": {failures[0]}" if failures else ""
+                run.log(f"{candidate.name} failed on every fold{why}", stage="training",
+                        level="WARNING")
+                run.progress("training", (index + 1) / len(options))
+                continue
+            if failures:
+                run.log(f"{candidate.name} failed on {len(failures)} of {len(folds)} folds: "
+                        f"{failures[0]}", stage="training", level="WARNING")
+            mean = float(np.nanmean(values)) * sign
+            std = float(np.nanstd(values))
+            fit_seconds = float(np.mean(fold_seconds))
+            leaderboard.append({"algorithm": candidate.name,
+                                "cv_mean": evaluation.json_number(mean),
+                                "cv_std": evaluation.json_number(std),
+                                "fit_seconds": round(fit_seconds, 3),
+                                "params": json_params(candidate.estimator)})
+            pipelines[candidate.name] = pipeline
+            if not failures:
+                outputs[candidate.name] = output
+            run.log(f"{candidate.name}: {metric} {mean:.4f} ± {std:.4f} "
+                    f"(fit {fit_seconds:.2f} s per fold, {took:.1f} s in all)"
+                    f"{_warning_summary(caught)}", stage="training")
+            run.progress("training", (index + 1) / len(options))
+        if not leaderboard:
+            raise TrainingFailed("Every algorithm failed on this data; see the log for why.")
+    return SearchResult(leaderboard=_ranked(leaderboard, metric), pipelines=pipelines,
+                        outputs=outputs, splitter=splitter, folds=folds, scorer=scorer)
+
+
+def ensemble(found: SearchResult, data: PreparedData, *, problem_type: str, metric: str,
+             run: StageRun) -> SearchResult:
+    """Add the soft-voting ensembles of the best 2 and 3 candidates to the leaderboard, scored
+    from the candidates' fold predictions (nothing is fitted again), and rank it again.
+
+    Returns ``found`` with the ensembles' rows and (unfitted) models added.
+    """
+    with run.timed("ensemble", "training"):
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        singles = [row for row in found.leaderboard if row["algorithm"] in found.outputs]
+        for size in ENSEMBLE_SIZES:
+            if len(singles) < size:
+                break
+            names = [row["algorithm"] for row in singles[:size]]
+            values = _ensemble_scores(names, found.outputs, data.y_train, found.folds,
+                                      found.scorer)
+            if values is None or np.isnan(values).any():
+                continue
+            mean, std = float(np.mean(values)) * sign, float(np.std(values))
+            name = ENSEMBLE_PREFIX + " + ".join(names)
+            found.leaderboard.append({
+                "algorithm": name, "cv_mean": evaluation.json_number(mean),
+                "cv_std": evaluation.json_number(std),
+                "fit_seconds": round(sum(row["fit_seconds"] for row in singles[:size]), 3),
+                "params": {"voting": "soft" if problem_type == "classification" else "mean",
+                           "members": names}})
+            found.pipelines[name] = ensemble_model(problem_type,
+                                                   {n: found.pipelines[n] for n in names})
+            averaged = "probabilities" if problem_type == "classification" else "predictions"
+            run.log(f"{name} (the mean of their {averaged}, scored on the same folds): "
+                    f"{metric} {mean:.4f} ± {std:.4f}", stage="training")
+        # On a tie the single model wins: it comes first (stable sort) and is simpler to serve.
+        found.leaderboard = _ranked(found.leaderboard, metric)
+    return found
+
+
+def refit(found: SearchResult, data: PreparedData, *, metric: str,
+          run: StageRun) -> RefittedModel:
+    """Fit the leaderboard's best model on the whole training part.
+
+    Raises:
+        ExecutionCancelled: ``run.should_stop()`` became true.
+    """
+    with run.timed("refit", "training"):
+        best = found.leaderboard[0]
+        algorithm = best["algorithm"]
+        model = found.pipelines[algorithm]
+        check_cancelled(run.should_stop)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(data.X_train, data.y_train)
+        run.log(f"Chose {algorithm} ({metric} {best['cv_mean']:.4f} ± {best['cv_std']:.4f}) "
+                f"and fitted it on {len(data.X_train)} rows.", stage="training")
+    return RefittedModel(algorithm=algorithm, model=model, best=best)
+
+
+def evaluate(chosen: RefittedModel, found: SearchResult, data: PreparedData, *,
+             problem_type: str, metric: str, run: StageRun,
+             importance_seconds: float = MIN_IMPORTANCE_SECONDS) -> Evaluation:
+    """Measure the chosen model on the held-out rows: metrics, plots and the permutation
+    importance of the features (within ``importance_seconds``).
+
+    Raises:
+        ExecutionCancelled: ``run.should_stop()`` became true.
+    """
+    with run.timed("evaluate", "evaluating"):
+        run.progress("evaluating")
+        check_cancelled(run.should_stop)
+        model, X_test, y_test = chosen.model, data.X_test, data.y_test  # noqa: N806
+        plots: dict[str, bytes] = {}
+        predicted, proba = evaluation.predictions(model, X_test)
+        if problem_type == "classification":
+            metrics = evaluation.classification_metrics(model.classes_, y_test, predicted, proba)
+            plots["plots/confusion_matrix.png"] = evaluation.plot_confusion_matrix(
+                metrics["confusion_matrix"], metrics["labels"])
+            roc = evaluation.plot_roc_curve(model.classes_, y_test, proba)
+            if roc:
+                plots["plots/roc_curve.png"] = roc
+            run.log(f"Held-out accuracy {_format(metrics['accuracy'])} (always guessing the "
+                    f"most common class: {_format(metrics['baseline_accuracy'])}), F1 macro "
+                    f"{_format(metrics['f1_macro'])}, ROC AUC {_format(metrics['roc_auc'])}.",
+                    stage="evaluating")
+        else:
+            metrics = evaluation.regression_metrics(y_test, predicted, data.y_train)
+            plots["plots/predicted_vs_actual.png"] = evaluation.plot_predicted_vs_actual(
+                y_test, predicted)
+            plots["plots/residuals.png"] = evaluation.plot_residuals(y_test, predicted)
+            run.log(f"Held-out RMSE {_format(metrics['rmse'])} (always predicting the mean: "
+                    f"{_format(metrics['baseline_rmse'])}), MAE {_format(metrics['mae'])}, "
+                    f"R² {_format(metrics['r2'])}.", stage="evaluating")
+        run.progress("evaluating", 0.4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = evaluation.feature_importance(
+                model, X_test[data.plan.used], y_test, scoring=found.scorer,
+                budget_seconds=max(MIN_IMPORTANCE_SECONDS, importance_seconds))
+        metrics["feature_importance"] = importances
+        importance_plot = evaluation.plot_feature_importance(importances, metric)
+        if importance_plot:
+            plots["plots/feature_importance.png"] = importance_plot
+        if importances:
+            top = ", ".join(item["feature"] for item in importances[:5])
+            run.log(f"Most important columns: {top}.", stage="evaluating")
+        best = chosen.best
+        metrics.update({"selection_metric": metric, "cv_mean": best["cv_mean"],
+                        "cv_std": best["cv_std"], "n_train": len(data.X_train),
+                        "n_test": len(X_test), "split": data.split,
+                        "cv": _cv_info(found.splitter)})
+    return Evaluation(metrics=metrics, plots=plots)
+
+
+def save(files: ProjectFiles, *, version: int, execution_id: str, problem_type: str,
+         schema: BatchSchema, chosen: RefittedModel, leaderboard: list[dict],
+         scored: Evaluation, data: PreparedData, fingerprint: dict,
+         run: StageRun) -> SavedVersion:
+    """Write model version ``version``: the model, its card (``metrics.json``), the
+    leaderboard, the reference profile for drift checks, the plots and the manifest.
+
+    Raises:
+        ExecutionCancelled: ``run.should_stop()`` became true.
+    """
+    with run.timed("save", "saving"):
+        run.progress("saving")
+        check_cancelled(run.should_stop)
+        plan = data.plan
+        params = model_params(chosen.model)
+        features = {"numeric": plan.numeric, "boolean": plan.boolean, "one_hot": plan.one_hot,
+                    "ordinal": plan.ordinal, "dates": plan.dates, "dropped": plan.dropped}
+        versions = library_versions()
+        card = {"version": int(version), "execution_id": execution_id,
+                "algorithm": chosen.algorithm, "problem_type": problem_type,
+                "target": schema.target, "metrics": scored.metrics, "params": params,
+                "features": features, "schema": schema.to_dict(),
+                "data_fingerprint": fingerprint, "library_versions": versions}
+        reference = drift.reference_profile(data.X_train, plan)
+        artifacts = save_model_version(
+            files, version, model=chosen.model,
+            documents={"metrics.json": card, "leaderboard.json": leaderboard,
+                       REFERENCE_PROFILE_FILE: reference},
+            binaries=scored.plots)
+        run.log(f"Saved model version {version} ({len(artifacts)} files) in "
+                f"{version_folder(version)}.", stage="saving")
+        run.progress("saving", 1.0)
+    return SavedVersion(artifacts=artifacts, params=params, features=features,
+                        library_versions=versions)
+
+
 def train_project(files: ProjectFiles, *, project: Project, execution_id: str, version: int,
                   reporter: Reporter, should_stop: Callable[[], bool] | None = None,
                   candidates: Sequence[str] | None = None) -> dict:
-    """Train, evaluate and save model version ``version`` of ``project``.
+    """Train, evaluate and save model version ``version`` of ``project``, stage by stage:
+    :func:`load_and_validate`, :func:`preprocess`, :func:`search`, :func:`ensemble`,
+    :func:`refit`, :func:`evaluate`, :func:`save`. Each stage logs the seconds it took;
+    ``metrics["stage_seconds"]`` keeps them (in ``metrics.json`` without ``save``, which is
+    still running when that file is written).
 
     The saved model is the one fitted on the training part (80 %) only, not refitted on all
     rows: the held-out metrics then describe exactly the model that is saved and served.
@@ -371,235 +795,29 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     schema = project.schema
     problem_type = project.problem_type
     metric = project.selection_metric
-    progress = _Progress(reporter, STAGE_START)
-    started = time.monotonic()
+    run = StageRun(reporter, should_stop=should_stop, progress=_Progress(reporter, STAGE_START))
 
-    # -- validating ----------------------------------------------------------------------
-    progress("validating")
-    intake = validate_and_archive(
-        files, folder=TRAINING, schema=schema, execution_id=execution_id, require_target=True,
-        reporter=reporter, progress=lambda f: progress("validating", f), should_stop=should_stop,
-        purpose="training")
-
-    # -- loading -------------------------------------------------------------------------
-    progress("loading")
-    check_cancelled(should_stop)
-    frame = pd.concat([batch.frame for batch in intake.good], ignore_index=True)
-    reporter.log(f"Loaded {len(frame)} rows and {frame.shape[1]} columns from "
-                 f"{len(intake.good)} files.", stage="loading")
-    fingerprint = {"files": [{"name": b.name, "sha256": b.sha256, "rows": len(b.frame)}
-                             for b in intake.good],
-                   "rows": len(frame), "columns": int(frame.shape[1])}
-
-    # -- preprocessing -------------------------------------------------------------------
-    progress("preprocessing")
-    target = schema.target
-    target_spec = schema.column(target)
-    missing_target = frame[target].isna()
-    if missing_target.any():
-        reporter.log(f"Dropped {int(missing_target.sum())} rows without a value in the target "
-                     f"'{target}'.", stage="preprocessing", level="WARNING")
-        frame = frame[~missing_target].reset_index(drop=True)
-    if len(frame) < MIN_ROWS:
-        raise TrainingFailed(f"Only {len(frame)} rows have a target value; at least {MIN_ROWS} "
-                             "are needed to train and test a model.")
-    y = _target_array(frame[target], problem_type, target, target_spec.type)
-    X = frame.drop(columns=[target])  # noqa: N806 - scikit-learn's naming
-    classes: list = []
-    if problem_type == "classification":
-        classes, counts = np.unique(y, return_counts=True)
-        if len(classes) < 2:
-            raise TrainingFailed(f"Every row has the same target value "
-                                 f"'{evaluation.json_label(classes[0])}'; a classifier needs at "
-                                 "least two different classes to learn from.")
-        summary = ", ".join(f"{evaluation.json_label(c)}: {n}"
-                            for c, n in list(zip(classes, counts, strict=True))[:10])
-        more = f" and {len(classes) - 10} more" if len(classes) > 10 else ""
-        reporter.log(f"{len(classes)} classes ({summary}{more}).", stage="preprocessing")
-        if len(classes) > 50 and len(classes) > len(y) / 2:
-            reporter.log(f"The target has {len(classes)} different values for {len(y)} rows; "
-                         "is this really a classification problem?", stage="preprocessing",
-                         level="WARNING")
-
-    train_index, test_index, split = holdout_split(y, problem_type)
-    X_train, X_test = X.iloc[train_index], X.iloc[test_index]  # noqa: N806
-    y_train, y_test = y[train_index], y[test_index]
-    reporter.log(f"Held out {len(X_test)} rows for testing"
-                 f"{' (stratified by class)' if split['stratified'] else ''}, seeded so the "
-                 f"same data gives the same split; {len(X_train)} rows for model selection and "
-                 "fitting.", stage="preprocessing")
-    plan = plan_features(X_train, schema)
-    for column, why in plan.dropped.items():
-        reporter.log(f"Not using column '{column}': {why}.", stage="preprocessing")
-    if not plan.used:
-        raise TrainingFailed("No column is usable as a feature: every column besides the target "
-                             "is ignored, constant or an identifier.")
-    reporter.log(_plan_summary(plan), stage="preprocessing")
-
-    # -- training ------------------------------------------------------------------------
-    progress("training")
-    multiclass = problem_type == "classification" and len(classes) > 2
-    scoring = SCORERS[metric][1 if multiclass else 0]
-    splitter = _cv_splitter(problem_type, y_train)
-    folds = list(splitter.split(np.zeros(len(y_train)), y_train))
-    scorer = get_scorer(scoring)
-    options = candidate_models(problem_type, len(X_train))
-    if candidates is not None:
-        options = [c for c in options if c.name in set(candidates)]
-        if not options:
-            raise TrainingFailed("None of the requested algorithms suits this problem.")
-    budget = project.time_budget_seconds
-    reporter.log(f"Comparing {len(options)} algorithms by {splitter.get_n_splits()}-fold "
-                 f"cross-validation on {metric}"
-                 f"{f' within {budget} s' if budget else ''}.", stage="training")
-    leaderboard: list[dict] = []
-    pipelines: dict[str, Pipeline] = {}
-    outputs: dict[str, FoldOutput] = {}
-    search_started = time.monotonic()
-    for index, candidate in enumerate(options):
-        check_cancelled(should_stop)
-        elapsed = time.monotonic() - started
-        if budget and leaderboard and elapsed > budget:
-            skipped = ", ".join(c.name for c in options[index:])
-            reporter.log(f"Time budget of {budget} s used up after {elapsed:.0f} s; not trying "
-                         f"{skipped}.", stage="training", level="WARNING")
-            break
-        preprocessor = build_preprocessor(plan, scale=candidate.needs_scaling)
-        pipeline = Pipeline([("preprocess", preprocessor),
-                             ("model", clone(candidate.estimator))])
-        began = time.monotonic()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            values, fold_seconds, failures, output = _cross_validate(
-                pipeline, X_train, y_train, folds, scorer, should_stop)
-        took = time.monotonic() - began
-        if np.isnan(values).all():
-            why = f": {failures[0]}" if failures else ""
-            reporter.log(f"{candidate.name} failed on every fold{why}", stage="training",
-                         level="WARNING")
-            progress("training", (index + 1) / len(options))
-            continue
-        if failures:
-            reporter.log(f"{candidate.name} failed on {len(failures)} of {len(folds)} folds: "
-                         f"{failures[0]}", stage="training", level="WARNING")
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-        mean = float(np.nanmean(values)) * sign
-        std = float(np.nanstd(values))
-        fit_seconds = float(np.mean(fold_seconds))
-        leaderboard.append({"algorithm": candidate.name, "cv_mean": evaluation.json_number(mean),
-                            "cv_std": evaluation.json_number(std),
-                            "fit_seconds": round(fit_seconds, 3),
-                            "params": json_params(candidate.estimator)})
-        pipelines[candidate.name] = pipeline
-        if not failures:
-            outputs[candidate.name] = output
-        reporter.log(f"{candidate.name}: {metric} {mean:.4f} ± {std:.4f} "
-                     f"(fit {fit_seconds:.2f} s per fold, {took:.1f} s in all)"
-                     f"{_warning_summary(caught)}", stage="training")
-        progress("training", (index + 1) / len(options))
-    if not leaderboard:
-        raise TrainingFailed("Every algorithm failed on this data; see the log for why.")
-    leaderboard.sort(key=lambda row: row["cv_mean"], reverse=metric not in LOWER_IS_BETTER)
-    singles = [row for row in leaderboard if row["algorithm"] in outputs]
-    for size in ENSEMBLE_SIZES:
-        if len(singles) < size:
-            break
-        names = [row["algorithm"] for row in singles[:size]]
-        values = _ensemble_scores(names, outputs, y_train, folds, scorer)
-        if values is None or np.isnan(values).any():
-            continue
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-        mean, std = float(np.mean(values)) * sign, float(np.std(values))
-        name = ENSEMBLE_PREFIX + " + ".join(names)
-        leaderboard.append({"algorithm": name, "cv_mean": evaluation.json_number(mean),
-                            "cv_std": evaluation.json_number(std),
-                            "fit_seconds": round(sum(row["fit_seconds"] for row in
-                                                     singles[:size]), 3),
-                            "params": {"voting": "soft" if problem_type == "classification"
-                                       else "mean", "members": names}})
-        pipelines[name] = ensemble_model(problem_type, {n: pipelines[n] for n in names})
-        averaged = "probabilities" if problem_type == "classification" else "predictions"
-        reporter.log(f"{name} (the mean of their {averaged}, scored on the same folds): "
-                     f"{metric} {mean:.4f} ± {std:.4f}", stage="training")
-    # On a tie the single model wins: it comes first (stable sort) and is simpler to serve.
-    leaderboard.sort(key=lambda row: row["cv_mean"], reverse=metric not in LOWER_IS_BETTER)
-    best = leaderboard[0]
-    algorithm = best["algorithm"]
-    model = pipelines[algorithm]
-    check_cancelled(should_stop)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X_train, y_train)
-    search_seconds = time.monotonic() - search_started
-    reporter.log(f"Chose {algorithm} ({metric} {best['cv_mean']:.4f} ± {best['cv_std']:.4f}) "
-                 f"and fitted it on {len(X_train)} rows.", stage="training")
-
-    # -- evaluating ----------------------------------------------------------------------
-    progress("evaluating")
-    check_cancelled(should_stop)
-    plots: dict[str, bytes] = {}
-    predicted, proba = evaluation.predictions(model, X_test)
-    if problem_type == "classification":
-        metrics = evaluation.classification_metrics(model.classes_, y_test, predicted, proba)
-        plots["plots/confusion_matrix.png"] = evaluation.plot_confusion_matrix(
-            metrics["confusion_matrix"], metrics["labels"])
-        roc = evaluation.plot_roc_curve(model.classes_, y_test, proba)
-        if roc:
-            plots["plots/roc_curve.png"] = roc
-        reporter.log(f"Held-out accuracy {_format(metrics['accuracy'])} (always guessing the "
-                     f"most common class: {_format(metrics['baseline_accuracy'])}), F1 macro "
-                     f"{_format(metrics['f1_macro'])}, ROC AUC {_format(metrics['roc_auc'])}.",
-                     stage="evaluating")
-    else:
-        metrics = evaluation.regression_metrics(y_test, predicted, y_train)
-        plots["plots/predicted_vs_actual.png"] = evaluation.plot_predicted_vs_actual(
-            y_test, predicted)
-        plots["plots/residuals.png"] = evaluation.plot_residuals(y_test, predicted)
-        reporter.log(f"Held-out RMSE {_format(metrics['rmse'])} (always predicting the mean: "
-                     f"{_format(metrics['baseline_rmse'])}), MAE {_format(metrics['mae'])}, "
-                     f"R² {_format(metrics['r2'])}.", stage="evaluating")
-    progress("evaluating", 0.4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        importances = evaluation.feature_importance(
-            model, X_test[plan.used], y_test, scoring=scorer,
-            budget_seconds=max(MIN_IMPORTANCE_SECONDS, IMPORTANCE_BUDGET_SHARE * search_seconds))
-    metrics["feature_importance"] = importances
-    importance_plot = evaluation.plot_feature_importance(importances, metric)
-    if importance_plot:
-        plots["plots/feature_importance.png"] = importance_plot
-    if importances:
-        top = ", ".join(item["feature"] for item in importances[:5])
-        reporter.log(f"Most important columns: {top}.", stage="evaluating")
-    metrics.update({"selection_metric": metric, "cv_mean": best["cv_mean"],
-                    "cv_std": best["cv_std"], "n_train": len(X_train), "n_test": len(X_test),
-                    "split": split, "cv": _cv_info(splitter)})
-
-    # -- saving --------------------------------------------------------------------------
-    progress("saving")
-    check_cancelled(should_stop)
-    params = model_params(model)
-    features = {"numeric": plan.numeric, "boolean": plan.boolean, "one_hot": plan.one_hot,
-                "ordinal": plan.ordinal, "dates": plan.dates, "dropped": plan.dropped}
-    versions = library_versions()
-    card = {"version": int(version), "execution_id": execution_id, "algorithm": algorithm,
-            "problem_type": problem_type, "target": target, "metrics": metrics,
-            "params": params, "features": features, "schema": schema.to_dict(),
-            "data_fingerprint": fingerprint, "library_versions": versions}
-    reference = drift.reference_profile(X_train, plan)
-    artifacts = save_model_version(
-        files, version, model=model,
-        documents={"metrics.json": card, "leaderboard.json": leaderboard,
-                   REFERENCE_PROFILE_FILE: reference},
-        binaries=plots)
-    reporter.log(f"Saved model version {version} ({len(artifacts)} files) in "
-                 f"{version_folder(version)}.", stage="saving")
-    progress("saving", 1.0)
-    return {"algorithm": algorithm, "metrics": metrics, "leaderboard": leaderboard,
-            "params": params, "schema": schema.to_dict(), "data_fingerprint": fingerprint,
-            "library_versions": versions, "artifacts": artifacts, "plots": sorted(plots),
-            "validation": [r.to_dict() for r in intake.reports], "problem_type": problem_type,
-            "features": features, "split": split}
+    loaded = load_and_validate(files, schema=schema, execution_id=execution_id, run=run)
+    data = preprocess(loaded.frame, schema=schema, problem_type=problem_type, run=run)
+    found = search(data, problem_type=problem_type, metric=metric, run=run,
+                   time_budget_seconds=project.time_budget_seconds, candidates=candidates)
+    found = ensemble(found, data, problem_type=problem_type, metric=metric, run=run)
+    chosen = refit(found, data, metric=metric, run=run)
+    search_seconds = sum(run.seconds[name] for name in ("search", "ensemble", "refit"))
+    scored = evaluate(chosen, found, data, problem_type=problem_type, metric=metric, run=run,
+                      importance_seconds=IMPORTANCE_BUDGET_SHARE * search_seconds)
+    metrics = scored.metrics
+    metrics["stage_seconds"] = dict(run.seconds)
+    saved = save(files, version=version, execution_id=execution_id, problem_type=problem_type,
+                 schema=schema, chosen=chosen, leaderboard=found.leaderboard, scored=scored,
+                 data=data, fingerprint=loaded.fingerprint, run=run)
+    metrics["stage_seconds"] = dict(run.seconds)
+    return {"algorithm": chosen.algorithm, "metrics": metrics, "leaderboard": found.leaderboard,
+            "params": saved.params, "schema": schema.to_dict(),
+            "data_fingerprint": loaded.fingerprint, "library_versions": saved.library_versions,
+            "artifacts": saved.artifacts, "plots": sorted(scored.plots),
+            "validation": [r.to_dict() for r in loaded.reports], "problem_type": problem_type,
+            "features": saved.features, "split": data.split}
 
 
 def _plan_summary(plan: FeaturePlan) -> str:
