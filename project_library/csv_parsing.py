@@ -1,7 +1,8 @@
-"""Reading batch CSV files: decoding, delimiter sniffing, and parsing values per column type.
+"""Reading batch CSV files: decoding, delimiter sniffing, the header and the cells as text.
 
 Shared by schema inference (a sample file becomes a schema) and schema validation (a batch file
-is checked against a schema), so that both read a file in exactly the same way.
+is checked against a schema), so that both read a file in exactly the same way. The cells'
+text becomes typed values through :mod:`project_library.values`, as real-time JSON does.
 """
 
 from __future__ import annotations
@@ -9,19 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-#: cell values read as "no value" (compared case-insensitively after stripping spaces)
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
-TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
-FALSE_TOKENS = frozenset({"false", "f", "no", "n", "0", "0.0"})
-BOOLEAN_WORDS = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
-_INTEGER = re.compile(r"^[+-]?\d+$")
-_FLOAT_INTEGRAL = re.compile(r"^[+-]?\d+\.0*$")
 _BINARY_SIGNATURES = (
     (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
     (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or an Excel .xlsx file)"),
@@ -147,81 +139,6 @@ def _plain_parser_error(message: str) -> str:
     if "EOF inside string" in message or "EOF" in message:
         return "a quoted value is never closed (an opening \" without its closing \")"
     return "the file cannot be read as CSV"
-
-
-def missing_mask(values: pd.Series) -> pd.Series:
-    """True where a string cell holds no value (empty, NA, null...)."""
-    return values.str.strip().str.lower().isin(MISSING_TOKENS)
-
-
-def parse_column(values: pd.Series, column_type: str) -> tuple[pd.Series, pd.Series]:
-    """Parse a column of strings as ``column_type``.
-
-    Returns:
-        (typed values, mask of the cells that hold a value which does not parse). Missing cells
-        become NA and are not counted as bad.
-    """
-    if column_type in ("integer", "float"):
-        # Most numeric columns are clean: when every cell parses (no missing token, nothing
-        # bad), one C-level conversion gives what the checks below would, without them.
-        numbers = pd.to_numeric(values, errors="coerce")
-        if not numbers.isna().any():
-            if column_type == "float":
-                return numbers.astype("float64"), pd.Series(False, index=values.index)
-            if numbers.dtype == "int64":  # every cell an integer literal
-                return numbers.astype("Int64"), pd.Series(False, index=values.index)
-    missing = missing_mask(values)
-    stripped = values.str.strip().where(~missing)
-    if column_type in ("integer", "float"):
-        numbers = pd.to_numeric(stripped, errors="coerce")
-        bad = numbers.isna() & ~missing
-        if column_type == "integer":
-            integral = stripped.str.match(_INTEGER) | stripped.str.match(_FLOAT_INTEGRAL)
-            bad = bad | (~integral.fillna(False).astype(bool) & ~missing)
-            bad = bad | (numbers.abs() >= 2.0**63)  # beyond a 64-bit integer
-            typed = numbers.where(~bad).round().astype("Int64")
-        else:
-            typed = numbers.where(~bad).astype("float64")
-        return typed, bad
-    if column_type == "boolean":
-        lowered = stripped.str.lower()
-        truth = lowered.isin(TRUE_TOKENS)
-        falsity = lowered.isin(FALSE_TOKENS)
-        bad = ~(truth | falsity) & ~missing
-        typed = pd.Series(pd.NA, index=values.index, dtype="boolean")
-        typed[truth] = True
-        typed[falsity] = False
-        return typed, bad
-    if column_type == "date":
-        typed = parse_dates(stripped)
-        bad = typed.isna() & ~missing
-        return typed, bad
-    # category: any text is fine
-    typed = stripped.astype(object).where(~missing, np.nan)
-    return typed, pd.Series(False, index=values.index)
-
-
-def parse_dates(values: pd.Series) -> pd.Series:
-    """Parse date strings: ISO 8601 first, then one inferred format, then each value alone."""
-    best = None
-    present = values.notna()
-    for fmt in ("ISO8601", None, "mixed"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                parsed = pd.to_datetime(values, errors="coerce", format=fmt)
-            except (ValueError, TypeError, OverflowError):
-                continue
-        if getattr(parsed.dtype, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        failures = int((parsed.isna() & present).sum())
-        if best is None or failures < best[0]:
-            best = (failures, parsed)
-        if failures == 0:
-            break
-    if best is None:
-        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    return best[1]
 
 
 def looks_like_number(value: str) -> bool:

@@ -12,15 +12,8 @@ import pandas as pd
 
 from entity.project import BatchSchema, ColumnSpec
 from exception_layer import ValidationFailed
-from project_library.csv_parsing import (
-    BOOLEAN_WORDS,
-    UnreadableFile,
-    decode_text,
-    looks_like_number,
-    missing_mask,
-    parse_column,
-    parse_csv,
-)
+from project_library.csv_parsing import UnreadableFile, decode_text, looks_like_number, parse_csv
+from project_library.values import BOOLEAN_WORDS, missing_mask, parse_column
 
 _SAMPLE_ROWS = 10_000
 _ID_NAME = re.compile(r"(?i:^(id|idx|index|uuid|guid)$|[_\s.-]id$|^id[_\s.-])|[a-z](Id|ID)$")

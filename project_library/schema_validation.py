@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from entity.file_name_pattern import PatternRefused, matches_whole, pattern_problem
 from entity.project import BatchSchema
 from exception_layer import ValidationFailed
-from project_library.csv_parsing import (
-    UnreadableFile,
-    decode_text,
-    missing_mask,
-    parse_column,
-    parse_csv,
-)
+from project_library.csv_parsing import UnreadableFile, decode_text, parse_csv
+from project_library.values import FLOAT_RANGE, missing_mask, out_of_range, parse_column
 
 _MAX_EXAMPLES = 3
 _MAX_EXAMPLE_LENGTH = 30
@@ -76,6 +72,15 @@ def _example(values: pd.Series) -> str:
             text = text[:_MAX_EXAMPLE_LENGTH] + "..."
         shown.append(f"'{text}'")
     return ", ".join(shown)
+
+
+def _range_reason(column: str, values: pd.Series, far: pd.Series) -> str:
+    rows = [str(position + 1) for position in np.flatnonzero(far.to_numpy())[:_MAX_EXAMPLES]]
+    count = int(far.sum())
+    where = ", ".join(rows) + (", ..." if count > len(rows) else "")
+    return (f"column '{column}': {count} {'value is' if count == 1 else 'values are'} out of "
+            f"range in row{'s' if count > 1 else ''} {where} (e.g. {_example(values[far])}); "
+            f"{FLOAT_RANGE}")
 
 
 def _expected_columns(header: list[str], schema: BatchSchema, require_target: bool) -> list[str]:
@@ -143,8 +148,13 @@ def _check(name: str, data: bytes, schema: BatchSchema, *, require_target: bool,
         bad_count = int(bad.sum())
         if bad_count:
             present = int((~missing_mask(values)).sum())
-            reasons.append(f"column '{column}': {bad_count} of {present} values are not "
-                           f"{spec.type} (e.g. {_example(values[bad])})")
+            far = bad & out_of_range(values, spec.type)
+            wrong = bad & ~far
+            if wrong.any():
+                reasons.append(f"column '{column}': {int(wrong.sum())} of {present} values are "
+                               f"not {spec.type} (e.g. {_example(values[wrong])})")
+            if far.any():
+                reasons.append(_range_reason(column, values, far))
         if sample:
             continue
         empty = bool(parsed_values.isna().all()) and not bad_count

@@ -23,8 +23,8 @@ from entity.project import BatchSchema, Project
 from exception_layer import ValidationFailed
 from integration.file_manager import ProjectFiles
 from project_library.compiled import RAW_PREDICT, CompiledTrees, NumericFeatures, boosting_outputs
-from project_library.csv_parsing import FALSE_TOKENS, TRUE_TOKENS, parse_dates
 from project_library.model_artifacts import load_verified_model
+from project_library.values import FLOAT_LIMIT, json_column
 
 MAX_ROWS = 10_000
 
@@ -146,62 +146,6 @@ def load_serving_model(files: ProjectFiles, project: Project,
                         classes=classes)
 
 
-def _number(value, integer: bool):
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return np.nan, False
-    if isinstance(value, bool):
-        return np.nan, True
-    if isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:  # an integer too large for any float
-            return np.nan, True
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return np.nan, True
-    else:
-        return np.nan, True
-    if not math.isfinite(number) or (integer and not number.is_integer()):
-        return np.nan, True
-    return number, False
-
-
-def _float_column(values: list, integer: bool) -> tuple[np.ndarray, list[bool] | None]:
-    """The float64 values of a numeric column and which are bad (None: none is).
-
-    JSON numbers arrive as Python floats and ints: those columns are converted in one numpy
-    call; any other value (null, text, booleans, non-finite, fractions in an integer column)
-    takes the value-by-value path of :func:`_number`, with the same results.
-    """
-    if all(type(v) is float or type(v) is int for v in values):
-        try:
-            array = np.array(values, dtype="float64")
-        except OverflowError:
-            array = None
-        if array is not None and np.isfinite(array).all() and (
-                not integer or (array == np.floor(array)).all()):
-            return array, None
-    parsed = [_number(v, integer) for v in values]
-    return np.array([p[0] for p in parsed], dtype="float64"), [p[1] for p in parsed]
-
-
-def _boolean(value):
-    if value is None or value == "":
-        return pd.NA, False
-    if isinstance(value, bool):
-        return value, False
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value), False
-    text = str(value).strip().lower()
-    if text in TRUE_TOKENS:
-        return True, False
-    if text in FALSE_TOKENS:
-        return False, False
-    return pd.NA, True
-
-
 class RecordPlan:
     """What :func:`records_frame` needs to know of a schema, worked out once (a serving model
     keeps one, so a request does not derive it again)."""
@@ -267,28 +211,11 @@ def records_frame(records: list[dict], schema: BatchSchema,
         values = [r.get(spec.name) for r in records]
         if spec.name not in required and all(v is None for v in values):
             continue
-        if spec.type in ("integer", "float"):
-            series, bad = _float_column(values, spec.type == "integer")
-            if spec.type == "integer":
-                series = pd.Series(series).round().astype("Int64")
-        elif spec.type == "boolean":
-            parsed = [_boolean(v) for v in values]
-            series = pd.Series([p[0] for p in parsed], dtype="boolean")
-            bad = [p[1] for p in parsed]
-        elif spec.type == "date":
-            texts = pd.Series([None if v in (None, "") else str(v) for v in values],
-                              dtype=object)
-            series = parse_dates(texts)
-            bad = [v not in (None, "") and (isinstance(v, (bool, dict, list)) or pd.isna(s))
-                   for v, s in zip(values, series, strict=True)]
-        else:
-            bad = [isinstance(v, (dict, list)) for v in values]
-            series = pd.Series([np.nan if v is None or v == "" or isinstance(v, (dict, list))
-                                else str(json_value(v)) for v in values], dtype=object)
-        for index, is_bad in enumerate(bad or ()):
-            if is_bad:
-                problems.setdefault(str(index), {})[spec.name] = (
-                    f"{records[index].get(spec.name)!r} is not {spec.type}")
+        series, reasons = json_column(values, spec.type)
+        if spec.type == "integer":
+            series = pd.Series(series).round().astype("Int64")
+        for index, reason in reasons.items():
+            problems.setdefault(str(index), {})[spec.name] = reason
         columns[spec.name] = series
     if problems:
         raise ValidationFailed(_summary(problems), details={"rows": problems})
@@ -310,7 +237,7 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
 def _float_frame(records: list[dict], schema: BatchSchema,
                  plan: RecordPlan) -> pd.DataFrame | None:
     """The frame of :func:`records_frame` built in one step when every column it would hold
-    is a float column and every value a finite JSON number (the common case for real-time
+    is a float column and every value a JSON number within range (the common case for real-time
     requests); None otherwise (the general path then decides, value by value)."""
     if not plan.all_float or not plan.float_names:
         return None
@@ -329,7 +256,7 @@ def _float_frame(records: list[dict], schema: BatchSchema,
         array = np.array(matrix, dtype="float64")
     except OverflowError:
         return None
-    if not np.isfinite(array).all():
+    if not (np.abs(array) <= FLOAT_LIMIT).all():  # NaN, infinite or out of range
         return None
     return pd.DataFrame(array, columns=_column_index(names))
 

@@ -83,8 +83,10 @@ def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload]) -
             name = check_file_name(upload.filename)
             if batch_kind:
                 head = upload.stream.read(UPLOAD_HEAD_BYTES)
+                complete = not upload.stream.read(1)  # the whole file: judged as PUT does
                 upload.stream.seek(0)
-                check_upload(name, head, project.schema, require_target=batch_kind == TRAINING)
+                check_upload(name, head, project.schema, require_target=batch_kind == TRAINING,
+                             is_complete=complete)
             names.append(name)
         except (ValidationFailed, BadRequest) as exc:
             problems.append(_problem(upload.filename, exc))

@@ -235,8 +235,9 @@ def _headline_metrics(metrics: dict, most: int = 3) -> list[str]:
 
 
 def _csv_records(rows: list[dict], columns: list[str]) -> list[dict]:
-    return [{c: (row.get(c) if row.get(c) not in ("", None) else None) for c in columns}
-            for row in rows]
+    """The rows' cells as they are in the file (text): the server turns them into values with
+    the same rules as a batch file's (so ``NA`` or an empty cell is a missing value there)."""
+    return [{c: row.get(c) for c in columns} for row in rows]
 
 
 def cmd_predict_csv(args, client: Client, project: dict) -> int:

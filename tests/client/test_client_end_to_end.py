@@ -135,6 +135,20 @@ def test_client_and_cli_drive_the_whole_loop(live_server, cli, tmp_path):
     assert {"probability_malignant", "probability_benign"} <= set(written[0])
     assert f"Predicted {len(predict_part)} rows with model v1" in err
 
+    # the CLI sends the cells as they are: "NA", "n/a" and empty cells are missing values, as in
+    # a batch file; "inf" is refused, naming the record and the column
+    lines = csv_bytes(predict_part.head(3)).decode().splitlines()
+    header = lines[0].split(",")
+    holes = [line.split(",") for line in lines[1:]]
+    holes[0][2], holes[1][3], holes[2][4] = "NA", " n/a ", ""
+    rows_csv.write_text("\n".join(",".join(cells) for cells in [header, *holes]) + "\n")
+    code, _, err = cli("predict", "cli-screening", "--csv", rows_csv, "--out", predictions)
+    assert code == 0 and "Predicted 3 rows with model v1" in err, err
+    holes[0][2] = "inf"
+    rows_csv.write_text("\n".join(",".join(cells) for cells in [header, *holes]) + "\n")
+    code, _, err = cli("predict", "cli-screening", "--csv", rows_csv, "--out", predictions)
+    assert code != 0 and f"Record 0, {header[2]}: 'inf' is out of range" in err, err
+
     # real-time prediction of records through the client
     records = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
                for row in predict_part.drop(columns=["diagnosis"]).head(25).to_dict("records")]

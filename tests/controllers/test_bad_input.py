@@ -161,3 +161,41 @@ def test_batch_files_stay_put_while_an_execution_holds_the_project(app, api, pro
                                            "name": "b.txt"}).status_code == 200
     assert db.projects.release(project["id"], "an-execution")
     assert api.delete(f"{files}?path=training_batch_files/{batch}").status_code == 204
+
+
+def _put(api, project, path, data):
+    return api.client.put(f"/api/v1/projects/{project['id']}/files/content?path={path}",
+                          data=data, headers={"X-CSRFToken": api.client.csrf_token})
+
+
+def _through_both_upload_paths(api, project, name, data):
+    """The answers of a multipart POST and of a raw-body PUT of the same file."""
+    posted = api.upload(project["id"], "training_batch_files/", [(name, data)])
+    put = _put(api, project, f"training_batch_files/{name}", data)
+    return posted, put
+
+
+def test_a_header_only_file_is_refused_through_post_and_put_alike(api, project):
+    """Issue 21 item 9: multipart POST answered 201, PUT 422; the README says no rows is
+    refused."""
+    before = listing(api, project)
+    header = csv_bytes(cancer_frame().iloc[:0])
+    for response in _through_both_upload_paths(api, project, "cancer_20260306_000000.csv",
+                                               header):
+        assert response.status_code == 422, response.get_json()
+        assert "no data rows" in response.get_json()["error"]["message"]
+    assert listing(api, project) == before
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e308", "1" * 400])
+def test_out_of_range_floats_are_refused_through_post_and_put_alike(api, project, value):
+    """Issue 21 item 9: accepted on upload, then training failed."""
+    before = listing(api, project)
+    frame = cancer_frame().iloc[:5].astype({"mean_radius": object})
+    frame.loc[2, "mean_radius"] = value
+    for response in _through_both_upload_paths(api, project, "cancer_20260307_000000.csv",
+                                               csv_bytes(frame)):
+        assert response.status_code == 422, response.get_json()
+        message = response.get_json()["error"]["message"]
+        assert "column 'mean_radius': 1 value is out of range in row 3" in message, message
+    assert listing(api, project) == before
