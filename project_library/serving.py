@@ -168,8 +168,9 @@ def records_frame(records: list[dict], schema: BatchSchema,
 
     Every feature column must be present as a key (its value may be null: it is imputed);
     the target and ignored columns are optional; unknown keys are refused (a typo would
-    otherwise silently become a missing value). ``plan`` is ``RecordPlan(schema)``, when the
-    caller keeps one.
+    otherwise silently become a missing value). Values are read by
+    :func:`project_library.values.json_column`, with the rules of a batch file's cells.
+    ``plan`` is ``RecordPlan(schema)``, when the caller keeps one.
 
     Raises:
         ValidationFailed: with ``details = {"rows": {index: {column: reason}}}`` or

@@ -263,6 +263,10 @@ def _json_numbers(values: list, integer: bool) -> tuple[np.ndarray, dict[int, st
             reasons[position] = _not_a(column_type, value)
     if texts:
         positions = list(texts)
+        numbers = _clean_number_texts(list(texts.values()), integer)
+        if numbers is not None:
+            result[positions] = numbers
+            return result, dict(sorted(reasons.items()))
         typed, text_reasons = _text_reasons(pd.Series(list(texts.values()), dtype=object),
                                             column_type)
         numbers = typed.astype("float64").to_numpy()
@@ -272,6 +276,17 @@ def _json_numbers(values: list, integer: bool) -> tuple[np.ndarray, dict[int, st
             else:
                 result[position] = numbers[index]
     return result, dict(sorted(reasons.items()))
+
+
+def _clean_number_texts(texts: list[str], integer: bool) -> np.ndarray | None:
+    """The numbers of ``texts`` when each is a number that :func:`parse_column` takes as it is
+    (its fast path, without building a Series: what the CLI's text cells usually are); None
+    when any needs the full rules (missing tokens, bad values, beyond the range)."""
+    numbers = pd.to_numeric(np.array(texts, dtype=object), errors="coerce")
+    if integer:
+        return numbers.astype("float64") if numbers.dtype == "int64" else None
+    numbers = numbers.astype("float64", copy=False)
+    return numbers if (np.abs(numbers) <= FLOAT_LIMIT).all() else None
 
 
 def _json_booleans(values: list) -> tuple[pd.Series, dict[int, str]]:

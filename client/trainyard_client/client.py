@@ -230,8 +230,10 @@ class Client:
                         *, chunk_size: int = 1000) -> dict:
         """Predict records now with the active model (or model ``version``).
 
-        ``records`` are objects of column: value (every feature column present; strings of
-        numbers are accepted, None for an unknown value). They are sent ``chunk_size`` at a time;
+        ``records`` are objects of column: value (every feature column present; None for an
+        unknown value). Values are sent as they are: the server reads text with the same rules
+        as a batch file's cells (``"1.5"`` is a number, ``"NA"`` or ``""`` a missing value), so
+        the client converts nothing. They are sent ``chunk_size`` at a time;
         every chunk after the first uses the version the first one used, so all rows come from
         one model.
 

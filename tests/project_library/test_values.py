@@ -42,6 +42,8 @@ TABLE = {
     BIG: ("bad", "bad", "bad", "ok", "bad"),
     "3e38": ("ok", "bad", "bad", "ok", "bad"),
     "99999999999999999999": ("ok", "bad", "bad", "ok", "bad"),
+    "9223372036854775808": ("ok", "bad", "bad", "ok", "bad"),  # 2**63
+    "-9223372036854775807": ("ok", "ok", "bad", "ok", "bad"),
     "true": ("bad", "bad", "ok", "ok", "bad"),
     "Yes": ("bad", "bad", "ok", "ok", "bad"),
     "0": ("ok", "ok", "ok", "ok", "bad"),
