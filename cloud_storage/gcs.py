@@ -707,14 +707,14 @@ class GCSStorage(Storage):
 
     def signed_url(self, key: str, expires_seconds: int = 3600) -> str | None:
         full = self._full(key)
-        credentials = getattr(self.client, "_credentials", None)
-        if not hasattr(credentials, "sign_bytes") or \
-                not getattr(credentials, "service_account_email", None):
-            return None  # anonymous or user credentials cannot sign
         options = {"api_access_endpoint": self.endpoint} if self.endpoint else {}
-        return self.bucket.blob(full).generate_signed_url(
-            version="v4", expiration=timedelta(seconds=int(expires_seconds)), method="GET",
-            credentials=credentials, **options)
+        blob = self.bucket.blob(full)
+        try:  # signed with the client's own credentials
+            return blob.generate_signed_url(
+                version="v4", expiration=timedelta(seconds=int(expires_seconds)),
+                method="GET", **options)
+        except AttributeError:  # the SDK's answer for credentials that cannot sign
+            return None  # anonymous or user credentials: the app signs its own link
 
 
 register_backend(GCSStorage)
