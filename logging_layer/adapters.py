@@ -79,10 +79,13 @@ def adapters() -> dict[str, Adapter]:
     return dict(_ADAPTERS)
 
 
-def turn_off(names: Iterable[str]) -> None:
-    """The ``PUBLIC_PATHS`` setting: the adapters named (or ``all``) take the public path.
-    Adapters whose state this changes are probed again on next use."""
+def turn_off(names: Iterable[str] | str) -> None:
+    """The ``PUBLIC_PATHS`` setting: the adapters named (or ``all``; a list, or one string
+    of comma-separated names) take the public path. Adapters whose state this changes are
+    probed again on next use."""
     global _turned_off
+    if isinstance(names, str):
+        names = names.split(",")
     names = frozenset(n.strip() for n in names if n.strip())
     if names == _turned_off:
         return

@@ -73,6 +73,8 @@ def test_public_paths_turns_an_adapter_off_without_probing_it(probes, caplog):
     assert "test-named" in line and "turned off by PUBLIC_PATHS" in line
     adapters.turn_off(())
     assert named.usable and calls["test-named"] == 2  # probed again once allowed
+    adapters.turn_off("test-other, all")  # as a Flask setting given as text
+    assert not named.usable and not other.usable
 
 
 def test_the_setting_names_only_known_adapters(tmp_path):
