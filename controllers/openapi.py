@@ -115,7 +115,9 @@ SCHEMAS: dict[str, dict] = {
         "type": "object", "description": "What every batch file of a project must look like.",
         "required": ["filename_pattern", "columns", "target"],
         "properties": {
-            "filename_pattern": {**TEXT, "description": "a regular expression, e.g. "
+            "filename_pattern": {**TEXT, "description": "a regular expression (RE2 syntax: "
+                                 "no backreferences or lookaround, counts up to 1000) that "
+                                 "the whole file name must match, e.g. "
                                  "^wafer_\\d{8}_\\d{6}\\.csv$"},
             "columns": {"type": "array", "items": ref("Column")},
             "target": {**nullable(TEXT), "description": "the column to predict"},
