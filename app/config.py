@@ -210,12 +210,3 @@ def instance_secret(instance_dir: str, name: str,
             out.write(value)
         return value
     return path.read_text().strip()
-
-
-def describe_settings() -> str:
-    """The settings as ``.env.example`` lines (used to keep that file current)."""
-    lines = []
-    for name, (_parse, default, doc) in SETTINGS.items():
-        lines.append(f"# {doc}")
-        lines.append(f"# {name}={'' if default is None else default}")
-    return "\n".join(lines) + "\n"

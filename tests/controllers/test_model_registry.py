@@ -84,12 +84,3 @@ def test_a_tampered_model_is_refused_at_prediction(app, api):
     assert done["status"] == "failed"
     assert "checksum" in done["error"].lower() or "does not match" in done["error"].lower()
     assert "version 1" in done["error"]
-
-
-def test_an_ensembles_parameters_read_as_dotted_lines():
-    params = {"voting": "soft", "empty": {},
-              "members": {"RandomForestClassifier": {"n_estimators": 300},
-                          "LogisticRegression": {"C": 1.0, "penalty": "l2"}}}
-    assert param_lines(params) == [
-        "voting = soft", "empty = {}", "members.RandomForestClassifier.n_estimators = 300",
-        "members.LogisticRegression.C = 1.0", "members.LogisticRegression.penalty = l2"]

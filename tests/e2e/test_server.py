@@ -1,5 +1,4 @@
-"""The real server (``python -m app``, gunicorn): it refuses a bad setting by name (and
-``.env.example`` lists every setting), it keeps an idle connection open longer than a
+"""The real server (``python -m app``, gunicorn): it keeps an idle connection open longer than a
 client's polling interval (with gunicorn's 2-second default, a client polling every 2 seconds
 raced the server's close and sometimes got "connection closed without response"), it splices
 large uploads to local disk straight from the socket into the file, and it reads uploads to a
@@ -13,29 +12,16 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
-from app.config import describe_settings
 from tests import emulators
 from tests.conftest import free_port, wait_until
 from tests.factories import cancer_project
-from tests.thread_layer.test_recovery import ROOT, admin_with_project, start_server
+from tests.thread_layer.test_recovery import admin_with_project, start_server
 
 pytestmark = pytest.mark.slow
-
-
-def test_a_bad_setting_stops_start_up_by_name_and_every_setting_is_documented(tmp_path):
-    env = {**os.environ, "DATA_DIR": str(tmp_path), "USAGE_FLUSH_SECONDS": "soon"}
-    refused = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, timeout=60,
-                             capture_output=True, text=True)
-    assert refused.returncode == 2
-    assert "USAGE_FLUSH_SECONDS='soon'" in refused.stderr and "whole number" in refused.stderr
-    example = (ROOT / ".env.example").read_text()
-    assert describe_settings() in example  # every setting, its default and what it does
 
 
 def test_an_idle_connection_outlives_a_polling_interval(tmp_path):
@@ -48,7 +34,8 @@ def test_an_idle_connection_outlives_a_polling_interval(tmp_path):
         first.read()
         assert first.status == 200 and first.getheader("Connection", "").lower() != "close"
         opened = connection.sock
-        time.sleep(3)  # longer than gunicorn's default keep-alive of 2 s
+        # The fixed wait is the test itself: idle longer than gunicorn's default keep-alive (2 s).
+        time.sleep(3)
         connection.request("GET", "/healthz")  # on the same socket: it must still be open
         second = connection.getresponse()
         second.read()

@@ -5,9 +5,6 @@ the project where it was)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -157,34 +154,3 @@ def test_a_failed_move_leaves_the_project_on_its_old_storage(app, api, tmp_path)
         assert moved.status_code in (409, 502, 503)
     assert api.get(f"/projects/{project['id']}").get_json()["storage_connection_id"] is None
     assert sorted(f.key for f in files.list_files("")) == before
-
-
-def test_rotate_secrets_re_encrypts_with_the_new_key(tmp_path):
-    """`python -m app rotate-secrets` with SECRETS_KEY="new,old" re-encrypts every credential
-    so that the old key can be dropped."""
-    from cryptography.fernet import Fernet
-
-    from app import create_app
-
-    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    config = {"DATA_DIR": str(tmp_path / "data"), "INSTANCE_DIR": str(tmp_path / "instance")}
-    app = create_app({**config, "SECRETS_KEY": old}, start_runner=False)
-    services = app.extensions["trainyard"]
-    from entity.storage_connection import StorageConnection
-
-    with app.app_context():
-        services.db.storage_connections.add(StorageConnection(
-            name="Lake", kind="s3", settings={"bucket": "b"},
-            secrets=services.box.encrypt({"secret_access_key": SECRET})))
-    root = Path(__file__).resolve().parents[2]
-    env = {"DATA_DIR": config["DATA_DIR"], "INSTANCE_DIR": config["INSTANCE_DIR"],
-           "SECRETS_KEY": f"{new},{old}", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "app", "rotate-secrets"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "1 storage connections" in result.stdout
-    app_new = create_app({**config, "SECRETS_KEY": new}, start_runner=False)
-    box = app_new.extensions["trainyard"].box
-    with app_new.app_context():
-        connection = app_new.extensions["trainyard"].db.storage_connections.list()[0]
-    assert box.decrypt(connection.secrets) == {"secret_access_key": SECRET}
