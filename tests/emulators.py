@@ -25,7 +25,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cloud_storage import Storage, open_storage
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -92,18 +92,22 @@ class EmulatorServer:
         self.process = subprocess.Popen([str(self.binary), *self.args], cwd=self.workdir,
                                         env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+
+        def answers() -> bool:
+            code = self.process.poll()
+            if code is not None:
                 self.stop()
-                pytest.fail(f"The {self.name} emulator exited at start "
-                            f"(code {self.process.returncode}); see its log in {self.workdir}.",
-                            pytrace=False)
-            if self._answers():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"The {self.name} emulator did not answer within {timeout}s.", pytrace=False)
+                pytest.fail(f"The {self.name} emulator exited at start (code {code}); see its "
+                            f"log in {self.workdir}.", pytrace=False)
+            return self._answers()
+
+        try:
+            wait_until(answers, timeout=timeout, message=f"the {self.name} emulator")
+        except AssertionError:
+            self.stop()
+            pytest.fail(f"The {self.name} emulator did not answer within {timeout}s.",
+                        pytrace=False)
+        return self
 
     def _answers(self) -> bool:
         try:
@@ -140,7 +144,15 @@ def _workdir(name: str) -> Path:
     return _root / name
 
 
+#: set by ``make test-fast``, which starts no emulator
+FAST_RUN = "TRAINYARD_TEST_FAST"
+
+
 def _shared(name: str, build) -> EmulatorServer:
+    if os.environ.get(FAST_RUN):
+        pytest.fail(f"`make test-fast` starts no emulator, yet this test asked for {name}: "
+                    "request the moto_server, azurite_server or gcs_server fixture (which "
+                    "marks the test `emulator`), or mark it so.", pytrace=False)
     with _lock:
         if name not in _servers:
             _servers[name] = build().start()

@@ -5,7 +5,6 @@ requests (every answer comes from the old or the new version; none fails)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import requests
@@ -106,11 +105,13 @@ def test_promote_during_a_stream_never_fails_a_request(trained):
     workers = [threading.Thread(target=client) for _ in range(6)]
     for worker in workers:
         worker.start()
-    time.sleep(1.5)
+    wait_until(lambda: len(answers) >= 24, timeout=60, interval=0.05,
+               message="the stream of requests to be under way")
     promoted = api.post(f"{base}/projects/{project['id']}/models/{after}/promote", timeout=30)
     assert promoted.status_code == 200
     switched_at = len(answers)
-    time.sleep(1.5)
+    wait_until(lambda: len(answers) >= max(switched_at + 40, 60), timeout=60, interval=0.05,
+               message="requests after the promotion")
     stop.set()
     for worker in workers:
         worker.join(timeout=30)

@@ -9,15 +9,14 @@ import time
 
 import pytest
 
+from tests.waiting import wait_until
 from thread_layer.model_server import TURN_BYTES, ModelServer, Turnstile
 
 
 def queued(turnstile: Turnstile, count: int) -> None:
     """Wait until ``count`` threads wait for their turn."""
-    deadline = time.monotonic() + 10
-    while len(turnstile._waiting) < count:
-        assert time.monotonic() < deadline, "the threads did not queue"
-        time.sleep(0.001)
+    wait_until(lambda: len(turnstile._waiting) >= count, timeout=10, interval=0.001,
+               message=f"{count} threads to queue")
 
 
 def test_threads_get_through_one_at_a_time_in_arrival_order():
@@ -30,7 +29,7 @@ def test_threads_get_through_one_at_a_time_in_arrival_order():
             inside.append(index)
             assert len(inside) == 1, "two threads held the turn together"
             order.append(index)
-            time.sleep(0.002)
+            time.sleep(0.002)  # the test itself: hold the turn long enough for an overlap to show
             inside.remove(index)
 
     threads = [threading.Thread(target=visit, args=(i,)) for i in range(12)]
