@@ -5,13 +5,16 @@ PYTHON := $(VENV)/bin/python
 BOOTSTRAP := bash scripts/bootstrap.sh
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k storage -x"`.
 PYTEST_ARGS ?=
+# What `make test-fast` leaves out (see the markers in pyproject.toml and tests/conftest.py).
+FAST_MARKERS := not slow and not browser and not emulator
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bootstrap clean vendor
+.PHONY: help run test test-fast lint bootstrap clean vendor
 
 help:
 	@echo "make run    start Trainyard on its embedded defaults (TRAINYARD_HOST/TRAINYARD_PORT, default 127.0.0.1:5000)"
 	@echo "make test   ruff + the whole test suite (PYTEST_ARGS=... passes arguments to pytest)"
+	@echo "make test-fast  ruff + the unit tests: no emulator, browser, server process, Redis or training"
 	@echo "make lint   ruff only"
 	@echo "make clean  remove .venv, node_modules and caches (keeps data/)"
 	@echo "make vendor re-copy the vendored browser assets into static/vendor/ (needs npm)"
@@ -30,6 +33,12 @@ lint:
 test: bootstrap
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# TRAINYARD_TEST_FAST makes a test that reaches an emulator without its marker fail by name.
+test-fast:
+	$(BOOTSTRAP) dev
+	$(VENV)/bin/ruff check .
+	TRAINYARD_TEST_FAST=1 $(PYTHON) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 vendor:
 	bash scripts/vendor_static.sh

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
 from app import create_app
+from tests.waiting import wait_until  # noqa: F401 - tests import it from here too
 
 ADMIN = {"email": "admin@example.com", "name": "Ada Admin", "password": "correct horse battery"}
 
@@ -23,15 +23,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(predicate, timeout: float = 60, interval: float = 0.1, message: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+#: fixtures that start what ``make test-fast`` leaves out, and the marker each gives the tests
+#: that use it (directly or through another fixture): a new test lands in the right set
+MARKER_OF_FIXTURE = {"moto_server": "emulator", "azurite_server": "emulator",
+                     "gcs_server": "emulator", "browser_page": "browser", "redis_url": "slow",
+                     "fuzz_app": "slow"}  # schemathesis: examples against every operation
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in MARKER_OF_FIXTURE.keys() & set(item.fixturenames):
+            item.add_marker(MARKER_OF_FIXTURE[name])
 
 
 @pytest.fixture

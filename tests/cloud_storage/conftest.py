@@ -43,7 +43,12 @@ STORAGE_FACTORIES: dict[str, StorageFactory] = {
 }
 
 
-@pytest.fixture(params=sorted(STORAGE_FACTORIES))
+#: one parameter per backend; those on an emulator carry the ``emulator`` marker
+BACKEND_PARAMS = [pytest.param(name, marks=() if name == "local" else pytest.mark.emulator)
+                  for name in sorted(STORAGE_FACTORIES)]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def storage(request, tmp_path) -> Iterator[Storage]:
     """A fresh, empty storage of each registered backend."""
     with STORAGE_FACTORIES[request.param](tmp_path) as fresh:
@@ -62,7 +67,7 @@ def upload_many(storage: Storage, items: dict[str, bytes] | Iterable[str]) -> No
         list(pool.map(lambda kv: storage.upload_bytes(*kv), pairs))
 
 
-@pytest.fixture(scope="session", params=sorted(STORAGE_FACTORIES))
+@pytest.fixture(scope="session", params=BACKEND_PARAMS)
 def crowded_storage(request, tmp_path_factory):
     """One storage per backend holding 1,105 objects, shared by the read-only listing tests
     (filling it takes seconds on an emulator): ``(storage, files, nested)``, where ``files`` are

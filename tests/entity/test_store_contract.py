@@ -381,6 +381,7 @@ def test_update_many_racing_threads_lose_no_write(store):
     assert coll.count({"owner": None}) == 0
 
 
+@pytest.mark.slow  # spawns 4 Python processes
 def test_claim_raced_by_4_processes_on_one_sqlite_file_has_exactly_one_winner(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     database = Database.from_url(url)
@@ -454,6 +455,7 @@ def test_mongo_store_names_its_database_from_the_url():
     assert open_store("mongomock://localhost/unit").db_name == "unit"
 
 
+@pytest.mark.slow  # 200 files x 16 threads
 def test_threads_opening_a_new_sqlite_file_at_once_all_get_a_connection(tmp_path):
     """Switching a new file to WAL used to fail at once with "database is locked" for some of
     16 threads opening their first connection together (about 1 new file in 40 here), before

@@ -17,6 +17,8 @@ from project_library.reporting import NoBatchFiles
 from project_library.training import train_project
 from tests.project_library.reporters import ListReporter
 
+pytestmark = pytest.mark.slow  # fits models: `make test-fast` leaves it out
+
 
 def _train(files, project, frame, candidates=("LogisticRegression",)) -> ModelVersion:
     write_batches(files, frame, TRAINING, parts=2)

@@ -19,6 +19,8 @@ from project_library.compiled import RAW_PREDICT, CompiledTrees, NumericFeatures
 from project_library.preprocessing import FeaturePlan, build_preprocessor
 from project_library.serving import ServingModel, records_frame
 
+pytestmark = pytest.mark.slow  # fits models: `make test-fast` leaves it out
+
 
 def with_holes(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from batch_datasets import dataset_frame, make_project, schema_for, write_batches
 
 from entity.model_version import ModelVersion
@@ -15,6 +16,8 @@ from project_library.prediction import predict_project
 from project_library.preprocessing import FeaturePlan
 from project_library.training import train_project
 from tests.project_library.reporters import ListReporter
+
+pytestmark = pytest.mark.slow  # fits models: `make test-fast` leaves it out
 
 
 def _trained_version(files, frame) -> tuple:

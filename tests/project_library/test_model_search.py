@@ -17,6 +17,8 @@ from project_library.training import (
 )
 from tests.project_library.reporters import ListReporter
 
+pytestmark = pytest.mark.slow  # fits models: `make test-fast` leaves it out
+
 
 def _train(files, name, *, execution_id="ex", version=1, **options):
     frame = dataset_frame(name)

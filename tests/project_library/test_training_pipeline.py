@@ -19,6 +19,8 @@ from project_library.reporting import (
 )
 from project_library.training import train_project
 
+pytestmark = pytest.mark.slow  # fits models: `make test-fast` leaves it out
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -619,6 +619,7 @@ def test_every_route_is_in_the_table(world):
 
 # -- cookie sessions -----------------------------------------------------------------------
 
+@pytest.mark.slow  # every route x persona: `make test-fast` leaves the matrix out
 @pytest.mark.parametrize("route, persona", _cases(PERSONAS, ROUTES))
 def test_cookie_session(world, route, persona):
     target = _target_for(world, route)
@@ -637,6 +638,7 @@ API_ROUTES = [r for r in ROUTES if r.api]
 WRITE_ROUTES = [r for r in API_ROUTES if r.method != "GET"]
 
 
+@pytest.mark.slow  # every route x persona: `make test-fast` leaves the matrix out
 @pytest.mark.parametrize("route, persona", _cases(LOGGED_IN, API_ROUTES, "write"))
 def test_write_token(world, route, persona):
     target = _target_for(world, route)
@@ -649,6 +651,7 @@ def test_write_token(world, route, persona):
            allowed(route, persona))
 
 
+@pytest.mark.slow  # every route x persona: `make test-fast` leaves the matrix out
 @pytest.mark.parametrize("route, persona", _cases(LOGGED_IN, API_ROUTES, "read"))
 def test_read_token(world, route, persona):
     """A read-only token reads what its user may read, and changes nothing anywhere."""

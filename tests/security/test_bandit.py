@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ["app", "cloud_storage", "controllers", "entity", "exception_layer", "integration",
             "logging_layer", "project_library", "thread_layer"]
 
 
+@pytest.mark.slow  # a bandit process over every package
 def test_bandit_finds_no_high_severity_issue():
     bandit = Path(sys.executable).with_name("bandit")
     assert bandit.exists(), "bandit is missing: pip install -r requirements-dev.txt"
