@@ -149,6 +149,7 @@ def test_a_long_migration_keeps_renewing_its_claim(store):
     assert versions.get(VERSION_ID)["claim_token"] is None
 
 
+@pytest.mark.slow  # spawns 4 Python processes
 def test_upgrades_raced_by_4_processes_on_one_sqlite_file_run_each_migration_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     ctx = multiprocessing.get_context("spawn")
