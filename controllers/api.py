@@ -45,7 +45,6 @@ from controllers.rendering import file_response, uploads
 from controllers.services import context
 from controllers.sessions import sign_in, sign_out
 from controllers.spliced_body import spliceable, write_all
-from entity.execution import KINDS as EXECUTION_KINDS
 from entity.project import PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
 from entity.user import PLATFORM_ROLES
@@ -62,6 +61,7 @@ from services import (
 )
 from services import storage_connections as sc
 from services.files import MAX_LINK_SECONDS
+from thread_layer.kinds import find_kind, names_in_words
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -94,14 +94,6 @@ MOVE_ANSWER = {"type": "object", "required": ["path"],
                               "size": {"type": "integer", "description": "a file's size"},
                               "files": {"type": "integer",
                                         "description": "the files a folder move moved"}}}
-EXECUTION_INPUT = {
-    "type": "object", "required": ["kind"],
-    "properties": {"kind": {"enum": list(EXECUTION_KINDS)},
-                   "version": {"anyOf": [{"type": "integer"}, _TEXT, {"type": "null"}],
-                               "description": "predict: the model version (default: active)"},
-                   "target_connection_id": {"anyOf": [_TEXT, {"type": "null"}],
-                                            "description": "move: the storage connection "
-                                                           "(empty: the default storage)"}}}
 MEMBER_INPUT = {"type": "object", "required": ["email", "role"],
                 "properties": {"email": _TEXT, "role": {"enum": list(PROJECT_ROLES)}}}
 EMAIL_INPUT = {"type": "object", "required": ["email"], "properties": {"email": _TEXT}}
@@ -314,18 +306,18 @@ def make_folder(project_id):
 # -- executions --------------------------------------------------------------------------
 
 @bp.post("/projects/<project_id>/executions")
-@spec("Executions", request=EXECUTION_INPUT, responses={202: "Execution"}, errors=(409, 422))
+@spec("Executions", request="ExecutionInput", responses={202: "Execution"}, errors=(409, 422))
 def start_execution(project_id):
     """Start a training, a prediction or a storage move (202; 409 names the running one)."""
     project = load_project(project_id=project_id, need="editor")
     data = _body()
-    kind = data.get("kind")
-    if kind not in ("train", "predict", "move"):
-        raise BadRequest('kind must be "train", "predict" or "move".')
-    if kind == "move" and not project.has_role(current_user, "owner"):
-        raise AccessDenied("Only owners may move a project to another storage.")
-    execution = executions.start(context(), project, kind, data.get("version"),
-                                 data.get("target_connection_id"))
+    kind = find_kind(data.get("kind") if isinstance(data.get("kind"), str) else None)
+    if kind is None:
+        raise BadRequest(f"kind must be {names_in_words()}.")
+    if not project.has_role(current_user, kind.role):
+        raise AccessDenied(kind.denied_message or
+                           f"You need the {kind.role} role on this project to do this.")
+    execution = executions.start(context(), project, kind.name, data)
     return jsonify(execution.to_public()), 202
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
-from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES, KINDS
+from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
 from entity.log_record import LEVELS
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
 from entity.user import PLATFORM_ROLES
 from integration.credentials import connection_input_schema, connection_schema
+from thread_layer.kinds import all_kinds
 
 API_BLUEPRINT = "api"
 OPENAPI_VERSION = "3.1.0"
@@ -182,7 +183,7 @@ SCHEMAS: dict[str, dict] = {
         "required": ["id", "project_id", "kind", "status", "stage", "progress", "result",
                      "options", "created_at", "cancel_requested"],
         "properties": {
-            "id": ID, "project_id": ID, "kind": {"enum": list(KINDS)},
+            "id": ID, "project_id": ID, "kind": ref("ExecutionKind"),
             "started_by": nullable(TEXT),
             "status": {"enum": [*ACTIVE_STATUSES, *FINAL_STATUSES]}, "stage": TEXT,
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
@@ -515,6 +516,23 @@ def storage_schemas() -> dict[str, dict]:
             "StorageConnectionInput": connection_input_schema()}
 
 
+def execution_kind_schemas() -> dict:
+    """The schemas read from the registry of execution kinds: the kinds, and the body that
+    starts one (``kind`` plus every option some kind takes)."""
+    kinds = all_kinds()
+    properties: dict = {"kind": ref("ExecutionKind")}
+    for kind in kinds:
+        for option in kind.options:
+            properties.setdefault(option.name, {**option.schema,
+                                                "description": option.description})
+    return {
+        "ExecutionKind": {"enum": [kind.name for kind in kinds],
+                          "description": "; ".join(f"{kind.name}: {kind.label.lower()}"
+                                                   for kind in kinds)},
+        "ExecutionInput": {"type": "object", "required": ["kind"], "properties": properties},
+    }
+
+
 def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "1") -> dict:
     """The OpenAPI document of the API blueprint of ``app``: one operation per route and
     method, in path order."""
@@ -540,6 +558,6 @@ def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "
         "servers": [{"url": app.blueprints[API_BLUEPRINT].url_prefix or "/"}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **storage_schemas()},
+        "components": {"schemas": {**SCHEMAS, **storage_schemas(), **execution_kind_schemas()},
                        "securitySchemes": SECURITY_SCHEMES},
     }

@@ -14,6 +14,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from werkzeug.routing import BaseConverter, ValidationError
 
 from controllers.access import load_project, require_admin, require_user, visible_projects
 from controllers.rendering import file_response, uploads
@@ -25,8 +26,30 @@ from services import administration, executions, models, predictions, projects
 from services import files as project_files
 from services import members as project_members
 from services import storage_connections as connections
+from thread_layer.kinds import PREDICTION_OUTPUT, all_kinds, find_kind, get_kind, label_of
 
 bp = Blueprint("pages", __name__)
+
+
+class ExecutionKindConverter(BaseConverter):
+    """A URL part that is the name of a registered execution kind (anything else: no match)."""
+
+    def to_python(self, value: str) -> str:
+        if find_kind(value) is None:
+            raise ValidationError()
+        return value
+
+
+@bp.record_once
+def _add_kind_converter(state) -> None:
+    state.app.url_map.converters.setdefault("execution_kind", ExecutionKindConverter)
+
+
+@bp.context_processor
+def _execution_kinds() -> dict:
+    """The registry of execution kinds, for the buttons and the labels of the pages."""
+    return {"execution_kinds": all_kinds(), "execution_kind": find_kind,
+            "execution_label": label_of}
 
 
 def _page_arg() -> int:
@@ -167,13 +190,12 @@ def delete_project(slug):
     return redirect(url_for("pages.index"))
 
 
-@bp.post("/projects/<slug>/<any(train, predict, move):kind>")
+@bp.post("/projects/<slug>/<execution_kind:kind>")
 def start(slug, kind):
-    """Start a training, a prediction, or a move to another storage (owners)."""
-    project = load_project(slug=slug, need="owner" if kind == "move" else "editor")
+    """Start an execution: a training, a prediction, or a move to another storage (owners)."""
+    project = load_project(slug=slug, need=get_kind(kind).role)
     try:
-        execution = executions.start(context(), project, kind, request.form.get("version"),
-                                     request.form.get("target_connection_id"))
+        execution = executions.start(context(), project, kind, request.form.to_dict())
     except PlatformError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pages.project", slug=slug)), 303
@@ -263,7 +285,8 @@ def execution(slug, execution_id):
     execution = executions.load(ctx, project, execution_id)
     logs = executions.logs(ctx, execution)
     output = None
-    if execution.kind == "predict" and execution.status == "succeeded":
+    if getattr(find_kind(execution.kind), "produces", None) == PREDICTION_OUTPUT and \
+            execution.status == "succeeded":
         output = executions.output_page(ctx, project, execution, _page_arg())
     starter = executions.starter(ctx, execution)
     return render_template("executions/detail.html", project=project, execution=execution,

@@ -1,4 +1,5 @@
-"""Executions (a training or prediction run of a project) and their repository."""
+"""Executions (a background run of a project: a training, a prediction, a storage move...) and
+their repository. What each kind of execution does is declared in ``thread_layer.kinds``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,8 @@ from datetime import datetime
 from entity.base import from_iso, new_sortable_id, to_iso, utcnow
 from entity.store import Collection
 
-KINDS = ("train", "predict", "move")
-KIND_LABELS = {"train": "Training", "predict": "Prediction", "move": "Storage move"}
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
-STAGES = ("queued", "validating", "loading", "preprocessing", "training", "evaluating",
-          "saving", "predicting", "writing", "copying", "done")
 
 
 @dataclass

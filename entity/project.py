@@ -18,6 +18,9 @@ METRICS = {
     "classification": ("accuracy", "f1", "roc_auc"),
     "regression": ("rmse", "mae", "r2"),
 }
+#: the metrics that are better lower (errors); every other metric is better higher. The one
+#: table of metric directions: the model search, its leaderboard and promotion all read it.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "baseline_rmse"})
 #: the algorithms the model search may try; a project may restrict it to some of them
 ALGORITHMS = {
     "classification": ("LogisticRegression", "RandomForestClassifier",
@@ -26,6 +29,11 @@ ALGORITHMS = {
 }
 _SLUG = re.compile(r"[^a-z0-9]+")
 MAX_COLUMNS = 2000
+
+
+def lower_is_better(metric: str) -> bool:
+    """True if a lower value of ``metric`` is better (an error such as ``rmse``)."""
+    return metric in LOWER_IS_BETTER
 
 
 def slugify(name: str) -> str:

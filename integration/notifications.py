@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from html import escape
+from typing import Protocol
 
-from entity.execution import KIND_LABELS, Execution
+from entity.execution import Execution
 from entity.mail_message import MailMessage, MailRepository
 from entity.project import Project
 
@@ -14,6 +15,16 @@ log = logging.getLogger("trainyard.mail")
 
 #: send(message) delivers through SMTP and raises on failure
 Sender = Callable[[MailMessage], None]
+
+
+class ExecutionMailText(Protocol):
+    """What the mails of an execution say about its kind (an execution kind of
+    ``thread_layer.kinds`` is one; this layer sits below it and only reads these two)."""
+
+    label: str
+
+    def success_lines(self, result: dict) -> list[str]:
+        """The lines that sum up a successful execution's ``result``."""
 
 
 class Notifier:
@@ -65,18 +76,21 @@ class Notifier:
         return f"{self.public_url}/projects/{project.slug}/executions/{execution.id}"
 
     def execution_event(self, event: str, project: Project, execution: Execution,
-                        starter_email: str | None) -> MailMessage:
+                        starter_email: str | None,
+                        kind: ExecutionMailText | None = None) -> MailMessage:
         """Mail the start, success or failure of ``execution``.
 
         Args:
             event: ``started``, ``succeeded``, ``failed``, ``cancelled`` or ``interrupted``.
+            kind: the execution's kind, for its label and the lines of its success (None: a
+                kind this process does not know, named as stored, with no success lines).
         """
-        what = KIND_LABELS.get(execution.kind, execution.kind)
+        what = kind.label if kind is not None else execution.kind
         url = self.execution_url(project, execution)
         subject = f"[Trainyard] {project.name}: {what.lower()} {execution.id} {event}"
         lines = [f"{what} {execution.id} of project {project.name} {event}."]
-        if event == "succeeded":
-            lines += self._success_lines(execution)
+        if event == "succeeded" and kind is not None:
+            lines += kind.success_lines(execution.result or {})
         elif event in ("failed", "interrupted", "cancelled") and execution.error:
             lines += ["", "What went wrong:", execution.error]
         if execution.duration_seconds is not None and event != "started":
@@ -89,23 +103,3 @@ class Notifier:
                               recipients=self.recipients_for(project, starter_email),
                               body_text=text, body_html=html)
         return self.deliver(message)
-
-    @staticmethod
-    def _success_lines(execution: Execution) -> list[str]:
-        result = execution.result or {}
-        lines: list[str] = []
-        if execution.kind == "train":
-            if result.get("version"):
-                lines.append(f"Model version: v{result['version']} ({result.get('algorithm')})")
-            for name, value in (result.get("metrics") or {}).items():
-                if isinstance(value, (int, float)):
-                    lines.append(f"  {name}: {value:.4g}")
-        elif execution.kind == "move":
-            lines.append(f"Moved {result.get('files', 0)} files to {result.get('target')}.")
-        else:
-            if result.get("rows") is not None:
-                lines.append(f"Rows predicted: {result['rows']} "
-                             f"with model v{result.get('version')}")
-            if result.get("output_path"):
-                lines.append(f"Output: {result['output_path']}")
-        return lines

@@ -65,3 +65,8 @@ class StorageResolver:
     def files_at(self, connection_id: str | None, slug: str) -> ProjectFiles:
         uri, credentials = self.location_of(connection_id)
         return ProjectFiles(self.storage(uri, credentials), slug)
+
+    def files_in(self, uri: str, credentials: dict | None, slug: str) -> ProjectFiles:
+        """The file manager of project ``slug`` at a location given whole (a worker process
+        gets its project's URI and credentials from its supervisor)."""
+        return ProjectFiles(self.storage(uri, credentials or None), slug)

@@ -40,7 +40,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from entity.project import BatchSchema, Project
+from entity.project import LOWER_IS_BETTER, BatchSchema, Project
 from integration.file_manager import TRAINING, ProjectFiles
 from project_library import drift, evaluation
 from project_library.batch_archive import check_cancelled, validate_and_archive
@@ -73,7 +73,6 @@ SCORERS = {
     "mae": ("neg_mean_absolute_error",) * 2,
     "r2": ("r2", "r2"),
 }
-LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 # Overall progress (percent) at the start of each stage.
 STAGE_START = {"validating": 0, "loading": 20, "preprocessing": 25, "training": 30,
                "evaluating": 80, "saving": 92}

@@ -1,5 +1,5 @@
-"""Executions: start, cancel and read trainings, predictions and storage moves, their logs
-and their output."""
+"""Executions: start, cancel and read executions of every kind (trainings, predictions,
+storage moves: see ``thread_layer.kinds``), their logs and their output."""
 
 from __future__ import annotations
 
@@ -8,32 +8,22 @@ from collections.abc import Iterator
 
 from entity.execution import Execution
 from entity.project import Project
-from exception_layer import BadRequest, NotFound, ValidationFailed
+from exception_layer import BadRequest, NotFound
 from services.context import Context
+from thread_layer.kinds import PREDICTION_OUTPUT, find_kind, get_kind
 
 
-def start(ctx: Context, project: Project, kind: str, version=None,
-          target_connection_id=None) -> Execution:
-    """Start a training, a prediction (with model ``version`` or the active one) or a move to
-    the storage connection ``target_connection_id`` ("" or None: the default storage).
+def start(ctx: Context, project: Project, kind: str, raw_options: dict | None = None
+          ) -> Execution:
+    """Start an execution of ``kind`` with the options of its start request (``raw_options``:
+    the API body or the page form; the kind reads the options it declares).
 
     Raises:
-        ValidationFailed: no such connection, or a version that is not a number.
-        Conflict: an execution of the project is active already.
+        ValidationFailed: an unknown kind, or an option with a bad value (e.g. no such
+            storage connection, a version that is not a number).
+        Conflict: an execution of the project is active already, or the kind refused.
     """
-    options: dict = {}
-    if kind == "move":
-        target = str(target_connection_id or "") or None
-        if target and ctx.db.storage_connections.get(target) is None:
-            raise ValidationFailed("Please correct the marked fields.", details={
-                "target_connection_id": "No such storage connection."})
-        options["target_connection_id"] = target
-    if version not in (None, ""):
-        try:
-            options["version"] = int(str(version).lstrip("v"))
-        except ValueError:
-            raise ValidationFailed("The model version must be a number.",
-                                   details={"version": "Not a number."}) from None
+    options = get_kind(kind).parse_options(raw_options or {}, ctx.db)
     execution = ctx.platform.runner.submit(project, kind, ctx.user, options)
     ctx.audit(f"execution.{kind}", project.slug, details={"execution": execution.id, **options})
     return execution
@@ -60,7 +50,8 @@ def output_page(ctx: Context, project: Project, execution: Execution, page: int,
     from project_library.prediction import read_output_page
 
     path = (execution.result or {}).get("output_path")
-    if execution.kind != "predict" or execution.status != "succeeded" or not path:
+    produces = getattr(find_kind(execution.kind), "produces", None)
+    if produces != PREDICTION_OUTPUT or execution.status != "succeeded" or not path:
         raise NotFound("This execution has no prediction output.")
     if page < 1:
         raise BadRequest("Pages start at 1.")

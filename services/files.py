@@ -75,17 +75,17 @@ def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload]) -
     if len(uploads) > limit:
         raise PayloadTooLarge(f"At most {limit} files can be uploaded at once.")
     folder = target_folder(folder)
-    batch_kind = batch_folder(folder)
+    batch = batch_folder(folder)
     problems: list[dict] = []
     names = []
     for upload in uploads:
         try:
             name = check_file_name(upload.filename)
-            if batch_kind:
+            if batch:
                 head = upload.stream.read(UPLOAD_HEAD_BYTES)
                 complete = not upload.stream.read(1)  # the whole file: judged as PUT does
                 upload.stream.seek(0)
-                check_upload(name, head, project.schema, require_target=batch_kind == TRAINING,
+                check_upload(name, head, project.schema, require_target=batch == TRAINING,
                              is_complete=complete)
             names.append(name)
         except (ValidationFailed, BadRequest) as exc:

@@ -1,9 +1,10 @@
-"""The execution runner: starts, tracks, cancels and recovers trainings and predictions.
+"""The execution runner: starts, tracks, cancels and recovers executions of every kind.
 
 Each execution is claimed atomically on its project (at most one active execution per project),
 queued, then run by one of ``max_workers`` supervisor threads. The supervisor starts a worker
 process (``thread_layer.worker``), turns its messages into persisted and published log lines,
-heartbeats, and finishes the execution: registered model version, mails, the project freed.
+heartbeats, and finishes the execution: what its kind produced registered (and promoted),
+mails, the project freed. What differs between kinds is declared in :mod:`thread_layer.kinds`.
 Executions whose runner died are found by :meth:`ExecutionRunner.recover` and marked
 ``interrupted``, so no project stays "in progress" forever.
 """
@@ -23,35 +24,17 @@ from datetime import timedelta
 
 from entity.base import utcnow
 from entity.database import Database
-from entity.execution import KIND_LABELS, KINDS, Execution
-from entity.model_version import ModelVersion
+from entity.execution import Execution
 from entity.project import Project
-from exception_layer import Conflict, ExecutionInProgress, NotFound, ValidationFailed
+from exception_layer import Conflict, ExecutionInProgress, NotFound
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer.execution_logger import ExecutionLogger, Publisher, project_room
 from thread_layer import worker
+from thread_layer.kinds import ExecutionKind, find_kind, get_kind
 
 log = logging.getLogger("trainyard.runner")
-LOWER_IS_BETTER = ("rmse", "mae", "mse")
 _STOP = object()
-
-
-def metric_value(metrics: dict, metric: str) -> float | None:
-    """The value of the selection ``metric`` in a metrics dict (``f1`` means macro F1)."""
-    for name in (metric, f"{metric}_macro"):
-        value = metrics.get(name)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
-def is_better(candidate: dict, incumbent: dict, metric: str) -> bool:
-    """True if ``candidate`` metrics score at least as well as ``incumbent`` on ``metric``."""
-    new, old = metric_value(candidate, metric), metric_value(incumbent, metric)
-    if new is None or old is None:
-        return new is not None
-    return new <= old if metric in LOWER_IS_BETTER else new >= old
 
 
 def process_start_time(pid: int) -> int | None:
@@ -173,24 +156,18 @@ class ExecutionRunner:
         """Queue a ``kind`` execution of ``project`` started by ``user``.
 
         Raises:
+            ValidationFailed: no kind has this name.
             ExecutionInProgress: the project already has an active execution (it is named).
-            Conflict: predicting without any trained model.
+            Conflict: a kind that needs a model without any trained model, or the kind's own
+                check refused.
             NotFound: the requested model version does not exist.
         """
-        if kind not in KINDS:
-            raise ValidationFailed(f"Unknown execution kind {kind!r}; use "
-                                   f"{', '.join(KINDS)}.")
+        declared = get_kind(kind)
         options = dict(options or {})
         self._refuse_if_busy(project)
-        if kind == "predict":
-            version = options.get("version") or project.active_version
-            if version is None:
-                raise Conflict("This project has no trained model yet: train it first.")
-            if self.db.model_versions.get(project.id, int(version)) is None:
-                raise NotFound(f"Model version v{version} does not exist.")
-            options["version"] = int(version)
-        if kind == "move":
-            self._check_move(project, options)
+        if declared.needs_model:
+            self._choose_model(project, options)
+        declared.check(self, project, options)
         owner = {"mode": "broker"} if self.dispatch else dict(self.identity)
         execution = Execution(project_id=project.id, kind=kind, started_by=user.id,
                               options=options, runner=owner)
@@ -200,7 +177,7 @@ class ExecutionRunner:
         except BaseException:
             self.db.projects.release(project.id, execution.id)
             raise
-        self._logger(execution).log(f"{KIND_LABELS[kind]} queued by {user.name}.",
+        self._logger(execution).log(f"{declared.label} queued by {user.name}.",
                                     stage="queued")
         self._publish_execution(execution)
         self.start()
@@ -210,15 +187,14 @@ class ExecutionRunner:
             self._queue.put(execution.id)
         return execution
 
-    def _check_move(self, project: Project, options: dict) -> None:
-        target = options.get("target_connection_id") or None
-        options["target_connection_id"] = target
-        if target == (project.storage_connection_id or None):
-            raise Conflict("The project already lives on this storage.")
-        target_files = self.resolver.files_at(target, project.slug)
-        if target_files.list_files(""):
-            raise Conflict(f"The target storage already holds files under {project.slug}/; "
-                           "remove them first so that nothing is overwritten.")
+    def _choose_model(self, project: Project, options: dict) -> None:
+        """Set ``options["version"]`` to the requested model version, or the active one."""
+        version = options.get("version") or project.active_version
+        if version is None:
+            raise Conflict("This project has no trained model yet: train it first.")
+        if self.db.model_versions.get(project.id, int(version)) is None:
+            raise NotFound(f"Model version v{version} does not exist.")
+        options["version"] = int(version)
 
     def _refuse_if_busy(self, project: Project) -> None:
         """Name the running execution before any other reason to refuse (the atomic claim
@@ -299,7 +275,8 @@ class ExecutionRunner:
         project = self.db.projects.get(execution.project_id)
         if project is not None:
             self.notifier.execution_event("interrupted", project, finished,
-                                          self._email_of(finished.started_by))
+                                          self._email_of(finished.started_by),
+                                          find_kind(finished.kind))
         log.warning("Execution %s marked interrupted: %s", execution.id, reason)
         return True
 
@@ -341,26 +318,30 @@ class ExecutionRunner:
         project = self.db.projects.get(execution.project_id)
         logger = self._logger(execution)
         starter_email = self._email_of(execution.started_by)
-        if project is None:
-            self.db.executions.finish(execution_id, "failed", error="The project was deleted.")
+        kind = find_kind(execution.kind)
+        if project is None or kind is None:
+            self.db.executions.finish(execution_id, "failed", error=(
+                "The project was deleted." if project is None else
+                f"This server cannot run executions of kind {execution.kind!r}."))
+            if project is not None:
+                self.db.projects.release(project.id, execution_id)
             return
         if not self.db.executions.start(execution_id, dict(self.identity)):
             return  # cancelled meanwhile, or another worker took it (a broker redelivery)
         try:
             execution = self.db.executions.get(execution_id)
             self._publish_execution(execution)
-            self.notifier.execution_event("started", project, execution, starter_email)
+            self.notifier.execution_event("started", project, execution, starter_email, kind)
             logger.log(f"Started on {self.identity['host']}.", stage="validating")
-            status, detail = self._run_worker(execution, project, logger)
+            status, detail = self._run_worker(kind, execution, project, logger)
             if status == "succeeded":
-                result = self._finalize(execution, project, detail, logger)
+                result = kind.finalize(self, execution, project, detail, logger)
+                if kind.promote is not None:
+                    result = kind.promote(self.db, project, result, logger)
                 self.db.executions.finish(execution_id, "succeeded", result=result)
                 logger.log("Finished successfully.", stage="done")
             else:
-                if execution.kind == "train":
-                    self._discard_version(project, execution)
-                elif execution.kind == "move":
-                    self._discard_copy(project, execution, logger)
+                kind.discard(self, execution, project, logger)
                 logger.log(detail, stage=self.db.executions.get(execution_id).stage,
                            level="WARNING" if status == "cancelled" else "ERROR")
                 self.db.executions.finish(execution_id, status, error=detail)
@@ -377,34 +358,22 @@ class ExecutionRunner:
             self._publish_execution(finished)
             if finished.status != "running":
                 self.notifier.execution_event(finished.status, project, finished,
-                                              starter_email)
+                                              starter_email, kind)
 
-    def _payload(self, execution: Execution, project: Project) -> dict:
+    def _payload(self, kind: ExecutionKind, execution: Execution, project: Project) -> dict:
         uri, credentials = self.resolver.location(project)
         payload = {"kind": execution.kind, "execution_id": execution.id,
-                   "project": project.to_document(), "storage_uri": uri,
-                   "credentials": credentials, "threads": self.threads}
-        if execution.kind == "train":
-            payload["version"] = project.next_version
-        elif execution.kind == "move":
-            target = execution.options.get("target_connection_id")
-            payload["target_uri"], payload["target_credentials"] = \
-                self.resolver.location_of(target)
-        else:
-            version = self.db.model_versions.get(project.id, execution.options["version"])
-            if version is None:
-                raise NotFound(f"Model version v{execution.options['version']} was deleted.")
-            payload["model_version"] = version.to_document()
+                   "project": project.to_document(), "options": execution.options,
+                   "storage_uri": uri, "credentials": credentials, "threads": self.threads}
+        payload.update(kind.payload(self, execution, project))
         return payload
 
-    def _run_worker(self, execution: Execution, project: Project,
+    def _run_worker(self, kind: ExecutionKind, execution: Execution, project: Project,
                     logger: ExecutionLogger) -> tuple[str, object]:
         """Run the worker process to its end; returns (status, result dict or message)."""
-        payload = self._payload(execution, project)
-        if execution.kind == "train":
-            self.db.executions.update(execution.id, result={"version": payload["version"]})
+        payload = self._payload(kind, execution, project)
         receiver, sender = self._mp.Pipe(duplex=False)
-        proc = self._mp.Process(target=worker.run, args=(payload, sender), daemon=True,
+        proc = self._mp.Process(target=worker.run, args=(kind.run, payload, sender), daemon=True,
                                 name=f"trainyard-{execution.kind}-{execution.id}")
         cancel = self._cancel.setdefault(execution.id, threading.Event())
         proc.start()
@@ -442,89 +411,20 @@ class ExecutionRunner:
 
     def _handle(self, message: tuple, execution: Execution,
                 logger: ExecutionLogger) -> tuple[str, object] | None:
-        kind = message[0]
-        if kind == "log":
+        tag = message[0]
+        if tag == "log":
             _, level, stage, text = message
             logger.log(text, stage=stage, level=level)
-        elif kind == "progress":
+        elif tag == "progress":
             _, stage, percent = message
             self.db.executions.update(execution.id, stage=stage,
                                       progress=max(0, min(100, int(percent))))
             self._publish_execution(self.db.executions.get(execution.id))
-        elif kind == "result":
+        elif tag == "result":
             return "succeeded", message[1]
-        elif kind == "error":
+        elif tag == "error":
             return "failed", message[2]
         return None
-
-    def _finalize(self, execution: Execution, project: Project, result: dict,
-                  logger: ExecutionLogger) -> dict:
-        """Register what the worker produced; returns the execution's result."""
-        if execution.kind == "predict":
-            return result
-        if execution.kind == "move":
-            return self._finish_move(execution, project, result, logger)
-        number = self.db.executions.get(execution.id).result["version"]
-        version = ModelVersion(
-            project_id=project.id, version=number, execution_id=execution.id,
-            algorithm=result["algorithm"], metrics=result.get("metrics", {}),
-            leaderboard=result.get("leaderboard", []), params=result.get("params", {}),
-            schema=result.get("schema", {}), data_fingerprint=result.get("data_fingerprint", {}),
-            library_versions=result.get("library_versions", {}),
-            artifacts=result.get("artifacts", {}), plots=result.get("plots", []),
-            problem_type=project.problem_type)
-        self.db.model_versions.add(version)
-        self.db.projects.set_versions(project.id, next_version=number + 1)
-        current = self.db.projects.get(project.id)
-        active = (self.db.model_versions.get(project.id, current.active_version)
-                  if current.active_version else None)
-        metric = project.selection_metric
-        promoted = active is None or is_better(version.metrics, active.metrics, metric)
-        if promoted:
-            self.db.projects.set_versions(project.id, active_version=number)
-            logger.log(f"Model v{number} ({version.algorithm}) is now the active model.",
-                       stage="saving")
-        else:
-            logger.log(f"Model v{number} scores worse than the active v{active.version} on "
-                       f"{metric}; v{active.version} stays active (promote v{number} on its "
-                       f"page if you prefer it).", stage="saving", level="WARNING")
-        return {"version": number, "algorithm": version.algorithm, "metrics": version.metrics,
-                "promoted": promoted, "validation": result.get("validation", [])}
-
-    def _finish_move(self, execution: Execution, project: Project, result: dict,
-                     logger: ExecutionLogger) -> dict:
-        """Switch the project to the new storage, then remove the old copy."""
-        old_files = self.resolver.files(project)
-        current = self.db.projects.get(project.id)
-        current.storage_connection_id = execution.options.get("target_connection_id")
-        self.db.projects.save(current)
-        logger.log("The project now uses the new storage.", stage="copying")
-        try:
-            removed = old_files.delete_all()
-            logger.log(f"Removed {removed} files from the old storage.", stage="copying")
-        except Exception as exc:  # noqa: BLE001 - the move itself succeeded
-            logger.log(f"The old files could not all be removed ({type(exc).__name__}); "
-                       "delete them from the old storage by hand.", stage="copying",
-                       level="WARNING")
-        target = execution.options.get("target_connection_id")
-        connection = self.db.storage_connections.get(target) if target else None
-        return {**result, "target": connection.name if connection else "the default storage"}
-
-    def _discard_copy(self, project: Project, execution: Execution,
-                      logger: ExecutionLogger) -> None:
-        try:
-            target = execution.options.get("target_connection_id")
-            removed = self.resolver.files_at(target, project.slug).delete_all()
-            logger.log(f"Removed the {removed} files copied so far; the project stays on its "
-                       "old storage.", stage="copying", level="WARNING")
-        except Exception:  # noqa: BLE001 - best effort cleanup
-            log.exception("Could not clean up the partial copy of %s", project.slug)
-
-    def _discard_version(self, project: Project, execution: Execution) -> None:
-        number = (self.db.executions.get(execution.id).result or {}).get("version")
-        if number and self.db.model_versions.get(project.id, number) is None:
-            with contextlib.suppress(Exception):
-                self.resolver.files(project).delete_folder(f"models/v{number}/")
 
     # -- helpers ---------------------------------------------------------------------------
 

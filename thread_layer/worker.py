@@ -21,7 +21,7 @@ WORKER_NICENESS = 10
 
 
 class PipeReporter:
-    """A Reporter that forwards to the supervisor; remembers whether cancellation was asked."""
+    """A Reporter that forwards log lines and progress to the supervisor."""
 
     def __init__(self, conn):
         self.conn = conn
@@ -47,8 +47,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def run(payload: dict, conn) -> None:
-    """Entry point of the worker process (see the module docstring for the protocol)."""
+def run(execute, payload: dict, conn) -> None:
+    """Entry point of the worker process (see the module docstring for the protocol).
+
+    Args:
+        execute: the ``run`` function of the execution's kind (``thread_layer.kinds``),
+            ``execute(payload, reporter) -> result``.
+        payload: what the supervisor gives it (see :class:`thread_layer.kinds.ExecutionKind`).
+        conn: the pipe to the supervisor.
+    """
     _die_with_parent()
     threads = str(payload.get("threads", 1))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -58,7 +65,11 @@ def run(payload: dict, conn) -> None:
     except OSError:
         pass
     try:
-        result = _execute(payload, PipeReporter(conn))
+        # Heavy imports happen in ``execute``, after the thread caps are set.
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=int(payload.get("threads", 1))):
+            result = execute(payload, PipeReporter(conn))
         conn.send(("result", result))
     except BaseException as exc:  # noqa: BLE001 - the boundary of a background execution
         from exception_layer import PlatformError
@@ -74,34 +85,13 @@ def run(payload: dict, conn) -> None:
         conn.close()
 
 
-def _execute(payload: dict, reporter: PipeReporter) -> dict:
-    # Heavy imports happen here, after the thread caps are set.
-    from threadpoolctl import threadpool_limits
-
-    from cloud_storage import open_storage
-    from entity.model_version import ModelVersion
+def project_files(payload: dict, uri_key: str = "storage_uri",
+                  credentials_key: str = "credentials"):
+    """The file manager of the payload's project at the location under ``uri_key`` (the
+    project's storage by default), opened through the storage resolver."""
     from entity.project import Project
-    from integration.file_manager import ProjectFiles
+    from integration.storage_bridge import StorageResolver
 
-    project = Project.from_document(payload["project"])
-    storage = open_storage(payload["storage_uri"], payload.get("credentials") or None)
-    files = ProjectFiles(storage, project.slug)
-    if payload["kind"] == "move":
-        from integration.project_transfer import copy_project_files
-
-        target = ProjectFiles(open_storage(payload["target_uri"],
-                                           payload.get("target_credentials") or None),
-                              project.slug)
-        return copy_project_files(files, target, reporter)
-    with threadpool_limits(limits=int(payload.get("threads", 1))):
-        if payload["kind"] == "train":
-            from project_library.training import train_project
-
-            return train_project(files, project=project, execution_id=payload["execution_id"],
-                                 version=payload["version"], reporter=reporter,
-                                 candidates=project.algorithms or None)
-        from project_library.prediction import predict_project
-
-        return predict_project(files, project=project, execution_id=payload["execution_id"],
-                               model_version=ModelVersion.from_document(payload["model_version"]),
-                               reporter=reporter)
+    uri = payload[uri_key]
+    slug = Project.from_document(payload["project"]).slug
+    return StorageResolver(uri).files_in(uri, payload.get(credentials_key), slug)

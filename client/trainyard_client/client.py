@@ -444,8 +444,9 @@ class Executions(_Part):
         return _id(project), _id(execution, "execution")
 
     def start(self, project: Ref, kind: str, **options) -> dict:
-        """Start an execution of ``kind`` (``train``, ``predict``); answers it (queued).
-        :class:`ApiError` 409 ``execution_in_progress`` names a running one."""
+        """Start an execution of ``kind`` (``train``, ``predict``, ``move`` or any other kind
+        the server lists in its OpenAPI document) with the kind's ``options``; answers it
+        (queued). :class:`ApiError` 409 ``execution_in_progress`` names a running one."""
         return self.client.call("POST", f"/projects/{_id(project)}/executions",
                                 json={"kind": kind, **options})
 

@@ -34,7 +34,7 @@ from tests.security.conftest import (
     unique,
 )
 
-START_RULE = "/projects/<slug>/<any(train, predict, move):kind>"
+START_RULE = "/projects/<slug>/<execution_kind:kind>"
 RANK = {"viewer": 1, "editor": 2, "owner": 3}
 LOGGED_IN = ("viewer", "editor", "owner", "admin", "outsider")
 
