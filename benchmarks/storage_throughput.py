@@ -139,13 +139,13 @@ def durable(path: Path) -> None:
             os.close(fd)
 
 
-def direct_transfer(kind: str, storage, source: Path, sink: Path) -> tuple[float, float]:
+def direct_transfer(backend: str, storage, source: Path, sink: Path) -> tuple[float, float]:
     """Seconds to upload and download ``source`` with the cloud's own SDK (or the file
     system for local disk), to the same place Trainyard uses."""
     parts = urlsplit(storage.uri)
     key = f"{parts.path.strip('/')}/direct/big.bin".lstrip("/")
     creds = storage.credentials
-    if kind == "local":
+    if backend == "local":
         target = Path(parts.path) / "direct" / "big.bin"
         target.parent.mkdir(parents=True, exist_ok=True)
         settle(target)
@@ -157,7 +157,7 @@ def direct_transfer(kind: str, storage, source: Path, sink: Path) -> tuple[float
         began = time.perf_counter()
         shutil.copyfile(target, sink)
         return up, time.perf_counter() - began
-    if kind == "s3":
+    if backend == "s3":
         import boto3
         from boto3.s3.transfer import TransferConfig
 
@@ -174,7 +174,7 @@ def direct_transfer(kind: str, storage, source: Path, sink: Path) -> tuple[float
         began = time.perf_counter()
         client.download_file(parts.netloc, key, str(sink), Config=config)
         return up, time.perf_counter() - began
-    if kind == "azure":
+    if backend == "azure":
         from azure.storage.blob import BlobServiceClient
 
         service = BlobServiceClient.from_connection_string(creds["connection_string"],
@@ -369,9 +369,9 @@ def main() -> int:
         http = requests.Session()
         token = http.post(f"{base}/api/v1/setup", json=ADMIN, timeout=30).json()
         http.headers["X-CSRFToken"] = token["csrf_token"]
-        for kind in backends:
+        for backend in backends:
             with ExitStack() as stack:
-                if kind == "local":
+                if backend == "local":
                     from cloud_storage import open_storage
 
                     folder = workdir / "local-storage"
@@ -379,14 +379,14 @@ def main() -> int:
                     storage = open_storage(folder.as_uri())
                 else:
                     factory = {"s3": emulators.s3_storage, "azure": emulators.azure_storage,
-                               "gcs": emulators.gcs_storage}[kind]
+                               "gcs": emulators.gcs_storage}[backend]
                     storage = stack.enter_context(factory())
                 connection = http.post(
                     f"{base}/api/v1/storage-connections", timeout=30,
-                    json=emulators.connection_definition(f"bench-{kind}", storage))
+                    json=emulators.connection_definition(f"bench-{backend}", storage))
                 connection.raise_for_status()
                 project = http.post(f"{base}/api/v1/projects", timeout=30, json={
-                    "name": f"Bench {kind}", "problem_type": "regression",
+                    "name": f"Bench {backend}", "problem_type": "regression",
                     "storage_connection_id": connection.json()["id"],
                     "schema": {"filename_pattern": r"^x\.csv$", "target": "y",
                                "columns": [{"name": "x", "type": "float"},
@@ -397,19 +397,19 @@ def main() -> int:
                     app_up, app_down, growth = app_transfer(http, base, project.json()["id"],
                                                             source, sink, pid)
                     assert sink.stat().st_size == source.stat().st_size
-                    direct_up, direct_down = direct_transfer(kind, storage, source, sink)
+                    direct_up, direct_down = direct_transfer(backend, storage, source, sink)
                     figures = (size_mb / app_up, size_mb / direct_up, size_mb / app_down,
                                size_mb / direct_down, growth)
-                    if kind == "local":
+                    if backend == "local":
                         wire = loopback_transfer(source, workdir / "wire.bin", sink)
                         loopback.append((size_mb / wire[0], size_mb / wire[1]))
                         figures += loopback[-1]
                     rounds.append(figures)
-                    print(f"{kind}: " + " ".join(f"{x:.1f}" for x in figures), flush=True)
+                    print(f"{backend}: " + " ".join(f"{x:.1f}" for x in figures), flush=True)
                 # The best of each figure (noise on a shared VM only ever slows a transfer
                 # down), and the largest memory growth.
                 best = [max(r[i] for r in rounds) for i in range(4)]
-                rows.append((kind, *best, max(r[4] for r in rounds)))
+                rows.append((backend, *best, max(r[4] for r in rounds)))
     finally:
         os.killpg(app.pid, signal.SIGTERM)
         app.wait(timeout=30)
@@ -419,11 +419,11 @@ def main() -> int:
     print(f"\n{size_mb:.0f} MB file; MB/s through Trainyard vs the SDK directly\n")
     print(f"{'backend':<8}{'up app':>9}{'up SDK':>9}{'ratio':>7}{'down app':>10}"
           f"{'down SDK':>10}{'ratio':>7}{'RSS +MB':>9}  verdict")
-    for kind, app_up, sdk_up, app_down, sdk_down, growth in rows:
+    for backend, app_up, sdk_up, app_down, sdk_down, growth in rows:
         up_ratio, down_ratio = app_up / sdk_up, app_down / sdk_down
         passed = up_ratio >= 0.8 and down_ratio >= 0.8 and growth < 100
         ok &= passed
-        print(f"{kind:<8}{app_up:>9.1f}{sdk_up:>9.1f}{up_ratio:>7.2f}{app_down:>10.1f}"
+        print(f"{backend:<8}{app_up:>9.1f}{sdk_up:>9.1f}{up_ratio:>7.2f}{app_down:>10.1f}"
               f"{sdk_down:>10.1f}{down_ratio:>7.2f}{growth:>9.1f}  "
               f"{'PASS' if passed else 'FAIL'}")
     print("\nTargets: ratio >= 0.8 both ways; web process RSS growth < 100 MB during upload.")

@@ -93,19 +93,19 @@ def _for_re2(pattern: str) -> str:
 def _reason(error: re2.error, pattern: str) -> str:
     detail = error.args[0] if error.args else ""
     detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-    kind, _, operator = detail.partition(": ")
-    if "too large" in kind:
+    problem, _, operator = detail.partition(": ")
+    if "too large" in problem:
         return ("The pattern is too large to match efficiently; make it simpler "
                 "(fewer or smaller repetitions).")
-    if kind == "invalid perl operator":
+    if problem == "invalid perl operator":
         for opening, sentence in _UNSUPPORTED.items():
             # RE2 names (?P= as just "(?P"
             if operator.startswith(opening) or (opening.startswith(operator)
                                                 and opening in pattern):
                 return sentence
-    if kind == "invalid escape sequence" and operator[1:2].isdigit():
+    if problem == "invalid escape sequence" and operator[1:2].isdigit():
         return f"Backreferences ({operator}) are not supported."
-    if kind == "bad repetition operator" and operator.endswith("+"):
+    if problem == "bad repetition operator" and operator.endswith("+"):
         return f"Possessive quantifiers ({operator}) are not supported."
     return f"Not a valid regular expression: {detail}."
 

@@ -19,7 +19,6 @@ TOKEN_SCOPES = ("read", "write")
 #: a revocation or deactivation elsewhere takes effect in every process within this time (at
 #: once in the process that made it)
 RECENT_TOKEN_SECONDS = 5.0
-ONE_TIME_KINDS = ("invite", "reset")
 #: how often a login session's last use is written (so that a page view rarely writes)
 SESSION_SEEN_EVERY = timedelta(hours=1)
 #: how long the login throttle's kept records (an account's known addresses) live

@@ -176,9 +176,12 @@ def invite_user(ctx: Context, email: str, name: str, role: str) -> User:
     return user
 
 
-def _redeem(ctx: Context, kind: str, secret: str, password: str, confirm: str | None) -> User:
+def _redeem(ctx: Context, purpose: str, secret: str, password: str, confirm: str | None, *,
+            activates: bool, audit_action: str) -> User:
+    """Set the password of the user of the one-time link ``secret`` issued for ``purpose``
+    (``invite`` or ``reset``); an invitation (``activates``) also activates the account."""
     db = ctx.db
-    token = db.one_time_tokens.find_valid(kind, secret)
+    token = db.one_time_tokens.find_valid(purpose, secret)
     user = db.users.get(token.user_id) if token else None
     if token is None or user is None:
         raise BadRequest("This link is invalid, expired or already used; ask for a new one.")
@@ -191,24 +194,25 @@ def _redeem(ctx: Context, kind: str, secret: str, password: str, confirm: str | 
     user.password_hash = generate_password_hash(password)
     user.session_version += 1
     db.sessions.close_all(user.id)
-    if kind == "invite":
+    if activates:
         user.active = True
     db.users.save(user)
     ctx.platform.live.revoke(user.id, end=True)
-    db.one_time_tokens.invalidate_for_user(kind, user.id)
-    ctx.audit(f"user.{kind}_accepted" if kind == "invite" else "user.password_reset", user.email,
-          actor=user)
+    db.one_time_tokens.invalidate_for_user(purpose, user.id)
+    ctx.audit(audit_action, user.email, actor=user)
     return user
 
 
 def accept_invitation(ctx: Context, secret: str, password: str, confirm: str | None) -> User:
     """Set the password of an invited account from its link; answers the user."""
-    return _redeem(ctx, "invite", secret, password, confirm)
+    return _redeem(ctx, "invite", secret, password, confirm, activates=True,
+                   audit_action="user.invite_accepted")
 
 
 def reset_password(ctx: Context, secret: str, password: str, confirm: str | None) -> User:
     """Set a new password from a reset link; answers the user."""
-    return _redeem(ctx, "reset", secret, password, confirm)
+    return _redeem(ctx, "reset", secret, password, confirm, activates=False,
+                   audit_action="user.password_reset")
 
 
 def request_password_reset(ctx: Context, email: str) -> None:

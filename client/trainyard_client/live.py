@@ -178,23 +178,23 @@ class Follower:
             while True:
                 self._check_deadline()
                 try:
-                    kind, data = events.get(timeout=0.5)
+                    event, data = events.get(timeout=0.5)
                 except queue.Empty:
-                    kind, data = None, None
-                if kind == "log":
+                    event, data = None, None
+                if event == "log":
                     last_news = time.monotonic()
                     self.line(data)
-                elif kind == "execution" and data.get("id") == self.execution_id:
+                elif event == "execution" and data.get("id") == self.execution_id:
                     last_news = time.monotonic()
                     if data.get("status") in FINAL_STATUSES:
                         return self.finish(data)
                     self.state(data)
-                elif kind == "join_error":
+                elif event == "join_error":
                     message = (data or {}).get("message") or "cannot watch this execution"
                     raise ApiError(404, "join_error", message)
-                elif kind == "access_changed":  # out of the room: join again, checked again
+                elif event == "access_changed":  # out of the room: join again, checked again
                     join()
-                elif kind == "disconnect":
+                elif event == "disconnect":
                     raise _Unavailable("the Socket.IO connection was closed")
                 quiet = time.monotonic() - last_news >= QUIET_SECONDS
                 gap = self.gap_since and time.monotonic() - self.gap_since >= GAP_SECONDS

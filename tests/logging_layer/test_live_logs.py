@@ -132,11 +132,11 @@ def test_server_sent_events_stream_the_log_to_the_end(live_server):
         assert response.headers["Content-Type"].startswith("text/event-stream")
         for raw in response.iter_lines(decode_unicode=True):
             if raw.startswith("event: "):
-                kind = raw[7:]
+                event = raw[7:]
             elif raw.startswith("data: "):
                 data = raw[6:]
-                events.append((kind, json.loads(data)))
-    seqs = [payload["seq"] for kind, payload in events if kind == "log"]
+                events.append((event, json.loads(data)))
+    seqs = [payload["seq"] for event, payload in events if event == "log"]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 10
-    states = [payload["status"] for kind, payload in events if kind == "execution"]
+    states = [payload["status"] for event, payload in events if event == "execution"]
     assert states[-1] == "succeeded"

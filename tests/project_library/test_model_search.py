@@ -179,8 +179,8 @@ def test_a_winning_ensemble_is_saved_verified_and_predicts(files, monkeypatch):
     assert len(answer["predictions"]) == 3 and len(answer["probabilities"][0]) == 3
 
 
-@pytest.mark.parametrize("kind", ["forest", "scaled logistic regression"])
-def test_batched_permutation_importance_equals_scoring_each_shuffled_copy(kind):
+@pytest.mark.parametrize("estimator", ["forest", "scaled logistic regression"])
+def test_batched_permutation_importance_equals_scoring_each_shuffled_copy(estimator):
     """One model without and one with decision_function (which ROC AUC prefers)."""
     from sklearn.datasets import load_wine
     from sklearn.ensemble import RandomForestClassifier
@@ -192,7 +192,7 @@ def test_batched_permutation_importance_equals_scoring_each_shuffled_copy(kind):
     from project_library.evaluation import permutation_drops
 
     X, y = load_wine(return_X_y=True, as_frame=True)  # noqa: N806
-    model = (RandomForestClassifier(50, random_state=0) if kind == "forest" else
+    model = (RandomForestClassifier(50, random_state=0) if estimator == "forest" else
              make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)))
     model.fit(X.iloc[::2], y.iloc[::2])
     X_test, y_test = X.iloc[1::2].reset_index(drop=True), y.iloc[1::2].to_numpy()  # noqa: N806
