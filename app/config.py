@@ -90,6 +90,9 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "MAIL_DEFAULT_SENDER": (_text, "trainyard@localhost", "From address of Trainyard's mails."),
     "MAX_UPLOAD_MB": (_int(1, 1024 * 1024), 1024, "Largest upload request accepted, in MB."),
     "MAX_UPLOAD_FILES": (_int(1, 10000), 100, "Most files in one upload."),
+    "SHARE_LINK_MAX_SECONDS": (_int(60, 7 * 24 * 3600), 7 * 24 * 3600,
+                               "Longest a file's download link stays valid, in seconds (it "
+                               "also stops when its maker loses access or the file changes)."),
     "MAX_MOVE_FILES": (_int(1, 100000), 1000,
                        "Most files in one folder move (a cloud copies them one by one)."),
     "MAX_CONCURRENT_EXECUTIONS": (_int(1, 64), 2,

@@ -601,28 +601,30 @@ def put_file(project_id):
 @spec("Files", query=(query("path", required=True, description="the file's path"),
                       query("expires", {"type": "integer", "minimum": 60,
                                         "maximum": MAX_LINK_SECONDS, "default": 3600},
-                            "seconds the link stays valid")),
+                            "seconds the link stays valid (at most the setting "
+                            "SHARE_LINK_MAX_SECONDS)")),
       responses={200: {"type": "object", "required": ["url", "expires_at"],
                        "properties": {"url": {"type": "string"},
                                       "expires_at": {"type": "string", "format": "date-time"}}}},
       errors=(502, 503))
 def file_link(project_id):
     """A signed link to download one file without logging in, valid ``expires`` seconds
-    (default 3600): the cloud's own signed URL where the storage can sign, else the app's."""
+    (default 3600) while its maker keeps access to the project and the file is not replaced."""
     project = load_project(project_id=project_id)
     try:
         expires = int(request.args.get("expires", 3600))
     except ValueError:
         raise BadRequest("expires must be a whole number of seconds.") from None
     link = files.share_link(context(), project, request.args.get("path", ""), expires)
-    url = link.get("url") or f"{request.host_url.rstrip('/')}/api/v1/download/{link['token']}"
+    url = f"{request.host_url.rstrip('/')}/api/v1/download/{link['token']}"
     return jsonify({"url": url, "expires_at": link["expires_at"]})
 
 
 @bp.get("/download/<token>")
 @spec("Files", responses={200: BINARY}, errors=(502, 503), public=True)
 def signed_download(token):
-    """Download through an app-signed link (no login: the link is the permission)."""
+    """Download through an app-signed link (no login: the link stands for its maker's access,
+    checked now; a large file on a cloud redirects to a signed URL valid for minutes)."""
     ctx = context()
     project, path = files.follow_link(ctx, token)
     return file_response(files.download(ctx, project, path))

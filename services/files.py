@@ -36,7 +36,10 @@ UPLOAD_HEAD_BYTES = 64 * 1024
 #: downloads at least this large are redirected to the cloud's signed URL where it can sign
 REDIRECT_BYTES = 8 * 1024 * 1024
 LINK_SALT = "trainyard-download-link"
+#: the longest lifetime SHARE_LINK_MAX_SECONDS may allow (the setting can only lower it)
 MAX_LINK_SECONDS = 7 * 24 * 3600
+#: a cloud's signed URL that a download redirects to is used at once: it lives this long
+REDIRECT_URL_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ def download(ctx: Context, project: Project, path: str, *, inline: bool = False)
     files = ctx.platform.resolver.files(project)
     info = files.stat(path)
     if info.size >= REDIRECT_BYTES and not inline:
-        url = files.storage.signed_url(files.key(path), 900)
+        url = files.storage.signed_url(files.key(path), REDIRECT_URL_SECONDS)
         if url:
             return Download(info.name, info.size, "", "attachment", redirect_url=url)
     mimetype = mimetypes.guess_type(info.name)[0] or "application/octet-stream"
@@ -306,43 +309,72 @@ def _serializer(ctx: Context) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(ctx.platform.settings["SECRET_KEY"], salt=LINK_SALT)
 
 
+def _fingerprint(info) -> str:
+    """What identifies this version of a stored file: the storage's version (ETag, generation,
+    inode and modification time), else its size and modification time."""
+    if info.version:
+        return str(info.version)
+    return f"{info.size}/{info.modified.isoformat() if info.modified else ''}"
+
+
 def share_link(ctx: Context, project: Project, path: str, expires: int) -> dict:
-    """A link to download ``path`` without logging in for ``expires`` seconds: ``{"url"}``,
-    the cloud's own signed URL, or ``{"token"}`` for the app's download route; with
-    ``expires_at``.
+    """A link to download ``path`` without logging in for ``expires`` seconds:
+    ``{"token", "expires_at"}`` for the app's download route.
+
+    The link is always the app's, never a cloud's signed URL that nobody could take back: it
+    names the user who made it and the version of the file, and :func:`follow_link` checks
+    both each time it is used. Its lifetime is capped by the setting SHARE_LINK_MAX_SECONDS.
 
     Raises:
         BadRequest: ``expires`` is out of range. NotFound: no such file.
     """
-    if not 60 <= expires <= MAX_LINK_SECONDS:
-        raise BadRequest(f"expires is from 60 to {MAX_LINK_SECONDS} seconds.")
+    longest = min(int(ctx.platform.settings.get("SHARE_LINK_MAX_SECONDS", MAX_LINK_SECONDS)),
+                  MAX_LINK_SECONDS)
+    if not 60 <= expires <= longest:
+        raise BadRequest(f"expires is from 60 to {longest} seconds.")
     files = ctx.platform.resolver.files(project)
-    files.stat(path)  # 404 for a missing file
-    url = files.storage.signed_url(files.key(path), expires)
-    link = {"url": url} if url else {"token": _serializer(ctx).dumps(
-        {"project": project.id, "path": path, "ttl": expires})}
+    info = files.stat(path)  # 404 for a missing file
+    token = _serializer(ctx).dumps({"project": project.id, "path": path, "ttl": expires,
+                                    "user": getattr(ctx.user, "id", None),
+                                    "version": _fingerprint(info)})
     ctx.audit("file.link", project.slug, details={"path": path, "expires": expires})
-    return {**link, "expires_at": (utcnow() + timedelta(seconds=expires)).isoformat()}
+    return {"token": token, "expires_at": (utcnow() + timedelta(seconds=expires)).isoformat()}
 
 
 def follow_link(ctx: Context, token: str) -> tuple[Project, str]:
-    """The project and path an app-signed link names (the link is the permission).
+    """The project and path an app-signed link names, checked now: the link is unexpired and
+    untampered, the user who made it is still active and still holds a role on the project,
+    and the file is still the version the link was made for.
 
     Raises:
-        NotFound: the link expired, was tampered with, or its project is gone.
+        NotFound: any of these fails (the message says which, without naming the file).
     """
     serializer = _serializer(ctx)
+    longest = min(int(ctx.platform.settings.get("SHARE_LINK_MAX_SECONDS", MAX_LINK_SECONDS)),
+                  MAX_LINK_SECONDS)
     try:
-        claims = serializer.loads(token, max_age=MAX_LINK_SECONDS)
+        claims = serializer.loads(token, max_age=longest)
         serializer.loads(token, max_age=int(claims.get("ttl", 0)))
     except SignatureExpired:
         raise NotFound("This download link has expired; ask for a new one.") from None
     except (BadSignature, TypeError, ValueError, AttributeError):
         raise NotFound("This download link is not valid.") from None
     project = ctx.db.projects.get(str(claims.get("project")))
-    if project is None:
+    signer = ctx.db.users.get(str(claims.get("user"))) if claims.get("user") else None
+    if project is None or signer is None:
         raise NotFound("This download link is not valid.")
-    return project, str(claims.get("path", ""))
+    if not signer.is_active or project.role_of(signer) is None:
+        raise NotFound("This download link no longer works: whoever made it has lost access "
+                       "to the project.")
+    path = str(claims.get("path", ""))
+    try:
+        info = ctx.platform.resolver.files(project).stat(path)
+    except NotFound:
+        raise NotFound("This download link no longer works: the file was deleted.") from None
+    if _fingerprint(info) != claims.get("version"):
+        raise NotFound("This download link no longer works: the file was replaced since; ask "
+                       "for a new link.")
+    return project, path
 
 
 def output_size(ctx: Context, project: Project, path: str) -> int:

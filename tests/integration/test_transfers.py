@@ -92,6 +92,78 @@ def test_signed_links_work_without_login_and_expire(app, api, project, client):
     assert late.status_code == 404 and "expired" in late.get_json()["error"]["message"]
 
 
+def _viewer_client(app, api, project):
+    """A test client logged in as a new user who is a viewer on ``project``, and that user."""
+    from werkzeug.security import generate_password_hash
+
+    from entity.user import User
+    from tests.conftest import Auth
+
+    db = app.extensions["trainyard"].db
+    viewer = db.users.add(User(email="viewer@example.com", name="viewer",
+                               password_hash=generate_password_hash("viewer-password-1")))
+    assert api.client.put(f"/api/v1/projects/{project['id']}/members",
+                          json={"email": viewer.email, "role": "viewer"},
+                          headers={"X-CSRFToken": api.client.csrf_token}).status_code == 200
+    client = app.test_client()
+    assert Auth(client).login(viewer.email, "viewer-password-1").status_code == 302
+    return client, viewer
+
+
+def _viewer_link(client, project, path):
+    response = client.get(f"/api/v1/projects/{project['id']}/files/link?path={path}"
+                          "&expires=604800")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["url"].replace("http://localhost", "")
+
+
+@pytest.mark.parametrize("end_access", ["removed", "deactivated"])
+def test_a_share_link_stops_when_its_maker_loses_access(app, api, project, end_access):
+    """Issue 21 item 6: a viewer's 7-day link kept working after the viewer was removed from
+    the project and deactivated."""
+    put(api, project, "notes/shared.txt", b"hello")
+    viewer_client, viewer = _viewer_client(app, api, project)
+    link = _viewer_link(viewer_client, project, "notes/shared.txt")
+    anonymous = app.test_client()
+    assert anonymous.get(link).data == b"hello"
+    if end_access == "removed":
+        assert api.delete(f"/projects/{project['id']}/members/{viewer.id}").status_code == 204
+    else:
+        assert api.patch(f"/users/{viewer.id}", json={"active": False}).status_code == 200
+    refused = anonymous.get(link)
+    assert refused.status_code == 404
+    assert "lost access" in refused.get_json()["error"]["message"]
+
+
+def test_a_share_link_does_not_serve_a_file_uploaded_again_in_its_place(app, api, project):
+    """Issue 21 item 6: after the file was deleted and uploaded again, the old link served the
+    new content."""
+    put(api, project, "notes/shared.txt", b"first")
+    link = _viewer_link(api.client, project, "notes/shared.txt")
+    anonymous = app.test_client()
+    assert anonymous.get(link).data == b"first"
+    assert api.delete(f"/projects/{project['id']}/files?path=notes/shared.txt").status_code \
+        in (200, 204)
+    gone = anonymous.get(link)
+    assert gone.status_code == 404 and "deleted" in gone.get_json()["error"]["message"]
+    put(api, project, "notes/shared.txt", b"other")
+    replaced = anonymous.get(link)
+    assert replaced.status_code == 404
+    assert "replaced" in replaced.get_json()["error"]["message"]
+    fresh = _viewer_link(api.client, project, "notes/shared.txt")
+    assert anonymous.get(fresh).data == b"other"
+
+
+def test_share_link_lifetime_is_capped_by_the_setting(app, api, project):
+    put(api, project, "notes/shared.txt", b"hello")
+    app.config["SHARE_LINK_MAX_SECONDS"] = 3600
+    url = f"/projects/{project['id']}/files/link?path=notes/shared.txt"
+    too_long = api.get(url + "&expires=7200")
+    assert too_long.status_code == 400
+    assert "3600" in too_long.get_json()["error"]["message"]
+    assert api.get(url + "&expires=3600").status_code == 200
+
+
 def move(api, project, path, to, name=None):
     body = {"path": path, "to": to} if name is None else {"path": path, "to": to, "name": name}
     return api.client.post(f"/api/v1/projects/{project['id']}/files/move", json=body,

@@ -262,15 +262,15 @@ def _new_connection_call(url: str, *, api: bool) -> Callable:
 
 
 def _signed_download(world, target, persona):
-    """An app-signed link made the way GET .../files/link makes them (public routes get no
-    target project: it makes one)."""
-    from itsdangerous import URLSafeTimedSerializer
+    """A link made by the project's viewer through the service GET .../files/link calls
+    (public routes get no target project: it makes one)."""
+    from services.context import Context
+    from services.files import share_link
 
     target = target or world.target()
-    token = URLSafeTimedSerializer(world.app.config["SECRET_KEY"],
-                                   salt="trainyard-download-link").dumps(
-        {"project": target.id, "path": DOC_FILE, "ttl": 600})
-    return Call(f"/api/v1/download/{token}", {})
+    link = share_link(Context(world.services, world.user("viewer")), target.project, DOC_FILE,
+                      600)
+    return Call(f"/api/v1/download/{link['token']}", {})
 
 
 def _raw_upload(world, target, persona):
