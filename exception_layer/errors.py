@@ -62,6 +62,12 @@ class AccessDenied(PlatformError):
     default_message = "You are not allowed to do this."
 
 
+class ReadOnlyFolder(AccessDenied):
+    """A user asked to change a folder only the platform writes (a model version)."""
+
+    code = "read_only_folder"
+
+
 class NotFound(PlatformError):
     code = "not_found"
     status = 404
@@ -134,6 +140,14 @@ class StorageUnavailable(StorageError):
     code = "storage_unavailable"
     status = 503
     default_message = "The storage cannot be reached right now."
+
+
+class StorageFull(StorageError):
+    """The storage has no room left for a write (a full disk, a quota)."""
+
+    code = "storage_full"
+    status = 507
+    default_message = "The storage is full; nothing was stored."
 
 
 class StorageAuthError(StorageError):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from cloud_storage import ListPage, ObjectInfo, Storage, check_key
-from exception_layer import InvalidKey, ObjectNotFound, PlatformError
+from exception_layer import InvalidKey, ObjectNotFound, PlatformError, ReadOnlyFolder
 
 TRAINING = "training_batch_files/"
 PREDICTION = "prediction_batch_files/"
@@ -24,6 +24,9 @@ OUTPUT = "prediction_output/"
 STANDARD_FOLDERS = (TRAINING, PREDICTION, ARCHIVE, MODELS, OUTPUT)
 #: folders the platform writes; users may read them but not upload into them
 SYSTEM_FOLDERS = (ARCHIVE, MODELS, OUTPUT)
+#: folders the file manager shows but never changes for a user: a model version is written by
+#: training and deleted whole through the model registry, which verifies it before serving
+READ_ONLY_FOLDERS = (MODELS,)
 MAX_NAME_LENGTH = 255
 
 
@@ -54,6 +57,24 @@ def check_path(path: str, *, folder: bool = False) -> str:
             raise InvalidKey(f"A file or folder name may be at most {MAX_NAME_LENGTH} bytes.")
         if part.startswith(".trainyard-"):
             raise InvalidKey("Names starting with .trainyard- are reserved.")
+    return path
+
+
+def check_user_may_change(path: str) -> str:
+    """Refuse a user's change (upload, delete, move, rename, new folder) at ``path`` when it
+    lies in a read-only folder (:data:`READ_ONLY_FOLDERS`); return ``path`` normalised.
+
+    Raises:
+        ReadOnlyFolder (403): ``path`` is in a model version folder.
+        InvalidKey: ``path`` is not a valid path.
+    """
+    path = check_path(path, folder=path.endswith("/")) if path else ""
+    for folder in READ_ONLY_FOLDERS:
+        if path.startswith(folder):
+            raise ReadOnlyFolder(
+                f"Model versions are read-only in the file manager ({path}): a version is "
+                "deleted whole, through the model registry (the project's Models page, or "
+                "DELETE /api/v1/projects/<id>/models/<version>).")
     return path
 
 

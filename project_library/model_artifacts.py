@@ -110,6 +110,36 @@ def read_verified_file(files: ProjectFiles, version: ModelVersion, name: str) ->
     return data
 
 
+def verify_version_files(files: ProjectFiles, version: ModelVersion) -> None:
+    """Check that every file the registry recorded for ``version`` is in its folder with its
+    SHA-256, the manifest included, and that the model and the manifest are among them; used
+    before a version is made the one predictions use.
+
+    Raises:
+        ArtifactIntegrityError (409): a file is missing or changed, or nothing was recorded;
+            the message names the first such file.
+    """
+    recorded = dict(version.artifacts or {})
+    for required in (MODEL_FILE, MANIFEST_FILE):
+        if required not in recorded:
+            raise ArtifactIntegrityError(
+                f"Model version {version.version} has no recorded checksum for {required}; "
+                "it cannot serve predictions.")
+    folder = version_folder(version.version)
+    for name, expected in sorted(recorded.items()):
+        try:
+            actual = files.sha256(folder + name)
+        except ObjectNotFound:
+            raise ArtifactIntegrityError(
+                f"{name} of model version {version.version} is missing from the storage; "
+                "the version cannot serve predictions.") from None
+        if not hmac.compare_digest(actual, expected):
+            raise ArtifactIntegrityError(
+                f"{name} of model version {version.version} does not match its recorded "
+                "checksum (it was changed after training); the version cannot serve "
+                "predictions.")
+
+
 def load_verified_model(files: ProjectFiles, version: ModelVersion):
     """Load the fitted pipeline of ``version``, checking its SHA-256 BEFORE unpickling it.
 

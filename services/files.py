@@ -29,6 +29,7 @@ from integration.file_manager import (
     batch_folder,
     check_file_name,
     check_path,
+    check_user_may_change,
 )
 from services.context import Context
 
@@ -53,7 +54,7 @@ class Upload:
 
 def target_folder(path: str) -> str:
     """``path`` checked as a folder users may write into (not a system folder)."""
-    folder = check_path(path, folder=True) if path else ""
+    folder = check_user_may_change(check_path(path, folder=True) if path else "")
     if any(folder.startswith(system) for system in SYSTEM_FOLDERS):
         raise AccessDenied(f"Trainyard writes {folder.split('/')[0]}/ itself; upload batch "
                            f"files into {TRAINING} or {PREDICTION}.")
@@ -123,6 +124,7 @@ def delete(ctx: Context, project: Project, path: str) -> None:
     if path in STANDARD_FOLDERS or path + "/" in STANDARD_FOLDERS:
         raise AccessDenied("The standard folders of a project cannot be deleted; "
                            "delete the files inside them instead.")
+    check_user_may_change(path)
     if project.active_execution_id and batch_folder(path):
         raise Conflict("Batch files cannot be deleted while an execution runs.")
     ctx.platform.resolver.files(project).delete(path)
@@ -143,6 +145,7 @@ def move(ctx: Context, project: Project, path: str, to: str, name: str | None = 
     source = check_path(path, folder=is_folder)
     if source in STANDARD_FOLDERS:
         raise AccessDenied("The standard folders of a project cannot be moved or renamed.")
+    check_user_may_change(source)
     if any(source.startswith(system) for system in SYSTEM_FOLDERS):
         raise AccessDenied(f"Trainyard manages {source.split('/')[0]}/ itself; its files "
                            "cannot be moved.")

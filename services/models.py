@@ -5,6 +5,7 @@ from __future__ import annotations
 from entity.model_version import ModelVersion
 from entity.project import Project
 from exception_layer import Conflict, NotFound
+from project_library.model_artifacts import verify_version_files
 from services.context import Context
 
 
@@ -26,15 +27,22 @@ def load(ctx: Context, project: Project, number) -> ModelVersion:
 
 
 def promote(ctx: Context, project: Project, number) -> ModelVersion:
-    """Make version ``number`` the one predictions use."""
+    """Make version ``number`` the one predictions use, once its files and their checksums
+    are verified.
+
+    Raises:
+        NotFound: no such version. ArtifactIntegrityError (409): a file is missing or changed.
+    """
     version = load(ctx, project, number)
+    verify_version_files(ctx.platform.resolver.files(project), version)
     ctx.db.projects.set_versions(project.id, active_version=version.version)
     ctx.audit("model.promote", project.slug, details={"version": version.version})
     return version
 
 
 def rollback(ctx: Context, project: Project) -> ModelVersion:
-    """Make the newest version older than the active one active again."""
+    """Make the newest version older than the active one active again (verified as in
+    :func:`promote`)."""
     if project.active_version is None:
         raise Conflict("There is no active model to roll back from.")
     older = [v for v in ctx.db.model_versions.list_for_project(project.id)
@@ -43,6 +51,7 @@ def rollback(ctx: Context, project: Project) -> ModelVersion:
         raise Conflict(f"v{project.active_version} is the oldest version; there is nothing to "
                        "roll back to.")
     target = older[0]
+    verify_version_files(ctx.platform.resolver.files(project), target)
     ctx.db.projects.set_versions(project.id, active_version=target.version)
     ctx.audit("model.rollback", project.slug, details={"from": project.active_version,
                                                     "to": target.version})

@@ -3,6 +3,8 @@ with files, and tampered artifacts refused at prediction time."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from markupsafe import escape
 
@@ -84,3 +86,44 @@ def test_a_tampered_model_is_refused_at_prediction(app, api):
     assert done["status"] == "failed"
     assert "checksum" in done["error"].lower() or "does not match" in done["error"].lower()
     assert "version 1" in done["error"]
+
+
+def test_a_version_whose_files_are_gone_or_changed_is_not_promoted(app, api):
+    """Issue 21, item 5: with models/v1/model.joblib deleted (the file manager no longer lets
+    anyone do it, but a storage can still lose it), promoting v1 answered 200 and every
+    prediction failed afterwards. Promotion and rollback now verify the version's files and
+    checksums first and refuse with a 409, leaving the active version serving."""
+    project = api.create_project(cancer_project())
+    pid = project["id"]
+    api.upload(pid, "training_batch_files/", batch_files(cancer_frame(), "cancer", 2))
+    train(api, pid)
+    services = app.extensions["trainyard"]
+    with app.app_context():
+        files = services.resolver.files(services.db.projects.get(pid))
+    # v2: a copy of v1 (cheaper than a second training; the checks read the files only)
+    for info in files.list_files("models/v1/"):
+        files.copy(info.key, "models/v2/" + info.key.removeprefix("models/v1/"))
+    services.db.model_versions.add(dataclasses.replace(
+        services.db.model_versions.get(pid, 1), version=2))
+    services.db.projects.set_versions(pid, next_version=3)
+    assert api.post(f"/projects/{pid}/models/2/promote").status_code == 200
+    refused = api.delete(f"/projects/{pid}/files?path=models/v1/model.joblib")
+    assert refused.status_code == 403
+    assert "through the model registry" in refused.get_json()["error"]["message"]
+    files.delete("models/v1/model.joblib")  # lost by the storage itself
+    record = cancer_frame().drop(columns=["diagnosis"]).iloc[0].to_dict()
+    for attempt in (f"/projects/{pid}/models/1/promote", f"/projects/{pid}/models/rollback"):
+        answer = api.post(attempt)
+        assert answer.status_code == 409, answer.get_json()
+        error = answer.get_json()["error"]
+        assert error["code"] == "artifact_integrity"
+        assert "model.joblib of model version 1 is missing" in error["message"]
+        assert api.get(f"/projects/{pid}").get_json()["active_version"] == 2
+        assert api.post(f"/projects/{pid}/predict", json={"records": [record]}).status_code \
+            == 200
+    # a changed file (here the metrics, which the model file's checksum does not cover)
+    files.upload_bytes("models/v2/metrics.json", b"{}")
+    page = api.client.post(f"/projects/{project['slug']}/models/2/promote",
+                           headers={"X-CSRFToken": api.client.csrf_token})
+    assert page.status_code == 409
+    assert b"metrics.json of model version 2 does not match" in page.data

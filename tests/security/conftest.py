@@ -21,6 +21,7 @@ from entity.model_version import ModelVersion
 from entity.project import BatchSchema, Project
 from entity.security import ApiToken
 from entity.user import User
+from project_library.model_artifacts import save_model_version
 from tests.conftest import ADMIN, LiveServer
 
 PASSWORD = "matrix password 2026"
@@ -164,11 +165,16 @@ class World:
         for seq, message in enumerate(("Prediction queued.", "Predicting.", "Done."), 1):
             db.logs.add(LogRecord(execution_id=predict.id, project_id=project.id, seq=seq,
                                   level="INFO", stage="predicting", message=message))
+        # v1 has its files (so that promoting it or rolling back to it passes the checks);
+        # v2, the active one, has none (a prediction is refused when it loads the model)
+        artifacts = save_model_version(files, 1, model={"stand-in": "model"},
+                                       documents={"metrics.json": {"accuracy": 0.9}})
         for number in (1, 2):
             db.model_versions.add(ModelVersion(
                 project_id=project.id, version=number, execution_id=train.id,
                 algorithm="logistic_regression", metrics={"accuracy": 0.9},
-                problem_type="classification", schema=SCHEMA))
+                problem_type="classification", schema=SCHEMA,
+                artifacts=artifacts if number == 1 else {}))
         db.projects.set_versions(project.id, next_version=3, active_version=2)
         queued_id = None
         if active:

@@ -689,6 +689,84 @@ def test_listings_show_exactly_the_visible_projects(world, persona):
     assert (own.id in listed) is (persona in ("outsider", "admin"))
 
 
+# -- model version folders -------------------------------------------------------------------
+# Everyone who may read the project reads models/v1/, and nobody, admins included, changes it
+# through the file manager: a version is deleted whole, through the registry (which also
+# verifies a version's files before promoting it).
+
+MODEL_FILE = "models/v1/model.joblib"
+MODEL_FOLDER_CHANGES = {
+    "API delete file": ("DELETE", "/api/v1/projects/{t.id}/files?path=" + MODEL_FILE, {}),
+    "API delete version folder": ("DELETE", "/api/v1/projects/{t.id}/files?path=models/v1/",
+                                  {}),
+    "API move out": ("POST", "/api/v1/projects/{t.id}/files/move",
+                     {"json": {"path": MODEL_FILE, "to": "notes/"}}),
+    "API rename": ("POST", "/api/v1/projects/{t.id}/files/move",
+                   {"json": {"path": MODEL_FILE, "to": "models/v1/", "name": "other.joblib"}}),
+    "API move in": ("POST", "/api/v1/projects/{t.id}/files/move",
+                    {"json": {"path": DOC_FILE, "to": "models/v1/"}}),
+    "API upload": ("POST", "/api/v1/projects/{t.id}/files?path=models/v1/",
+                   {"data": {"files": "model.joblib"}, "content_type": "multipart/form-data"}),
+    "API put": ("PUT", "/api/v1/projects/{t.id}/files/content?path=" + MODEL_FILE,
+                {"data": b"poisoned"}),
+    "API new folder": ("POST", "/api/v1/projects/{t.id}/folders",
+                       {"json": {"path": "models/v1/extra/"}}),
+    "page delete": ("POST", "/projects/{t.slug}/files/delete", {"data": {"path": MODEL_FILE}}),
+    "page move": ("POST", "/projects/{t.slug}/files/move",
+                  {"data": {"path": MODEL_FILE, "to": "notes/"}}),
+    "page upload": ("POST", "/projects/{t.slug}/files/upload?path=models/v1/",
+                    {"data": {"files": "model.joblib"}, "content_type": "multipart/form-data"}),
+    "page new folder": ("POST", "/projects/{t.slug}/files/folder",
+                        {"data": {"parent": "models/v1/", "name": "extra"}}),
+}
+
+
+@pytest.fixture(scope="module")
+def model_target(world):
+    return world.target()
+
+
+def _model_folder_state(world: World, target) -> tuple:
+    files = world.services.resolver.files(target.project)
+    return (files.sha256(MODEL_FILE), sorted(o.key for o in files.list_files("models/v1/")),
+            files.exists(DOC_FILE))
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+@pytest.mark.parametrize("change", sorted(MODEL_FOLDER_CHANGES))
+def test_model_version_folders_are_read_only_for_everyone(world, model_target, persona,
+                                                          change):
+    method, url, kwargs = MODEL_FOLDER_CHANGES[change]
+    if isinstance(kwargs.get("data"), dict) and "files" in kwargs["data"]:  # a fresh stream
+        kwargs = {**kwargs, "data": {"files": [(io.BytesIO(b"x"), kwargs["data"]["files"])]}}
+    before = _model_folder_state(world, model_target)
+    client = world.personas[persona].client
+    headers = {"X-CSRFToken": client.csrf_token}
+    page = not url.startswith("/api/")
+    if page and persona != "anonymous":
+        headers["Accept"] = "application/json"
+    response = _send(client, method, Call(url.format(t=model_target), kwargs), headers)
+    if persona == "anonymous":
+        assert response.status_code == (302 if page else 401)
+    elif persona == "outsider":
+        assert response.status_code == 404
+    else:
+        assert response.status_code == 403, response.get_data(as_text=True)[:300]
+        if persona in ("editor", "owner", "admin"):
+            error = response.get_json()["error"]
+            assert error["code"] == "read_only_folder", error
+            assert "deleted whole, through the model registry" in error["message"]
+    assert _model_folder_state(world, model_target) == before
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_model_version_folders_are_readable_by_the_project(world, model_target, persona):
+    client = world.personas[persona].client
+    response = client.get(f"/api/v1/projects/{model_target.id}/files/content?path={MODEL_FILE}")
+    expected = {"anonymous": 401, "outsider": 404}.get(persona, 200)
+    assert response.status_code == expected
+
+
 # -- Socket.IO -----------------------------------------------------------------------------
 
 class Watcher:
