@@ -147,7 +147,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         runner.recover()
     housekeeper = Housekeeper(db, Retention.from_config(app.config),
                               every_seconds=settings["HOUSEKEEPING_MINUTES"] * 60,
-                              context=app.app_context)
+                              context=app.app_context, storages=resolver)
     app.extensions["housekeeping"] = housekeeper
     if start_runner:
         runner.start()

@@ -17,7 +17,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ClassVar, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -765,6 +765,17 @@ class Storage(ABC):
             raise InvalidKey(f"{src_prefix} cannot be moved into itself.")
         if self.folder_exists(dst_prefix):
             raise PathConflict(f"{dst_prefix} already exists.")
+
+    def sweep_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Remove what uploads that never finished left behind, when they started more than
+        ``older_than`` ago; returns how many were removed.
+
+        A failed upload cleans up after itself; this is for those whose process died first
+        (kill -9, a power cut) or whose clean-up failed too. The default keeps nothing to
+        sweep: a backend whose unfinished uploads the service itself expires (Azure discards
+        uncommitted blocks after 7 days, GCS resumable sessions after a week) needs no more.
+        """
+        return 0
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object below ``prefix`` (and its folder markers); returns the count."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import functools
+import logging
 import os
 import shutil
 import tempfile
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -19,9 +23,44 @@ from exception_layer import (
     ObjectNotFound,
     PathConflict,
     StorageError,
+    StorageFull,
+    StorageUnavailable,
 )
 
 _TMP_PREFIX = ".trainyard-upload-"
+logger = logging.getLogger(__name__)
+#: the errors of a disk with no room left, and of a folder that cannot be written
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+
+
+def _storage_faults(method):
+    """A full disk answers :class:`StorageFull` (507), an unwritable folder
+    :class:`StorageUnavailable` (503), both naming the operation, never the server's paths."""
+
+    @functools.wraps(method)
+    def wrapper(self, key, *args, **kwargs):
+        try:
+            return method(self, key, *args, **kwargs)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StorageFull(f"The storage has no room left for {key}; nothing was "
+                                  "stored.") from exc
+            if exc.errno in _UNWRITABLE:
+                raise StorageUnavailable(f"The storage cannot write {key} right now (its folder "
+                                         f"is not writable: {exc.strerror}); nothing was "
+                                         "stored. Ask an administrator.") from exc
+            raise
+    return wrapper
+
+
+def _discard(tmp: str) -> None:
+    """Remove an unfinished upload's file; if even that fails, the sweeper removes it later."""
+    try:
+        Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("Could not remove an unfinished upload (%s); it will be swept later",
+                       exc.strerror or type(exc).__name__)
 
 
 def parse_file_uri(uri: str) -> Path:
@@ -152,6 +191,7 @@ class LocalStorage(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"No file named {key}.") from exc
 
+    @_storage_faults
     def upload(self, key: str, stream: BinaryIO, *, size: int | None = None,
                content_type: str | None = None) -> ObjectInfo:
         path = self._path(key)
@@ -182,7 +222,7 @@ class LocalStorage(Storage):
                     os.fdatasync(out.fileno())
                 os.replace(tmp, path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                _discard(tmp)
                 raise
         except BaseException:
             # An interrupted upload leaves nothing visible, not even the folders it created.
@@ -244,6 +284,7 @@ class LocalStorage(Storage):
             shutil.rmtree(base)
         return count
 
+    @_storage_faults
     def make_folder(self, prefix: str) -> None:
         try:
             self._path(prefix, folder=True).mkdir(parents=True, exist_ok=True)
@@ -260,6 +301,7 @@ class LocalStorage(Storage):
         with open(source, "rb") as stream:
             return self.upload(dst, stream)
 
+    @_storage_faults
     def move(self, src: str, dst: str) -> ObjectInfo:
         source, target = self._path(src), self._path(dst)
         if not source.is_file():
@@ -289,6 +331,29 @@ class LocalStorage(Storage):
             raise
         _sync_folders(source.parent, target.parent, created)
         return count
+
+    def sweep_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Remove the ``.trainyard-upload-*`` files of uploads that stopped more than
+        ``older_than`` ago (a process killed mid-upload leaves its file behind)."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                if not name.startswith(_TMP_PREFIX):
+                    continue
+                path = Path(folder) / name
+                try:
+                    if path.lstat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # finished or removed meanwhile
+                    continue
+                except OSError as exc:
+                    logger.warning("Could not sweep an unfinished upload: %s",
+                                   exc.strerror or type(exc).__name__)
+        return removed
 
     def check(self) -> None:
         try:

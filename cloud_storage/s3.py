@@ -8,7 +8,7 @@ Credentials (all optional; without them boto3's ambient chain is used): ``access
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -348,6 +348,25 @@ class S3Storage(Storage):
         except Exception as exc:  # the upload still failed; a lifecycle rule cleans up parts
             logger.warning("Could not abort the multipart upload of an object in bucket %s: %s",
                            self.bucket, type(exc).__name__)
+
+    def sweep_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Abort the multipart uploads below this storage's prefix started more than
+        ``older_than`` ago (their parts are billed until then; an abort that failed, or a
+        process killed mid-upload, leaves them)."""
+        cutoff = datetime.now(UTC) - older_than
+        aborted, markers = 0, {}
+        while True:
+            page = self._call("list unfinished uploads",
+                              lambda m=markers: self.client.list_multipart_uploads(
+                                  Bucket=self.bucket, Prefix=self.prefix, **m))
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < cutoff:
+                    self._abort(upload["Key"], upload["UploadId"])
+                    aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            markers = {"KeyMarker": page["NextKeyMarker"],
+                       "UploadIdMarker": page["NextUploadIdMarker"]}
 
     def delete(self, key: str) -> None:
         full = self._full(key)

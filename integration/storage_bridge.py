@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from datetime import timedelta
 
 from cloud_storage import Storage, open_storage
 from entity.project import Project
 from entity.storage_connection import StorageConnectionRepository
-from exception_layer import StorageError
+from exception_layer import PlatformError, StorageError
 from integration.credentials import SecretBox, storage_location
 from integration.file_manager import ProjectFiles
+
+logger = logging.getLogger(__name__)
 
 
 class StorageResolver:
@@ -56,6 +60,24 @@ class StorageResolver:
         cache key includes the credentials, so nothing would reuse them anyway."""
         with self._lock:
             self._cache.clear()
+
+    def sweep_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Sweep the unfinished uploads older than ``older_than`` from every storage in use
+        (the default one and each connection's); a storage that fails is logged and skipped.
+        Returns how many were removed."""
+        locations = [(self.default_uri, {})]
+        for connection in self.connections.list() if self.connections else []:
+            try:
+                locations.append(self.location_of(connection.id))
+            except PlatformError as exc:
+                logger.warning("Not sweeping storage connection %s: %s", connection.id, exc)
+        removed = 0
+        for uri, credentials in locations:
+            try:
+                removed += self.storage(uri, credentials).sweep_incomplete_uploads(older_than)
+            except PlatformError as exc:
+                logger.warning("Could not sweep unfinished uploads from a storage: %s", exc)
+        return removed
 
     def files(self, project: Project) -> ProjectFiles:
         """The file manager of ``project``."""

@@ -22,6 +22,9 @@ from entity.database import Database
 log = logging.getLogger(__name__)
 
 JOB_NAME = "housekeeping"
+#: an upload unfinished for this long has stopped for good (the slowest real upload of the
+#: largest file takes far less); its leftovers are swept
+INCOMPLETE_UPLOAD_AGE = timedelta(hours=24)
 #: a process looks at least this often whether the turn is due (one conditional update)
 CHECK_EVERY_SECONDS = 300.0
 
@@ -77,13 +80,16 @@ class Housekeeper:
         context: a factory of the context to work in (Flask's ``app.app_context``).
         first_delay: seconds after :meth:`start` before the first look (start-up stays quick).
         check_seconds: how often to look whether the turn is due.
+        storages: sweeps the leftovers of unfinished uploads from every storage in use
+            (``StorageResolver``); None: no sweep.
     """
 
     def __init__(self, db: Database, retention: Retention, *, every_seconds: float = 3600,
                  context: Callable[[], contextlib.AbstractContextManager]
                  = contextlib.nullcontext, first_delay: float = 60,
-                 check_seconds: float = CHECK_EVERY_SECONDS):
+                 check_seconds: float = CHECK_EVERY_SECONDS, storages=None):
         self.db, self.retention, self.context = db, retention, context
+        self.storages = storages
         self.every = timedelta(seconds=every_seconds)
         self.first_delay = first_delay
         self.check_seconds = min(check_seconds, every_seconds)
@@ -114,6 +120,9 @@ class Housekeeper:
         if not self.db.job_schedule.claim(JOB_NAME, self.every, now):
             return None
         deleted = apply_retention(self.db, self.retention, now)
+        if self.storages is not None:
+            deleted["incomplete_uploads"] = self.storages.sweep_incomplete_uploads(
+                INCOMPLETE_UPLOAD_AGE)
         if any(deleted.values()):
             log.info("Housekeeping deleted %s", ", ".join(f"{n} {kind.replace('_', ' ')}"
                                                           for kind, n in deleted.items() if n))

@@ -166,6 +166,56 @@ def test_an_oversized_upload_gets_413_naming_the_limit(world, target, editor, ap
     assert storage_listing(world.app) == before
 
 
+def _chattr(folder, flag: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["chattr", flag, str(folder)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["multipart", "put", "page"])
+def test_an_unwritable_folder_during_an_upload_is_a_json_503_and_leaves_nothing(
+        world, target, editor, how):
+    """Issue 21, items 7 and 8: a 500 with a traceback before."""
+    folder = world.services.resolver.files(target.project).local_path(DOC_FILE).parent
+    if not _chattr(folder, "+i"):  # unwritable even for root
+        pytest.skip("chattr +i is not available here")
+    try:
+        if how == "put":
+            response = editor.put(f"/api/v1/projects/{target.id}/files/content?path=docs/a.txt",
+                                  data=b"hello", headers={"X-CSRFToken": editor.csrf_token},
+                                  environ_base=_address())
+        else:
+            url = (f"/api/v1/projects/{target.id}/files" if how == "multipart" else
+                   f"/projects/{target.slug}/files/upload")
+            response = _post(editor, url + "?path=docs/", content_type="multipart/form-data",
+                             data={"files": [(io.BytesIO(b"hello"), "a.txt")]},
+                             headers={"Accept": "application/json"})
+    finally:
+        _chattr(folder, "-i")
+    assert response.status_code == 503, response.get_data(as_text=True)[:300]
+    error = _error(response)
+    assert error["code"] == "storage_unavailable" and "docs/a.txt" in error["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".trainyard-")]
+
+
+def test_a_full_disk_during_an_upload_is_a_json_507(world, target, editor, monkeypatch):
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fdatasync", full)
+    response = editor.put(f"/api/v1/projects/{target.id}/files/content?path=docs/b.txt",
+                          data=b"hello", headers={"X-CSRFToken": editor.csrf_token},
+                          environ_base=_address())
+    monkeypatch.undo()
+    assert response.status_code == 507
+    error = _error(response)
+    assert error["code"] == "storage_full" and "no room left for docs/b.txt" in error["message"]
+    assert not world.exists(target, "docs/b.txt")
+
+
 @pytest.mark.parametrize("api", [True, False], ids=["api", "page"])
 def test_too_many_files_get_413(world, target, editor, api):
     url = (f"/api/v1/projects/{target.id}/files" if api else

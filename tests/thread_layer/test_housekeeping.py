@@ -114,3 +114,32 @@ def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
+
+
+def test_a_turn_sweeps_the_leftovers_of_uploads_that_never_finished(db, tmp_path):
+    """Issue 21, item 8: the hidden file of an upload whose process died is swept once a day
+    old, from the default storage and every storage connection, through the storage layer."""
+    import os
+
+    from entity.storage_connection import StorageConnection
+    from integration.credentials import SecretBox
+    from integration.storage_bridge import StorageResolver
+
+    box = SecretBox([SecretBox.generate_key()])
+    elsewhere = tmp_path / "elsewhere"
+    db.storage_connections.add(StorageConnection(
+        name="Disk", kind="local", settings={"directory": str(elsewhere)},
+        secrets=box.encrypt({})))
+    resolver = StorageResolver(f"file://{tmp_path / 'storage'}", db.storage_connections, box)
+    orphans = [tmp_path / "storage" / "p" / "docs" / ".trainyard-upload-abc",
+               elsewhere / "q" / ".trainyard-upload-def"]
+    fresh = tmp_path / "storage" / ".trainyard-upload-now"
+    for path in [*orphans, fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+    two_days_ago = fresh.stat().st_mtime - 2 * 86400
+    for path in orphans:
+        os.utime(path, (two_days_ago, two_days_ago))
+    keeper = Housekeeper(db, Retention(), storages=resolver)
+    assert keeper.run_once()["incomplete_uploads"] == 2
+    assert not any(p.exists() for p in orphans) and fresh.exists()
