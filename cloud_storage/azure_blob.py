@@ -147,6 +147,11 @@ class AzureBlobStorage(Storage):
             f"az://{settings['container']}"
         return where + tail, cls.configured_credentials(settings, secrets)
 
+    def _location_root(self) -> str:
+        # az://container (account in the credentials) and wasbs://container@account name one
+        # place.
+        return f"{self.scheme}://{self.account_name}/{self.container}/{self.prefix}"
+
     def _default_url(self, fields: dict) -> str:
         protocol = fields.get("defaultendpointsprotocol", "https")
         suffix = fields.get("endpointsuffix", "core.windows.net")

@@ -585,6 +585,27 @@ class Storage(ABC):
             raise StorageError("The storage listed an object outside of this storage's folder.")
         return name[len(self.prefix):]
 
+    # -- where this storage is, comparable across storages --------------------------------
+
+    def location(self, prefix: str = "") -> str:
+        """The address of the folder ``prefix`` ("" or ending in ``/``) that compares across
+        storages: two folders overlap (one holds the other) exactly when one's location starts
+        with the other's. Every location ends with ``/``.
+
+        Raises:
+            InvalidKey: ``prefix`` is not a folder key.
+        """
+        if prefix:
+            check_key(prefix, folder=True)
+        return self._location_root() + self._folder_key(prefix)
+
+    def _location_root(self) -> str:
+        """The location of this storage's root: by default the URI's scheme and authority (the
+        bucket or container) and the folder in it. A backend whose URIs can name one place in
+        several ways returns one spelling for all of them."""
+        parts = urlsplit(self.uri)
+        return f"{parts.scheme.lower()}://{parts.netloc}/{self.prefix}"
+
     @staticmethod
     def _folder_key(prefix: str) -> str:
         if prefix and not prefix.endswith("/"):

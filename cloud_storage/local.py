@@ -107,6 +107,11 @@ class LocalStorage(Storage):
     def configured_location(cls, settings: dict, secrets: dict) -> tuple[str, dict]:
         return Path(settings["directory"]).as_uri(), {}
 
+    def _location_root(self) -> str:
+        # The real path: a folder reached through a symlink, or spelt with ``..``, is the same
+        # place as the folder itself.
+        return "file://" + os.path.realpath(self.root).rstrip("/") + "/"
+
     # -- helpers ---------------------------------------------------------------------
 
     def _path(self, key: str, *, folder: bool = False) -> Path:

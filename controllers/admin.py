@@ -108,6 +108,15 @@ def storage():
                            kinds=storage_kinds(), default_uri=sc.default_uri(ctx))
 
 
+def _storage_form() -> dict:
+    """The storage form's fields; the user checkboxes become the connection's grants."""
+    form = request.form.to_dict()
+    form["grants"] = [{"type": "user", "id": user_id}
+                      for user_id in request.form.getlist("grant_user")]
+    form["available_to_all"] = request.form.get("available_to_all") == "on"
+    return form
+
+
 @bp.route("/storage/new", methods=["GET", "POST"])
 def new_storage():
     """Add a storage connection of one kind."""
@@ -117,7 +126,7 @@ def new_storage():
         raise BadRequest(f"Choose a kind of storage: {', '.join(kinds)}.")
     errors, form = {}, {}
     if request.method == "POST":
-        form = request.form.to_dict()
+        form = _storage_form()
         try:
             connection = sc.create_connection(context(), form)
         except ValidationFailed as exc:
@@ -126,7 +135,8 @@ def new_storage():
             flash(f"Storage {connection.name} saved. Test it below.", "success")
             return redirect(url_for("admin.edit_storage", connection_id=connection.id)), 303
     return (render_template("admin/storage_form.html", kind=kind, spec=kinds[kind],
-                            connection=None, form=form, errors=errors, mask=MASK),
+                            connection=None, form=form, errors=errors, mask=MASK,
+                            users=accounts.list_users(context())),
             422 if errors else 200)
 
 
@@ -139,7 +149,7 @@ def edit_storage(connection_id):
     errors, status = {}, 200
     if request.method == "POST":
         try:
-            sc.update_connection(ctx, connection, request.form.to_dict())
+            sc.update_connection(ctx, connection, _storage_form())
         except ValidationFailed as exc:
             errors, status = exc.details or {}, 422
         except PlatformError as exc:
@@ -152,8 +162,9 @@ def edit_storage(connection_id):
     return render_template("admin/storage_form.html", kind=connection.kind,
                            spec=storage_kinds()[connection.kind], connection=shown,
                            form={**shown["settings"], **shown["secrets"],
-                                 "name": shown["name"]},
-                           errors=errors, mask=MASK), status
+                                 "name": shown["name"], "grants": shown["grants"],
+                                 "available_to_all": shown["available_to_all"]},
+                           errors=errors, mask=MASK, users=accounts.list_users(ctx)), status
 
 
 @bp.post("/storage/<connection_id>/test")

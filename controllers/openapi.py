@@ -20,6 +20,7 @@ from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
 from entity.log_record import LEVELS
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
+from entity.storage_connection import PRINCIPAL_TYPES
 from entity.user import PLATFORM_ROLES
 from integration.credentials import connection_input_schema, connection_schema
 from thread_layer.kinds import all_kinds
@@ -512,8 +513,20 @@ def _undeclared(rule, view) -> dict:
 def storage_schemas() -> dict[str, dict]:
     """The storage-connection schemas, generated from the fields each storage backend declares
     (at each build: a backend registered later appears too)."""
-    return {"StorageConnection": connection_schema(),
-            "StorageConnectionInput": connection_input_schema()}
+    grants = {
+        "grants": {"type": "array", "description": "who may create projects on the connection "
+                   "or move projects to it, besides admins", "items": {
+                       "type": "object", "required": ["type", "id"],
+                       "additionalProperties": False,
+                       "properties": {"type": {"enum": list(PRINCIPAL_TYPES)},
+                                      "id": {"type": "string", "minLength": 1}}}},
+        "available_to_all": {"type": "boolean",
+                             "description": "every user may use it (grants aside)"}}
+    answer, definition = connection_schema(), connection_input_schema()
+    answer["properties"].update(grants)
+    answer["required"] = [*answer["required"], *grants]
+    definition["properties"].update(grants)
+    return {"StorageConnection": answer, "StorageConnectionInput": definition}
 
 
 def execution_kind_schemas() -> dict:

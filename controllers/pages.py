@@ -75,7 +75,8 @@ def _form_context(project=None, form=None) -> dict:
         schema["filename_pattern"] = form["filename_pattern"]
     return {"problem_types": PROBLEM_TYPES, "metrics": METRICS, "column_types": COLUMN_TYPES,
             "algorithms": ALGORITHMS,
-            "schema": schema, "connections": connections.choices(context())}
+            "schema": schema, "connections": connections.choices(
+                context(), project.storage_connection_id if project else None)}
 
 
 def _project_form() -> dict:

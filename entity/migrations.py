@@ -58,9 +58,36 @@ def _sessions_seen_at_upgrade(store: DocumentStore) -> None:
                                                    {"last_seen_at": to_iso(utcnow())})
 
 
+def _connections_granted_to_their_project_owners(store: DocumentStore) -> None:
+    # Connections became usable only by the users they are granted to. Each existing one is
+    # granted to the owners of the projects on it (a project's creator, and its members with
+    # the owner role): they are the ones who put projects there or may move them. Members
+    # with other roles keep their access through their projects, which are unchanged; a
+    # connection no project uses is left to admins until one grants it. Grants already there
+    # are kept, so that running this twice changes nothing.
+    owners: dict[str, set[str]] = {}
+    for project in store.collection("projects").find():
+        connection_id = project.get("storage_connection_id")
+        if connection_id:
+            held = owners.setdefault(connection_id, set())
+            held.add(project["owner_id"])
+            held.update(user for user, role in (project.get("members") or {}).items()
+                        if role == "owner")
+    connections = store.collection("storage_connections")
+    for connection in connections.find():
+        grants = list(connection.get("grants") or [])
+        for user_id in sorted(owners.get(connection["_id"], ())):
+            if {"type": "user", "id": user_id} not in grants:
+                grants.append({"type": "user", "id": user_id})
+        connections.update_one({"_id": connection["_id"]}, {
+            "grants": grants, "available_to_all": bool(connection.get("available_to_all"))})
+
+
 #: in order; each one's version is the one before plus one
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "login sessions record when they were last used", _sessions_seen_at_upgrade),
+    Migration(3, "storage connections are granted to the owners of the projects on them",
+              _connections_granted_to_their_project_owners),
 )
 #: the schema this code reads and writes
 SCHEMA_VERSION = MIGRATIONS[-1].version if MIGRATIONS else BASELINE_VERSION

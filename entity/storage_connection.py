@@ -1,4 +1,5 @@
-"""Storage connections: where projects' files may live, with their secrets encrypted."""
+"""Storage connections: where projects' files may live, with their secrets encrypted, and who
+may place projects on them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ from datetime import datetime
 from entity.base import from_iso, new_id, to_iso, utcnow
 from entity.store import Collection
 
+#: the kinds of principal a connection can be granted to (teams will join "user")
+PRINCIPAL_TYPES = ("user",)
+
+
+def user_principal(user_id: str) -> dict:
+    """The principal that stands for one user in a connection's grants."""
+    return {"type": "user", "id": user_id}
+
+
+def principals_of(user) -> list[dict]:
+    """Every principal ``user`` acts as: the user (and, once teams exist, their teams)."""
+    return [user_principal(user.id)]
+
 
 @dataclass
 class StorageConnection:
@@ -15,26 +29,43 @@ class StorageConnection:
 
     ``settings`` holds the non-secret fields (bucket, prefix, region...); ``secrets`` is the
     Fernet token of the JSON of the secret fields, never their clear text.
+
+    Only admins and the principals in ``grants`` (``{"type": "user", "id": ...}``) may create
+    projects on the connection or move projects to it, unless ``available_to_all`` is set; to
+    anyone else it does not exist.
     """
 
     name: str
     kind: str
     settings: dict
     secrets: str = ""
+    grants: list[dict] = field(default_factory=list)
+    available_to_all: bool = False
     id: str = field(default_factory=new_id)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
     def to_document(self) -> dict:
         return {"_id": self.id, "name": self.name, "kind": self.kind, "settings": self.settings,
-                "secrets": self.secrets, "created_at": to_iso(self.created_at),
+                "secrets": self.secrets, "grants": [dict(g) for g in self.grants],
+                "available_to_all": self.available_to_all, "created_at": to_iso(self.created_at),
                 "updated_at": to_iso(self.updated_at)}
 
     @classmethod
     def from_document(cls, doc: dict) -> StorageConnection:
         return cls(id=doc["_id"], name=doc["name"], kind=doc["kind"],
                    settings=dict(doc.get("settings") or {}), secrets=doc.get("secrets", ""),
+                   grants=[dict(g) for g in doc.get("grants") or []],
+                   available_to_all=bool(doc.get("available_to_all")),
                    created_at=from_iso(doc["created_at"]), updated_at=from_iso(doc["updated_at"]))
+
+    def usable_by(self, user) -> bool:
+        """Whether ``user`` may put projects on this connection (admins always may)."""
+        if user is None or not getattr(user, "is_authenticated", True):
+            return False
+        if getattr(user, "is_admin", False) or self.available_to_all:
+            return True
+        return any(p in self.grants for p in principals_of(user))
 
 
 class StorageConnectionRepository:

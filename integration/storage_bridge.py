@@ -92,3 +92,12 @@ class StorageResolver:
         """The file manager of project ``slug`` at a location given whole (a worker process
         gets its project's URI and credentials from its supervisor)."""
         return ProjectFiles(self.storage(uri, credentials or None), slug)
+
+    def root_location(self, connection_id: str | None, slug: str) -> str:
+        """Where the folder of project ``slug`` on ``connection_id`` is, as a location that
+        compares across storages (:meth:`cloud_storage.Storage.location`)."""
+        return self.storage(*self.location_of(connection_id)).location(f"{slug}/")
+
+    def default_location(self) -> str:
+        """The location of the default storage's root."""
+        return self.storage(self.default_uri).location()

@@ -20,10 +20,10 @@ def start(ctx: Context, project: Project, kind: str, raw_options: dict | None = 
 
     Raises:
         ValidationFailed: an unknown kind, or an option with a bad value (e.g. no such
-            storage connection, a version that is not a number).
+            storage connection, or one the user may not use; a version that is not a number).
         Conflict: an execution of the project is active already, or the kind refused.
     """
-    options = get_kind(kind).parse_options(raw_options or {}, ctx.db)
+    options = get_kind(kind).parse_options(raw_options or {}, ctx.db, ctx.user)
     execution = ctx.platform.runner.submit(project, kind, ctx.user, options)
     ctx.audit(f"execution.{kind}", project.slug, details={"execution": execution.id, **options})
     return execution

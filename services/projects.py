@@ -7,6 +7,7 @@ import re
 
 from entity.project import ALGORITHMS, METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
 from exception_layer import BadRequest, Conflict, DuplicateKey, ValidationFailed
+from integration.project_roots import delete_project_files, root_refusal
 from services.access import require_user
 from services.context import Context
 
@@ -99,7 +100,9 @@ def _project_fields(ctx: Context, data: dict, *, creating: bool) -> dict:
             fields["algorithms"] = list(dict.fromkeys(raw))
     if creating and data.get("storage_connection_id"):
         connection_id = str(data.get("storage_connection_id"))
-        if ctx.db.storage_connections.get(connection_id) is None:
+        connection = ctx.db.storage_connections.get(connection_id)
+        if connection is None or not connection.usable_by(ctx.user):
+            # a connection not granted to the user is one they cannot know of
             errors["storage_connection_id"] = "No such storage connection."
         fields["storage_connection_id"] = connection_id
     if creating or "recipients" in data:
@@ -118,10 +121,12 @@ def _project_fields(ctx: Context, data: dict, *, creating: bool) -> dict:
 
 
 def create(ctx: Context, data: dict) -> Project:
-    """Create a project owned by the user acting, with its folders.
+    """Create a project owned by the user acting, with its folders, in a new folder of its own
+    (:func:`integration.project_roots.root_refusal`) on a storage the user may use.
 
     Raises:
-        ValidationFailed: a field is wrong (``details`` maps fields to messages).
+        ValidationFailed: a field is wrong (``details`` maps fields to messages), the storage
+            connection is not one the user may use, or the project's folder is not free.
     """
     user = require_user(ctx)
     fields = _project_fields(ctx, data, creating=True)
@@ -130,6 +135,11 @@ def create(ctx: Context, data: dict) -> Project:
     if db.projects.get_by_slug(slug) is not None:
         raise ValidationFailed("Please correct the marked fields.", details={
             "name": "A project with this name already exists."})
+    connection_id = fields.get("storage_connection_id")
+    refusal = root_refusal(ctx.platform.resolver, db.projects.list(), connection_id, slug)
+    if refusal:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "storage_connection_id" if connection_id else "name": refusal})
     project = Project(owner_id=user.id, slug=slug, **fields)
     try:
         db.projects.add(project)
@@ -161,7 +171,8 @@ def update(ctx: Context, project: Project, data: dict) -> Project:
 
 
 def delete(ctx: Context, project: Project) -> None:
-    """Delete a project with its files, executions, logs and model versions.
+    """Delete a project with its files (only those under its own root), executions, logs and
+    model versions.
 
     Raises:
         Conflict: an execution is running.
@@ -169,7 +180,7 @@ def delete(ctx: Context, project: Project) -> None:
     if project.active_execution_id:
         raise Conflict("Cancel the running execution before deleting the project.")
     s = ctx.platform
-    s.resolver.files(project).delete_all()
+    delete_project_files(s.resolver, s.db.projects.list(), project)
     s.db.logs.delete_for_project(project.id)
     s.db.executions.delete_for_project(project.id)
     s.db.model_versions.delete_for_project(project.id)

@@ -146,3 +146,40 @@ def test_the_server_command_names_both_versions_and_exits(app_config, tmp_path, 
     assert error.startswith("Trainyard cannot start: The database is at schema version "
                             f"{SCHEMA_VERSION + 1}, but this Trainyard knows versions up to "
                             f"{SCHEMA_VERSION}")
+
+
+def test_storage_connections_stay_usable_by_the_owners_of_the_projects_on_them(
+        app_config, database_url, tmp_path):
+    """Connections became usable only by the users granted them: the upgrade grants each one
+    to the owners of the projects on it (creator, and members with the owner role); the
+    other members keep their access through the projects; a connection no project uses is
+    left to admins."""
+    documents = baseline_documents(generate_password_hash(PASSWORD, "pbkdf2:sha256:1000"))
+    user = documents["users"][0]
+    documents["users"] += [{**user, "_id": uid, "email": f"{uid}@example.com", "name": uid,
+                            "role": "member"} for uid in ("u2", "u3", "u4", "u5")]
+    connection = {"name": "Lake", "kind": "local", "settings": {"directory": str(tmp_path)},
+                  "secrets": "", "created_at": "2026-11-20T08:30:00.000000+00:00",
+                  "updated_at": "2026-11-20T08:30:00.000000+00:00"}
+    documents["storage_connections"] = [{**connection, "_id": "c1"},
+                                        {**connection, "_id": "c2", "name": "Unused"}]
+    project = documents["projects"][0]
+    documents["projects"].append({**project, "_id": "p2", "name": "On the lake",
+                                  "slug": "on-the-lake", "owner_id": "u2",
+                                  "storage_connection_id": "c1",
+                                  "members": {"u3": "editor", "u5": "owner"}})
+    write_database(database_url, documents)
+    application = create_app({**app_config, "DATABASE_URL": database_url})
+    try:
+        db = application.extensions["trainyard"].db
+        lake, unused = db.storage_connections.get("c1"), db.storage_connections.get("c2")
+        assert lake.grants == [{"type": "user", "id": "u2"}, {"type": "user", "id": "u5"}]
+        assert unused.grants == [] and not lake.available_to_all
+        users = {uid: db.users.get(uid) for uid in ("u1", "u2", "u3", "u4", "u5")}
+        assert [uid for uid, u in users.items() if lake.usable_by(u)] == ["u1", "u2", "u5"]
+        assert [uid for uid, u in users.items() if unused.usable_by(u)] == ["u1"]
+        assert db.projects.get("p2").storage_connection_id == "c1"
+    finally:
+        application.extensions["trainyard"].runner.shutdown()
+        application.extensions["housekeeping"].shutdown()
+        db.close()

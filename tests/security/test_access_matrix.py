@@ -221,15 +221,19 @@ def _remove_member(world, target, persona):
                 _members_probe(world, target))
 
 
-def _connection(world: World):
-    """A fresh local-disk storage connection (made directly, no route involved)."""
-    from entity.storage_connection import StorageConnection
+def _connection(world: World, *, granted_to: str | None = None,
+                available_to_all: bool = False):
+    """A fresh local-disk storage connection (made directly, no route involved), granted to
+    the persona ``granted_to`` (if any)."""
+    from entity.storage_connection import StorageConnection, user_principal
 
     folder = Path(world.app.config["DATA_DIR"]) / unique("elsewhere")
     folder.mkdir(parents=True)
+    user = world.personas[granted_to].user if granted_to else None
     return world.db.storage_connections.add(StorageConnection(
         name=unique("Disk "), kind="local", settings={"directory": str(folder)},
-        secrets=world.services.box.encrypt({})))
+        secrets=world.services.box.encrypt({}), available_to_all=available_to_all,
+        grants=[user_principal(user.id)] if user else []))
 
 
 def _connection_call(url: str, body_key: str | None = None, body: dict | None = None,
@@ -281,7 +285,9 @@ def _raw_upload(world, target, persona):
 
 def _move_call(url: str, *, api: bool) -> Callable:
     def build(world, target, persona):
-        body = {"kind": "move", "target_connection_id": _connection(world).id}
+        # granted to whoever tries: the project role alone decides here (grants: below)
+        body = {"kind": "move", "target_connection_id": _connection(
+            world, granted_to=persona if persona != "anonymous" else None).id}
         return Call(url.format(t=target), {"json": body} if api else {"data": body},
                     _executions_probe(world, target))
     return build
@@ -765,6 +771,49 @@ def test_model_version_folders_are_readable_by_the_project(world, model_target, 
     response = client.get(f"/api/v1/projects/{model_target.id}/files/content?path={MODEL_FILE}")
     expected = {"anonymous": 401, "outsider": 404}.get(persona, 200)
     assert response.status_code == expected
+
+
+# -- storage connections, granted and not --------------------------------------------------
+
+GRANTS = ("granted", "not granted", "available to all")
+
+
+@pytest.mark.parametrize("grant", GRANTS)
+@pytest.mark.parametrize("persona", LOGGED_IN)
+def test_storage_connections_are_usable_and_shown_only_where_granted(world, persona, grant):
+    """The connection shows on /projects/new, takes a new project (page and API) and is a
+    move target exactly for admins, the users it is granted to, and everyone when it is
+    available to all projects; to the others it looks absent."""
+    disk = _connection(world, granted_to=persona if grant == "granted" else None,
+                       available_to_all=grant == "available to all")
+    usable = grant != "not granted" or persona == "admin"
+    client = world.personas[persona].client
+    headers = {"X-CSRFToken": client.csrf_token}
+    page = client.get("/projects/new").get_data(as_text=True)
+    assert (disk.id in page) is usable and (disk.name in page) is usable
+
+    name = unique("On disk ")
+    created = client.post("/api/v1/projects", headers=headers, json={
+        "name": name, "problem_type": "classification", "schema": SCHEMA,
+        "storage_connection_id": disk.id})
+    assert created.status_code == (201 if usable else 422), created.get_json()
+    if not usable:
+        assert created.get_json()["error"]["details"] == {
+            "storage_connection_id": "No such storage connection."}
+    on_page = client.post("/projects/new", data={
+        "csrf_token": client.csrf_token, "name": unique("Paged "), "problem_type":
+        "classification", "schema_json": json.dumps(SCHEMA), "storage_connection_id": disk.id})
+    assert on_page.status_code == (302 if usable else 422)
+    on_disk = [p.name for p in world.db.projects.list() if p.storage_connection_id == disk.id]
+    assert (name in on_disk) is usable and len(on_disk) == (2 if usable else 0)
+
+    if persona in ("owner", "admin"):  # the roles that may move a project
+        target = world.target()
+        moved = client.post(f"/api/v1/projects/{target.id}/executions", headers=headers,
+                            json={"kind": "move", "target_connection_id": disk.id})
+        assert moved.status_code == (202 if usable else 422), moved.get_json()
+        if usable:
+            world.services.runner.cancel(world.db.executions.get(moved.get_json()["id"]))
 
 
 # -- Socket.IO -----------------------------------------------------------------------------

@@ -46,6 +46,8 @@ class KindOption:
             ValidationFailed with the field named.
         keep_empty: parse (and store) the option even when it is missing or empty; otherwise a
             missing or empty value leaves the option out.
+        storage_connection: the value names a storage connection, which the user starting
+            the execution must be allowed to use (to anyone else it does not exist).
     """
 
     name: str
@@ -53,6 +55,7 @@ class KindOption:
     description: str
     parse: Callable[[Any, Database], Any] = lambda raw, db: raw
     keep_empty: bool = False
+    storage_connection: bool = False
 
 
 def _no_check(runner, project, options) -> None:
@@ -133,11 +136,13 @@ class ExecutionKind:
         _nothing_to_discard
     success_lines: Callable[[dict], list[str]] = _no_lines
 
-    def parse_options(self, raw: dict, db: Database) -> dict:
-        """The options of a start request (``raw``: the body or form), parsed and checked.
+    def parse_options(self, raw: dict, db: Database, user=None) -> dict:
+        """The options of a start request (``raw``: the body or form) by ``user``, parsed and
+        checked.
 
         Raises:
-            ValidationFailed: an option has a bad value (the field is named).
+            ValidationFailed: an option has a bad value (the field is named), or names a
+                storage connection ``user`` may not use.
         """
         options: dict = {}
         for option in self.options:
@@ -145,6 +150,11 @@ class ExecutionKind:
             if value in (None, "") and not option.keep_empty:
                 continue
             options[option.name] = option.parse(value, db)
+            if option.storage_connection and options[option.name]:
+                connection = db.storage_connections.get(options[option.name])
+                if connection is None or not connection.usable_by(user):
+                    raise ValidationFailed("Please correct the marked fields.", details={
+                        option.name: "No such storage connection."})
         return options
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from exception_layer import Conflict, ValidationFailed
+from integration.project_roots import root_refusal
 from thread_layer.kinds import STORAGE_SWITCH, ExecutionKind, KindOption
 from thread_layer.worker import project_files
 
@@ -21,14 +22,16 @@ def parse_target(raw, db) -> str | None:
 
 
 def check(runner, project, options: dict) -> None:
-    """Refuse a move to where the project already is, or onto files it would overwrite."""
+    """Refuse a move to where the project already is, or to a folder that is not one it may
+    own: not empty, or inside or around another project's root (its own current one
+    included) or the default storage."""
     target = options.get("target_connection_id") or None
     options["target_connection_id"] = target
     if target == (project.storage_connection_id or None):
         raise Conflict("The project already lives on this storage.")
-    if runner.resolver.files_at(target, project.slug).list_files(""):
-        raise Conflict(f"The target storage already holds files under {project.slug}/; "
-                       "remove them first so that nothing is overwritten.")
+    refusal = root_refusal(runner.resolver, runner.db.projects.list(), target, project.slug)
+    if refusal:
+        raise Conflict(refusal)
 
 
 def run(payload: dict, reporter) -> dict:
@@ -84,7 +87,7 @@ KIND = ExecutionKind(
     denied_message="Only owners may move a project to another storage.",
     options=(KindOption("target_connection_id", {"anyOf": [{"type": "string"}, {"type": "null"}]},
                         "move: the storage connection (empty: the default storage)",
-                        parse=parse_target, keep_empty=True),),
+                        parse=parse_target, keep_empty=True, storage_connection=True),),
     stages=("validating", "copying"), produces=STORAGE_SWITCH,
     check=check, payload=payload, finalize=finalize, discard=discard,
     success_lines=success_lines)
