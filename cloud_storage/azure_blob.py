@@ -10,6 +10,7 @@ credentials.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import time
 import uuid
@@ -35,11 +36,13 @@ from cloud_storage.registry import register_backend
 from exception_layer import (
     InvalidStorageUri,
     ObjectNotFound,
+    PlatformError,
     StorageAuthError,
     StorageError,
     StorageUnavailable,
 )
 
+logger = logging.getLogger(__name__)
 MB = 1024 * 1024
 #: an API version both Azure and Azurite 3.37 accept (the SDK's default is newer than Azurite)
 API_VERSION = "2025-11-05"
@@ -328,6 +331,30 @@ class AzureBlobStorage(Storage):
         full = self._full(key)
         self._call("delete", lambda: self._blob(full).delete_blob(delete_snapshots="include"),
                    key=key)
+
+    def sweep_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Delete the blobs below this storage's prefix that hold only uncommitted blocks
+        (an upload that never committed) last written more than ``older_than`` ago; Azure would
+        discard them after 7 days anyway. A blob with committed data is never touched: it is
+        not in the list, and one committed meanwhile fails the delete's date condition."""
+        cutoff = datetime.now(UTC) - older_than
+
+        def unfinished():
+            client = self.container_client
+            staged = client.list_blobs(name_starts_with=self.prefix,
+                                       include=["uncommittedblobs"])
+            committed = set(client.list_blob_names(name_starts_with=self.prefix))
+            return [b.name for b in staged if b.name not in committed
+                    and b.last_modified is not None and b.last_modified < cutoff]
+        removed = 0
+        for name in self._call("list unfinished uploads", unfinished):
+            try:
+                self._call("delete an unfinished upload", lambda n=name: self._blob(n).delete_blob(
+                    if_unmodified_since=cutoff), key=name)
+                removed += 1
+            except PlatformError as exc:  # finished or removed meanwhile, or refused: next time
+                logger.info("Not sweeping an unfinished Azure upload: %s", exc.code)
+        return removed
 
     def _raw_names(self, full_prefix: str, page_size: int = 5000):
         """Every blob name (markers included) below ``full_prefix``, one page at a time."""

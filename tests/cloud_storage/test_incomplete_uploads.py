@@ -15,7 +15,12 @@ import pytest
 
 from cloud_storage import open_storage
 from exception_layer import StorageFull, StorageUnavailable
-from tests.emulators import moto_server, s3_storage  # noqa: F401 - moto_server is a fixture
+from tests.emulators import (  # noqa: F401 - the *_server names are fixtures
+    azure_storage,
+    azurite_server,
+    moto_server,
+    s3_storage,
+)
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -134,3 +139,19 @@ def test_the_s3_sweeper_aborts_old_multipart_uploads_below_its_prefix(moto_serve
         assert [u["UploadId"] for u in left] == [other["UploadId"]]
         client.abort_multipart_upload(Bucket=storage.bucket, Key="elsewhere/x.bin",
                                       UploadId=other["UploadId"])
+
+
+def test_the_azure_sweeper_deletes_only_blobs_that_were_never_committed(azurite_server):  # noqa: F811
+    import base64
+
+    with azure_storage() as storage:
+        storage.upload_bytes("kept.txt", b"committed")
+        for name in ("stuck.bin", "kept.txt"):  # staged, never committed (beside kept.txt too)
+            storage._blob(storage._full(name)).stage_block(
+                base64.b64encode(b"run-000001").decode(), b"x" * 100, length=100)
+        assert storage.sweep_incomplete_uploads(timedelta(hours=1)) == 0  # too young yet
+        assert storage.sweep_incomplete_uploads(timedelta(0)) == 1
+        staged = [b.name for b in storage.container_client.list_blobs(
+            name_starts_with=storage.prefix, include=["uncommittedblobs"])]
+        assert staged == [storage._full("kept.txt")]
+        assert storage.read_bytes("kept.txt") == b"committed"
