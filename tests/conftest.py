@@ -27,7 +27,8 @@ def free_port() -> int:
 #: that use it (directly or through another fixture): a new test lands in the right set
 MARKER_OF_FIXTURE = {"moto_server": "emulator", "azurite_server": "emulator",
                      "gcs_server": "emulator", "browser_page": "browser", "redis_url": "slow",
-                     "fuzz_app": "slow"}  # schemathesis: examples against every operation
+                     "fuzz_app": "slow",  # schemathesis: examples against every operation
+                     "crowded_storage": "slow"}  # 1,105 objects written before the first test
 
 
 def pytest_collection_modifyitems(items):
