@@ -235,3 +235,25 @@ def test_deleting_a_project_removes_only_what_is_under_its_own_root(app, api, me
 
     assert api.delete(f"/projects/{victim['id']}").status_code == 204
     assert not model.exists()
+
+
+def test_a_move_from_an_overlapping_root_leaves_the_others_files(app, api, member):
+    """A project of an older database whose root lies inside another's: moving it away copies
+    what its root held, and removes none of it from the other project."""
+    victim = api.create_project(cancer_project("Victim"))
+    model = default_storage(app) / victim["slug"] / "models" / "v4" / "model.joblib"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"the victim's model")
+    inside = connection(api, default_storage(app) / victim["slug"])
+    services = app.extensions["trainyard"]
+    legacy = services.db.projects.add(Project(
+        name="models", slug="models", problem_type="classification", owner_id=member.user.id,
+        schema=services.db.projects.get(victim["id"]).schema, storage_connection_id=inside["id"]))
+    aside = connection(api, Path(app.config["DATA_DIR"]).parent / "aside")
+    grant(api, aside["id"], member.user)
+
+    moved = member.start(legacy.id, "move", target_connection_id=aside["id"])
+    assert moved.status_code == 202, moved.get_json()
+    assert member.wait_final(legacy.id, moved.get_json()["id"])["status"] == "succeeded"
+    assert (Path(aside["settings"]["directory"]) / "models" / "v4" / "model.joblib").exists()
+    assert model.read_bytes() == b"the victim's model"

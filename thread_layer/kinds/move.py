@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from exception_layer import Conflict, ValidationFailed
-from integration.project_roots import root_refusal
+from integration.project_roots import delete_project_files, root_refusal
 from thread_layer.kinds import STORAGE_SWITCH, ExecutionKind, KindOption
 from thread_layer.worker import project_files
 
@@ -50,13 +50,14 @@ def payload(runner, execution, project) -> dict:
 
 def finalize(runner, execution, project, result: dict, logger) -> dict:
     """Switch the project to the new storage, then remove the old copy."""
-    old_files = runner.resolver.files(project)
     current = runner.db.projects.get(project.id)
     current.storage_connection_id = execution.options.get("target_connection_id")
     runner.db.projects.save(current)
     logger.log("The project now uses the new storage.", stage="copying")
     try:
-        removed = old_files.delete_all()
+        # only what lies under the old root alone (a root that overlapped another's, made
+        # before roots were checked, keeps its files)
+        removed = delete_project_files(runner.resolver, runner.db.projects.list(), project)
         logger.log(f"Removed {removed} files from the old storage.", stage="copying")
     except Exception as exc:  # noqa: BLE001 - the move itself succeeded
         logger.log(f"The old files could not all be removed ({type(exc).__name__}); "
