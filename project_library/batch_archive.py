@@ -16,7 +16,7 @@ import pandas as pd
 
 from entity.project import BatchSchema
 from integration.file_manager import ARCHIVE, ProjectFiles
-from project_library.reporting import AllFilesInvalid, ExecutionCancelled, NoBatchFiles, Reporter
+from project_library.reporting import AllFilesInvalid, NoBatchFiles, Reporter
 from project_library.schema_validation import FileReport, check_batch_file
 
 STAGE = "validating"
@@ -43,17 +43,9 @@ def archive_folder(execution_id: str) -> str:
     return f"{ARCHIVE}{execution_id}/"
 
 
-def check_cancelled(should_stop: Callable[[], bool] | None) -> None:
-    """Raise :class:`ExecutionCancelled` if the supervisor asked to stop."""
-    if should_stop is not None and should_stop():
-        raise ExecutionCancelled()
-
-
 def validate_and_archive(files: ProjectFiles, *, folder: str, schema: BatchSchema,
                          execution_id: str, require_target: bool, reporter: Reporter,
-                         progress: Callable[[float], None],
-                         should_stop: Callable[[], bool] | None = None,
-                         purpose: str) -> BatchIntake:
+                         progress: Callable[[float], None], purpose: str) -> BatchIntake:
     """Validate every file below ``folder`` and archive each as good or bad.
 
     Args:
@@ -64,13 +56,11 @@ def validate_and_archive(files: ProjectFiles, *, folder: str, schema: BatchSchem
         require_target: True for training files.
         reporter: receives one line per file (and the reasons of bad files).
         progress: called with the fraction (0..1) of files done.
-        should_stop: polled between files.
         purpose: "training" or "prediction", for messages.
 
     Raises:
         NoBatchFiles: the folder holds no file.
         AllFilesInvalid: every file broke the schema.
-        ExecutionCancelled: ``should_stop()`` became true.
     """
     listed = [info for info in files.list_files(folder) if not info.key.endswith("/")]
     if not listed:
@@ -80,7 +70,6 @@ def validate_and_archive(files: ProjectFiles, *, folder: str, schema: BatchSchem
     good: list[GoodBatch] = []
     reports: list[FileReport] = []
     for index, info in enumerate(listed):
-        check_cancelled(should_stop)
         name = info.key[len(folder):]
         data = files.read_bytes(info.key)
         checked = check_batch_file(name, data, schema, require_target=require_target)

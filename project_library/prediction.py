@@ -13,7 +13,6 @@ import math
 import re
 import tempfile
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from entity.model_version import ModelVersion
 from entity.project import BatchSchema, Project
 from exception_layer import ValidationFailed
 from integration.file_manager import OUTPUT, PREDICTION, ProjectFiles
-from project_library.batch_archive import check_cancelled, validate_and_archive
+from project_library.batch_archive import validate_and_archive
 from project_library.csv_parsing import looks_like_number
 from project_library.drift import DriftAccumulator
 from project_library.evaluation import json_label, json_number
@@ -74,8 +73,7 @@ def _model_schema(project: Project, model_version: ModelVersion) -> BatchSchema:
 
 
 def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
-                    model_version: ModelVersion, reporter: Reporter,
-                    should_stop: Callable[[], bool] | None = None) -> dict:
+                    model_version: ModelVersion, reporter: Reporter) -> dict:
     """Predict every file of ``prediction_batch_files/`` with ``model_version``.
 
     Files are validated against the columns the model was trained on (the target may be absent
@@ -88,7 +86,6 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
         execution_id: names ``archive/<execution_id>/`` and ``prediction_output/<execution_id>/``.
         model_version: the registry entry of the model to use.
         reporter: receives log lines and progress.
-        should_stop: polled between files and between chunks of 50,000 rows; True cancels.
 
     Returns:
         ``{"output_path", "rows", "files", "version", "summary", "validation", "drift"}``;
@@ -103,7 +100,6 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
         NoBatchFiles: ``prediction_batch_files/`` is empty.
         AllFilesInvalid: every file broke the schema.
         ArtifactIntegrityError: the model file is missing or was changed.
-        ExecutionCancelled: ``should_stop()`` became true.
     """
     schema = _model_schema(project, model_version)
     problem_type = model_version.problem_type or project.problem_type
@@ -113,10 +109,9 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
     intake = validate_and_archive(
         files, folder=PREDICTION, schema=schema, execution_id=execution_id,
         require_target=False, reporter=reporter, progress=lambda f: progress("validating", f),
-        should_stop=should_stop, purpose="prediction")
+        purpose="prediction")
 
     progress("loading")
-    check_cancelled(should_stop)
     model = load_verified_model(files, model_version)
     trained_with = (model_version.library_versions or {}).get("sklearn")
     current = library_versions()["sklearn"]
@@ -142,7 +137,6 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
         header = True
         for batch in intake.good:
             for start in range(0, len(batch.frame), CHUNK_ROWS):
-                check_cancelled(should_stop)
                 typed = batch.frame.iloc[start:start + CHUNK_ROWS]
                 if drift is not None:
                     drift.add(typed)

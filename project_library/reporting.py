@@ -38,9 +38,3 @@ class TrainingFailed(PlatformError):
     status = 422
 
 
-class ExecutionCancelled(PlatformError):
-    """Someone cancelled the execution; the work stopped at the next safe point."""
-
-    code = "cancelled"
-    status = 409
-    default_message = "The execution was cancelled."

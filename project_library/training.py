@@ -43,7 +43,7 @@ from sklearn.pipeline import Pipeline
 from entity.project import LOWER_IS_BETTER, BatchSchema, Project
 from integration.file_manager import TRAINING, ProjectFiles
 from project_library import drift, evaluation
-from project_library.batch_archive import check_cancelled, validate_and_archive
+from project_library.batch_archive import validate_and_archive
 from project_library.model_artifacts import (
     REFERENCE_PROFILE_FILE,
     save_model_version,
@@ -240,20 +240,18 @@ class FoldOutput:
 
 
 def _cross_validate(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: list,  # noqa: N803
-                    scorer, should_stop: Callable[[], bool] | None
-                    ) -> tuple[np.ndarray, np.ndarray, list[str], FoldOutput]:
+                    scorer) -> tuple[np.ndarray, np.ndarray, list[str], FoldOutput]:
     """Fit and score ``pipeline`` on each fold; NaN for a fold whose fit or scoring failed.
 
-    ``should_stop`` is polled before every fold. Returns the scores, the fit seconds, the
-    failure messages and the fold predictions (probabilities for a classifier that has them),
-    from which ensembles are scored without fitting anything again.
+    Returns the scores, the fit seconds, the failure messages and the fold predictions
+    (probabilities for a classifier that has them), from which ensembles are scored without
+    fitting anything again.
     """
     scores = np.full(len(folds), np.nan)
     fit_seconds = np.zeros(len(folds))
     failures: list[str] = []
     output = FoldOutput([None] * len(folds), [None] * len(folds))
     for index, (train, test) in enumerate(folds):
-        check_cancelled(should_stop)
         began = time.perf_counter()
         try:
             fitted = clone(pipeline).fit(X.iloc[train], y[train])
@@ -337,17 +335,15 @@ def _format(value: float | None) -> str:
 
 
 class StageRun:
-    """What every training stage reports to: log lines and progress, cancellation, and the
-    seconds each named stage took (``seconds``, in stage order).
+    """What every training stage reports to: log lines and progress, and the seconds each
+    named stage took (``seconds``, in stage order).
 
     A stage times itself with :meth:`timed`: when it ends, its time goes into ``seconds`` and
     one log line. A test runs one stage alone with a ``StageRun`` around its own reporter.
     """
 
-    def __init__(self, reporter: Reporter, *, should_stop: Callable[[], bool] | None = None,
-                 progress: Callable[..., None] | None = None):
+    def __init__(self, reporter: Reporter, *, progress: Callable[..., None] | None = None):
         self.reporter = reporter
-        self.should_stop = should_stop
         self.progress = progress or (lambda stage, fraction=0.0: None)
         #: when the training started (the time budget counts from here)
         self.started = time.monotonic()
@@ -447,17 +443,15 @@ def load_and_validate(files: ProjectFiles, *, schema: BatchSchema, execution_id:
     join the valid ones into one frame.
 
     Raises:
-        NoBatchFiles, AllFilesInvalid, ExecutionCancelled.
+        NoBatchFiles, AllFilesInvalid.
     """
     with run.timed("load_and_validate", "loading"):
         run.progress("validating")
         intake = validate_and_archive(
             files, folder=TRAINING, schema=schema, execution_id=execution_id,
             require_target=True, reporter=run.reporter,
-            progress=lambda f: run.progress("validating", f), should_stop=run.should_stop,
-            purpose="training")
+            progress=lambda f: run.progress("validating", f), purpose="training")
         run.progress("loading")
-        check_cancelled(run.should_stop)
         frame = pd.concat([batch.frame for batch in intake.good], ignore_index=True)
         run.log(f"Loaded {len(frame)} rows and {frame.shape[1]} columns from "
                 f"{len(intake.good)} files.", stage="loading")
@@ -536,7 +530,6 @@ def search(data: PreparedData, *, problem_type: str, metric: str, run: StageRun,
 
     Raises:
         TrainingFailed: no candidate suits, or every candidate failed.
-        ExecutionCancelled: ``run.should_stop()`` became true.
     """
     with run.timed("search", "training"):
         run.progress("training")
@@ -560,7 +553,6 @@ def search(data: PreparedData, *, problem_type: str, metric: str, run: StageRun,
         outputs: dict[str, FoldOutput] = {}
         sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         for index, candidate in enumerate(options):
-            check_cancelled(run.should_stop)
             elapsed = time.monotonic() - run.started
             if budget and leaderboard and elapsed > budget:
                 skipped = ", ".join(c.name for c in options[index:])
@@ -574,7 +566,7 @@ def search(data: PreparedData, *, problem_type: str, metric: str, run: StageRun,
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 values, fold_seconds, failures, output = _cross_validate(
-                    pipeline, X_train, y_train, folds, scorer, run.should_stop)
+                    pipeline, X_train, y_train, folds, scorer)
             took = time.monotonic() - began
             if np.isnan(values).all():
                 why = f": {failures[0]}" if failures else ""
@@ -645,15 +637,11 @@ def ensemble(found: SearchResult, data: PreparedData, *, problem_type: str, metr
 def refit(found: SearchResult, data: PreparedData, *, metric: str,
           run: StageRun) -> RefittedModel:
     """Fit the leaderboard's best model on the whole training part.
-
-    Raises:
-        ExecutionCancelled: ``run.should_stop()`` became true.
     """
     with run.timed("refit", "training"):
         best = found.leaderboard[0]
         algorithm = best["algorithm"]
         model = found.pipelines[algorithm]
-        check_cancelled(run.should_stop)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(data.X_train, data.y_train)
@@ -667,13 +655,9 @@ def evaluate(chosen: RefittedModel, found: SearchResult, data: PreparedData, *,
              importance_seconds: float = MIN_IMPORTANCE_SECONDS) -> Evaluation:
     """Measure the chosen model on the held-out rows: metrics, plots and the permutation
     importance of the features (within ``importance_seconds``).
-
-    Raises:
-        ExecutionCancelled: ``run.should_stop()`` became true.
     """
     with run.timed("evaluate", "evaluating"):
         run.progress("evaluating")
-        check_cancelled(run.should_stop)
         model, X_test, y_test = chosen.model, data.X_test, data.y_test  # noqa: N806
         plots: dict[str, bytes] = {}
         predicted, proba = evaluation.predictions(model, X_test)
@@ -723,13 +707,9 @@ def save(files: ProjectFiles, *, version: int, execution_id: str, problem_type: 
          run: StageRun) -> SavedVersion:
     """Write model version ``version``: the model, its card (``metrics.json``), the
     leaderboard, the reference profile for drift checks, the plots and the manifest.
-
-    Raises:
-        ExecutionCancelled: ``run.should_stop()`` became true.
     """
     with run.timed("save", "saving"):
         run.progress("saving")
-        check_cancelled(run.should_stop)
         plan = data.plan
         params = model_params(chosen.model)
         features = {"numeric": plan.numeric, "boolean": plan.boolean, "one_hot": plan.one_hot,
@@ -754,8 +734,7 @@ def save(files: ProjectFiles, *, version: int, execution_id: str, problem_type: 
 
 
 def train_project(files: ProjectFiles, *, project: Project, execution_id: str, version: int,
-                  reporter: Reporter, should_stop: Callable[[], bool] | None = None,
-                  candidates: Sequence[str] | None = None) -> dict:
+                  reporter: Reporter, candidates: Sequence[str] | None = None) -> dict:
     """Train, evaluate and save model version ``version`` of ``project``, stage by stage:
     :func:`load_and_validate`, :func:`preprocess`, :func:`search`, :func:`ensemble`,
     :func:`refit`, :func:`evaluate`, :func:`save`. Each stage logs the seconds it took;
@@ -771,8 +750,6 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         execution_id: names the archive folder ``archive/<execution_id>/``.
         version: the model version number; files go to ``models/v<version>/``.
         reporter: receives log lines and progress.
-        should_stop: polled between files, before every cross-validation fold of every
-            candidate, and between stages; True cancels.
         candidates: restrict the algorithms tried to these names (default: all that suit the
             problem type and the data size).
 
@@ -789,12 +766,11 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         AllFilesInvalid: every file broke the schema.
         TrainingFailed: the data cannot make a model (too few rows, a single class, no usable
             feature, every candidate failed).
-        ExecutionCancelled: ``should_stop()`` became true.
     """
     schema = project.schema
     problem_type = project.problem_type
     metric = project.selection_metric
-    run = StageRun(reporter, should_stop=should_stop, progress=_Progress(reporter, STAGE_START))
+    run = StageRun(reporter, progress=_Progress(reporter, STAGE_START))
 
     loaded = load_and_validate(files, schema=schema, execution_id=execution_id, run=run)
     data = preprocess(loaded.frame, schema=schema, problem_type=problem_type, run=run)

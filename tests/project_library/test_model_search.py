@@ -1,4 +1,4 @@
-"""The model search on the bundled datasets: quality, a reproducible held-out split, cancelling."""
+"""The model search on the bundled datasets: quality, a reproducible held-out split."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from batch_datasets import dataset_frame, make_project, schema_for, write_batche
 
 from integration.file_manager import TRAINING
 from project_library.prediction import predict_project
-from project_library.reporting import ExecutionCancelled
 from project_library.training import (
     ENSEMBLE_PREFIX,
     holdout_split,
@@ -76,45 +75,6 @@ def test_the_held_out_split_is_reproducible(files, storage):
     assert not regression["stratified"] and regression["n_test"] == 10
 
 
-def test_should_stop_cancels_training_between_folds(files):
-    calls = []
-
-    def should_stop():
-        calls.append(1)
-        return len(calls) > 8  # validation and a few folds, then stop in the model search
-
-    with pytest.raises(ExecutionCancelled):
-        _train(files, "wine", should_stop=should_stop)
-    assert not files.folder_exists("models/v1/")
-
-
-def test_should_stop_cancels_prediction_between_chunks(files, monkeypatch):
-    import project_library.prediction as prediction
-    from entity.model_version import ModelVersion
-    from integration.file_manager import PREDICTION
-
-    result = _train(files, "wine", candidates=["LogisticRegression"])
-    version = ModelVersion(project_id="p", version=1, execution_id="ex",
-                           algorithm=result["algorithm"], schema=result["schema"],
-                           artifacts=result["artifacts"], problem_type="classification")
-    frame = dataset_frame("wine")
-    write_batches(files, frame.drop(columns=["target"]), PREDICTION, parts=1)
-    monkeypatch.setattr(prediction, "CHUNK_ROWS", 50)
-    reporter = ListReporter()
-    chunks = []
-
-    def should_stop():
-        if any(stage == "predicting" for stage, _ in reporter.progress_updates):
-            chunks.append(1)
-        return len(chunks) >= 2
-
-    project = make_project(schema_for(frame), "classification")
-    with pytest.raises(ExecutionCancelled):
-        predict_project(files, project=project, execution_id="p1", model_version=version,
-                        reporter=reporter, should_stop=should_stop)
-    assert not files.exists("prediction_output/p1/predictions.csv")
-
-
 @pytest.mark.parametrize("problem", ["classification", "regression"])
 def test_ensemble_scores_equal_a_voting_model_fitted_on_each_fold(problem):
     """The ensembles' cross-validated scores come from the members' fold predictions; they
@@ -139,7 +99,7 @@ def test_ensemble_scores_equal_a_voting_model_fitted_on_each_fold(problem):
     scorer = get_scorer("roc_auc_ovr" if problem == "classification"
                         else "neg_root_mean_squared_error")
     members = {c.name: c.estimator for c in candidate_models(problem, len(X))[:2]}
-    outputs = {name: _cross_validate(model, X, y, folds, scorer, None)[3]
+    outputs = {name: _cross_validate(model, X, y, folds, scorer)[3]
                for name, model in members.items()}
     ours = _ensemble_scores(list(members), outputs, y, folds, scorer)
     fitted_per_fold = [scorer(clone(ensemble_model(problem, members)).fit(X.iloc[a], y[a]),

@@ -13,7 +13,6 @@ from batch_datasets import csv_bytes, dataset_frame, make_project, schema_for, w
 from integration.file_manager import TRAINING
 from project_library.reporting import (
     AllFilesInvalid,
-    ExecutionCancelled,
     NoBatchFiles,
     TrainingFailed,
 )
@@ -177,15 +176,3 @@ def test_single_class_and_too_few_rows_fail_in_plain_words(files, reporter):
     write_batches(files, frame.head(6), TRAINING, parts=1)
     with pytest.raises(TrainingFailed, match="Only 6 rows"):
         train_project(files, project=project, execution_id="ex7", version=1, reporter=reporter)
-
-
-def test_cancellation_between_candidates(files, reporter):
-    frame = dataset_frame("wine")
-    project = make_project(schema_for(frame), "classification")
-    write_batches(files, frame, TRAINING, parts=1)
-    with pytest.raises(ExecutionCancelled) as caught:
-        train_project(files, project=project, execution_id="ex8", version=1, reporter=reporter,
-                      should_stop=lambda: any(stage == "training"
-                                              for _, stage, _ in reporter.lines))
-    assert caught.value.code == "cancelled" and caught.value.status == 409
-    assert not files.folder_exists("models/v1/")

@@ -12,7 +12,7 @@ from batch_datasets import make_project, schema_for, write_batches
 
 from integration.file_manager import TRAINING
 from project_library import training
-from project_library.reporting import ExecutionCancelled, TrainingFailed
+from project_library.reporting import TrainingFailed
 from project_library.training import (
     STAGE_NAMES,
     StageRun,
@@ -93,15 +93,6 @@ def test_search_ranks_the_candidates(schema, run):
     assert means == sorted(means, reverse=True)
     assert set(found.outputs) == set(CHEAP) and len(found.folds) == 5
     _timed(run, "search", "training")
-
-
-def test_search_stops_when_asked(schema):
-    run = StageRun(ListReporter(), should_stop=lambda: True)
-    data = preprocess(_frame().astype({"target": "Int64"}), schema=schema,
-                      problem_type="classification", run=run)
-    with pytest.raises(ExecutionCancelled):
-        search(data, problem_type="classification", metric="accuracy", run=run,
-               candidates=CHEAP)
 
 
 def test_ensemble_adds_the_soft_vote_of_the_best_two(schema, run):

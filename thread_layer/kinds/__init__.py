@@ -3,9 +3,11 @@
 Each kind (training, prediction, storage move...) is one module of this package that builds one
 :class:`ExecutionKind`: what it needs, the options it takes, its stages, its mail lines, what it
 produces, how its result is promoted, and the function its worker process runs. The runner, the
-worker, the mails, the API (and its OpenAPI document), the pages and the client all read the
-kind from here; none of them tests a kind's name. A new kind is one new module, registered with
-:func:`register` (the built-in ones are registered at the bottom of this file).
+worker, the mails, the services, the API (and its OpenAPI document) and the pages all read the
+kind from here; none of them tests a kind's name (the Python client's ``start`` passes any kind
+and its options through).
+A new kind is one new module, registered with :func:`register` (the built-in ones are
+registered at the bottom of this file).
 
 The mail layer (``integration``) sits below this one: the runner hands it the kind, which it
 reads only through the two attributes of :class:`integration.notifications.ExecutionMailText`
