@@ -14,10 +14,19 @@ c. the platform's wall time against a bare scikit-learn script doing the same se
    same CSV files) in this process; target: ratio <= 1.3.
 
 Every number is measured with ``time.perf_counter`` in this run. Each timing is the best of
-``--repeats`` runs (default 2), the platform and the bare script alternating. The exit status is 1
+``--repeats`` runs (default 1), the platform and the bare script alternating. The exit status is 1
 if a target fails (after printing everything).
 
+With ``--baseline-commit REV`` it instead compares the platform's training at the working tree
+with the same training at commit REV (extracted with ``git archive``), side by side in this run:
+two worker processes of this script, one with each tree on ``sys.path`` and as ``cwd``, train
+the same datasets on the same splits with the same seeds, alternating which goes first. Targets:
+the same quality (mean held-out score within 1 accuracy point / 2 % RMSE of the baseline's; the
+same seeds should give the same models) and the same cost (CPU seconds new/baseline <= 1.1, wall
+seconds <= 1.25).
+
     .venv/bin/python benchmarks/model_quality.py [--datasets wine,digits] [--repeats 2]
+    .venv/bin/python benchmarks/model_quality.py --baseline-commit 852d790 [--datasets wine]
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -37,8 +48,11 @@ import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The code measured: the working tree, or (in a --baseline-commit worker) the baseline's tree.
+CODE_ROOT = Path(os.environ.get("TRAINYARD_CODE_ROOT") or Path(__file__).resolve().parents[1])
+sys.path.insert(0, str(CODE_ROOT))
 
+import baseline  # noqa: E402  (benchmarks/baseline.py, beside this script)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn import datasets  # noqa: E402
@@ -374,6 +388,181 @@ def print_table(outcomes: list[Outcome]) -> None:
               f"{float(np.mean(o.bare_scores)):.4f}")
 
 
+# -- side by side with a baseline commit (--baseline-commit) -------------------------------
+
+def serve_trainings() -> int:
+    """The worker of ``--baseline-commit``: for each JSON line ``{"dataset", "seed"}`` on stdin,
+    train on that split with the code of ``CODE_ROOT`` and answer one JSON line on stdout."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else the training prints goes to stderr
+    frames: dict[str, pd.DataFrame] = {}
+    for line in sys.stdin:
+        ask = json.loads(line)
+        name, seed = ask["dataset"], ask["seed"]
+        _, problem_type, metric = DATASETS[name]
+        frame = frames.setdefault(name, dataset_frame(name))
+        result, seconds, stages = run_platform(project_for(frame, problem_type, metric),
+                                               batch_files(frame, seed))
+        answers.write(json.dumps({
+            "algorithm": result["algorithm"], "score": float(result["metrics"][metric]),
+            "seconds": seconds, "cpu": result["_cpu_seconds"], "split": result["split"],
+            "stages": stages}) + "\n")
+        answers.flush()
+    return 0
+
+
+class Trainer:
+    """A worker process training with the code of one tree (its ``cwd`` and ``sys.path``)."""
+
+    def __init__(self, root: Path, log: Path):
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve-trainings"], cwd=root,
+            env={**os.environ, "TRAINYARD_CODE_ROOT": str(root)}, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=open(log, "wb"), text=True)
+
+    def train(self, dataset: str, seed: int) -> dict:
+        self.proc.stdin.write(json.dumps({"dataset": dataset, "seed": seed}) + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise SystemExit(f"a training worker failed; its log:\n"
+                             f"{self.log.read_text(errors='replace')[-3000:]}")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+@dataclass
+class Pair:
+    """One dataset trained by the working tree ("new") and the baseline on the same splits."""
+
+    dataset: str
+    metric: str
+    runs: dict[str, list[dict]]  # side -> the kept (fastest) run of each split
+    cpu: dict[str, float]  # side -> CPU seconds of all its runs
+
+    def scores(self, side: str) -> list[float]:
+        return [run["score"] for run in self.runs[side]]
+
+    def mean(self, side: str) -> float:
+        return float(np.mean(self.scores(side)))
+
+    def seconds(self, side: str) -> float:
+        return sum(run["seconds"] for run in self.runs[side])
+
+    @property
+    def same_models(self) -> int:
+        """Splits on which both chose the same model with the same held-out score."""
+        return sum(a["algorithm"] == b["algorithm"] and a["score"] == b["score"]
+                   for a, b in zip(self.runs["new"], self.runs["baseline"], strict=True))
+
+    @property
+    def quality_ok(self) -> bool:
+        if self.metric == "rmse":
+            return self.mean("new") <= self.mean("baseline") * (1 + MAX_RMSE_EXCESS)
+        return self.mean("new") >= self.mean("baseline") - MAX_ACCURACY_GAP
+
+    @property
+    def wall_ratio(self) -> float:
+        return baseline.ratio(self.seconds("new"), self.seconds("baseline"))
+
+    @property
+    def cpu_ratio(self) -> float:
+        return baseline.ratio(self.cpu["new"], self.cpu["baseline"])
+
+    @property
+    def speed_ok(self) -> bool:
+        return (self.cpu_ratio <= baseline.MAX_CPU_RATIO
+                and self.wall_ratio <= baseline.MAX_WALL_RATIO)
+
+
+def measure_pair(name: str, splits: int, repeats: int, trainers: dict[str, Trainer]) -> Pair:
+    pair = Pair(dataset=name, metric=DATASETS[name][2], runs={"new": [], "baseline": []},
+                cpu={"new": 0.0, "baseline": 0.0})
+    for seed in range(splits):
+        runs: dict[str, list[dict]] = {"new": [], "baseline": []}
+        for attempt in range(repeats):
+            order = ("new", "baseline") if (seed + attempt) % 2 == 0 else ("baseline", "new")
+            for side in order:
+                run = trainers[side].train(name, seed)
+                runs[side].append(run)
+                pair.cpu[side] += run["cpu"]
+        for side, done in runs.items():
+            pair.runs[side].append(min(done, key=lambda run: run["seconds"]))
+        if pair.runs["new"][-1]["split"] != pair.runs["baseline"][-1]["split"]:
+            print(f"{name}, split {seed}: the two trees held out different rows", flush=True)
+    return pair
+
+
+def print_comparison(pairs: list[Pair], short: str) -> None:
+    splits = len(pairs[0].runs["new"]) if pairs else 0
+    print(f"Per held-out split (seeds 0..{splits - 1}), working tree / baseline {short}:")
+    for p in pairs:
+        scores = "  ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(p.scores("new"),
+                                                              p.scores("baseline"), strict=True))
+        times = "  ".join(f"{a['seconds']:.2f}/{b['seconds']:.2f}"
+                          for a, b in zip(p.runs["new"], p.runs["baseline"], strict=True))
+        cpu = "  ".join(f"{a['cpu']:.2f}/{b['cpu']:.2f}"
+                        for a, b in zip(p.runs["new"], p.runs["baseline"], strict=True))
+        print(f"  {p.dataset:<14}{p.metric}: {scores}")
+        print(f"  {'':<14}seconds: {times}")
+        print(f"  {'':<14}CPU seconds: {cpu}")
+    print()
+    header = (f"{'dataset':<14}{'metric':<9}{'new (mean)':>11}{'base (mean)':>12}{'same':>6}"
+              f"{'quality':>9}{'new s':>8}{'base s':>8}{'ratio':>7}{'CPU ratio':>10}"
+              f"{'speed':>7}  chosen (new)")
+    print(header)
+    print("-" * len(header))
+    for p in pairs:
+        print(f"{p.dataset:<14}{p.metric:<9}{p.mean('new'):>11.4f}{p.mean('baseline'):>12.4f}"
+              f"{f'{p.same_models}/{splits}':>6}{'PASS' if p.quality_ok else 'FAIL':>9}"
+              f"{p.seconds('new'):>8.2f}{p.seconds('baseline'):>8.2f}{p.wall_ratio:>7.2f}"
+              f"{p.cpu_ratio:>10.2f}{'PASS' if p.speed_ok else 'FAIL':>7}  "
+              f"{_chosen([run['algorithm'] for run in p.runs['new']])}")
+    print()
+    print(f"No regression beyond noise means, per dataset: mean held-out score within "
+          f"{MAX_ACCURACY_GAP:.2f} accuracy / {MAX_RMSE_EXCESS:.0%} RMSE of the baseline's "
+          f"(\"same\": splits with the same model and score; the same seeds should give the "
+          f"same models), CPU seconds new/baseline <= {baseline.MAX_CPU_RATIO} and summed wall "
+          f"seconds <= {baseline.MAX_WALL_RATIO} (wall time moves more with other load).")
+    for p in pairs:
+        for side in ("new", "baseline"):
+            stages = ", ".join(f"{stage} {seconds:.2f}"
+                               for stage, seconds in p.runs[side][0]["stages"].items())
+            print(f"{p.dataset}, {side}: stages of split 0 (s): {stages}")
+
+
+def compare(names: list[str], splits: int, repeats: int, rev: str) -> int:
+    began = time.perf_counter()
+    with baseline.checkout(rev) as (folder, short), tempfile.TemporaryDirectory() as logs:
+        trainers = {"new": Trainer(baseline.ROOT, Path(logs) / "new.log"),
+                    "baseline": Trainer(folder, Path(logs) / "baseline.log")}
+        try:
+            for side, trainer in trainers.items():  # untimed: imports, lazy loads, caches
+                print(f"warm-up training ({side})", file=sys.stderr)
+                trainer.train(names[0], 0)
+            pairs = []
+            for name in names:
+                pairs.append(measure_pair(name, splits, repeats, trainers))
+                print(f"measured {name} ({time.perf_counter() - began:.0f} s so far)",
+                      file=sys.stderr)
+        finally:
+            for trainer in trainers.values():
+                trainer.close()
+    print_comparison(pairs, short)
+    print(f"\nTotal benchmark time {time.perf_counter() - began:.0f} s ({THREADS} thread, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end).")
+    failed = [p.dataset for p in pairs if not (p.quality_ok and p.speed_ok)]
+    if failed:
+        print(f"FAILED targets on: {', '.join(failed)}")
+        return 1
+    print(f"No regression against {short} beyond noise.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS),
@@ -383,13 +572,21 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 5)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="timing runs per side and split; the best is kept (default 1)")
+    parser.add_argument("--baseline-commit", metavar="REV",
+                        help="compare the platform's training with that of commit REV, "
+                             "side by side, instead of with HGB and bare scikit-learn")
+    parser.add_argument("--serve-trainings", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_trainings:
+        return serve_trainings()
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = [n for n in names if n not in DATASETS]
     if unknown or not names:
         parser.error(f"unknown datasets {unknown}; choose among {', '.join(DATASETS)}")
     if args.repeats < 1 or args.splits < 1:
         parser.error("--splits and --repeats must be at least 1")
+    if args.baseline_commit:
+        return compare(names, args.splits, args.repeats, args.baseline_commit)
     began = time.perf_counter()
     outcomes = []
     for name in names:

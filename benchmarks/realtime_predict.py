@@ -19,7 +19,15 @@ in-process ``predict`` time (the floor), and PASS/FAIL lines for the targets:
 
 Exits 1 when a target fails (after printing everything).
 
+With ``--baseline-commit REV`` MLflow is left out: a second Trainyard server runs the code of
+commit REV (extracted with ``git archive``, same venv) on a copy of the same trained project
+(trained by the baseline, so the working tree opens an older database, as an upgrade does), and
+the same load generator drives both, alternating per cell. It prints the ratios new/baseline of
+requests/s and of server CPU per request per cell; target on every cell: requests/s >= 0.9x and
+CPU per request <= 1.1x the baseline's (no regression beyond run-to-run noise).
+
     .venv/bin/python benchmarks/realtime_predict.py [--seconds 20] [--quick] [--rows 200000]
+    .venv/bin/python benchmarks/realtime_predict.py --baseline-commit 852d790 [--quick]
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +51,7 @@ import warnings
 from datetime import date
 from pathlib import Path
 
+import baseline  # benchmarks/baseline.py, beside this script
 import joblib
 import numpy as np
 import pandas as pd
@@ -123,12 +133,15 @@ def wait_for(url: str, proc: subprocess.Popen, log: Path, seconds: float) -> flo
     raise SystemExit(f"{url} did not answer within {seconds:.0f} s; see {log}")
 
 
-def start_trainyard(workdir: Path, port: int) -> subprocess.Popen:
+def start_trainyard(workdir: Path, port: int, root: Path = ROOT) -> subprocess.Popen:
+    """``python -m app`` with the code of ``root`` (the working tree, or a baseline's)."""
     env = {**os.environ, "DATA_DIR": str(workdir / "data"),
            "INSTANCE_DIR": str(workdir / "instance"), "TRAINYARD_PORT": str(port),
            "TRAINYARD_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"}
+    env.pop("PYTHONPATH", None)
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "trainyard.log"
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
                             start_new_session=True)
     wait_for(f"http://127.0.0.1:{port}/healthz", proc, log, 60)
@@ -398,6 +411,31 @@ def floor_ms(model, records: list[dict], repeats: int) -> tuple[float, float]:
     return float(np.median(predict)) * 1000, float(np.median(both)) * 1000
 
 
+def load_phase(targets: list[Target], frame: pd.DataFrame,
+               seconds: float) -> tuple[dict, float, float]:
+    """Every cell on every target in turn; returns the results and the load averages before
+    and after."""
+    results = {}
+    load = os.getloadavg()[0]
+    print(f"\nLoad: {seconds:.0f} s per cell, servers alternating; load average before: "
+          f"{load:.2f} on {os.cpu_count()} CPUs", flush=True)
+    for rows in PAYLOAD_ROWS:
+        records = payloads(frame, rows, DISTINCT_PAYLOADS, seed=rows)
+        for target in targets:  # warm-up: connections, code paths, model cache
+            run_load(target, [target.body(r) for r in records], rows, 4, 1.0)
+        for conc in CONCURRENCY:
+            for target in targets:
+                bodies = [target.body(r) for r in records]
+                result = run_load(target, bodies, rows, conc, seconds)
+                results[(target.name, rows, conc)] = result
+                print(f"  {target.name:<10} {rows:>3} row(s) x {conc:>2}: "
+                      f"{result['rps']:7.1f} req/s  p50 {result['p50']:6.1f} ms  "
+                      f"p99 {result['p99']:6.1f} ms  server CPU {result['cpu_ms']:5.2f} ms/req"
+                      f"  errors {result['errors']}"
+                      + (f" {result['statuses']}" if result["errors"] else ""), flush=True)
+    return results, load, os.getloadavg()[0]
+
+
 # -- report ----------------------------------------------------------------------------------
 
 def print_table(results: dict, floors: dict) -> None:
@@ -419,19 +457,102 @@ def print_table(results: dict, floors: dict) -> None:
               f"predict + predict_proba {floors[rows][1]:.2f} ms")
 
 
+def print_comparison(results: dict, floors: dict, short: str) -> list[tuple[str, bool]]:
+    """The table new against baseline; returns the per-cell checks."""
+    print(f"\n{'payload':>8} {'conc':>5} | {'server':<10}{'req/s':>9}{'rows/s':>10}"
+          f"{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'errors':>8} | {'req/s ratio':>11}"
+          f"{'CPU ratio':>10}{'verdict':>8}")
+    checks = []
+    for rows in PAYLOAD_ROWS:
+        for conc in CONCURRENCY:
+            new, old = results[("new", rows, conc)], results[("baseline", rows, conc)]
+            rps, cpu = baseline.ratio(new["rps"], old["rps"]), baseline.ratio(new["cpu_ms"],
+                                                                              old["cpu_ms"])
+            passed = rps >= baseline.MIN_RPS_RATIO and cpu <= baseline.MAX_CPU_RATIO
+            checks.append((f"{rows} row(s) x {conc}: req/s new/baseline {rps:.2f}, CPU per "
+                           f"request {cpu:.2f}", passed))
+            for name, r in (("new", new), (f"base {short}", old)):
+                extra = (f"{rps:>11.2f}{cpu:>10.2f}{'PASS' if passed else 'FAIL':>8}"
+                         if name == "new" else "")
+                print(f"{rows:>8} {conc:>5} | {name:<10}{r['rps']:>9.1f}{r['rows_s']:>10.0f}"
+                      f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_ms']:>11.2f}{r['errors']:>8} | "
+                      f"{extra}")
+    for rows in PAYLOAD_ROWS:
+        print(f"floor, {rows:>3} row(s) in-process: predict {floors[rows][0]:.2f} ms, "
+              f"predict + predict_proba {floors[rows][1]:.2f} ms")
+    print(f"\nNo regression beyond noise means, on every cell: requests/s new/baseline >= "
+          f"{baseline.MIN_RPS_RATIO} and server CPU per request new/baseline <= "
+          f"{baseline.MAX_CPU_RATIO} (the CPU column is the steadier one on a busy machine).")
+    return checks
+
+
+def compare_with_baseline(rev: str, rows: int, seconds: float, keep: bool) -> int:
+    """The working tree's server against one running commit ``rev``, on the same project."""
+    with baseline.checkout(rev) as (folder, short):
+        workdir = Path(tempfile.mkdtemp(prefix="trainyard-realtime-"))
+        old = new = None
+        try:
+            old_port, new_port = free_port(), free_port()
+            old = start_trainyard(workdir / "baseline", old_port, folder)
+            frame = dataset(rows)
+            token, project_id, version = train_in_trainyard(f"http://127.0.0.1:{old_port}",
+                                                            frame)
+            model_file = workdir / "model.joblib"
+            download_model(f"http://127.0.0.1:{old_port}", token, project_id, version,
+                           model_file)
+            stop(old)  # copy its data and database at rest: the same project for both
+            shutil.copytree(workdir / "baseline", workdir / "new")
+            old = start_trainyard(workdir / "baseline", old_port, folder)
+            new = start_trainyard(workdir / "new", new_port)
+            print(f"Started the working tree's server on a copy of {short}'s data", flush=True)
+            path = f"/api/v1/projects/{project_id}/predict"
+            targets = [Target("new", new_port, path, "records", token, pgid=new.pid),
+                       Target("baseline", old_port, path, "records", token, pgid=old.pid)]
+            check = payloads(frame, 100, 1, seed=99)[0]
+            answers = [t.predict(check) for t in targets]
+            if answers[0] != answers[1]:
+                raise SystemExit("the two servers predict differently for the same rows")
+            print("Both servers return identical predictions for 100 check rows", flush=True)
+            model = joblib.load(model_file)
+            floors = {n: floor_ms(model, payloads(frame, n, 1, seed=5)[0], 200)
+                      for n in PAYLOAD_ROWS}
+            results, load, load_after = load_phase(targets, frame, seconds)
+        finally:
+            stop(new)
+            stop(old)
+            if keep:
+                print(f"kept {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nMeasured {date.today().isoformat()}, working tree against {short}, "
+          f"{os.cpu_count()} CPUs, load average {load:.2f} before / {load_after:.2f} after the "
+          "load phase")
+    checks = print_comparison(results, floors, short)
+    errors = sum(r["errors"] for r in results.values())
+    checks.append((f"every response 200: {errors} errors", errors == 0))
+    print()
+    for text, passed in checks:
+        print(f"{'PASS' if passed else 'FAIL'}: {text}")
+    return 0 if all(p for _, p in checks) else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each cell")
     parser.add_argument("--quick", action="store_true", help="5 s per cell")
     parser.add_argument("--rows", type=int, default=200_000, help="training rows")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--baseline-commit", metavar="REV",
+                        help="instead of MLflow, measure a Trainyard server at commit REV "
+                             "side by side with the working tree's")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else args.seconds
+    if args.baseline_commit:
+        return compare_with_baseline(args.baseline_commit, args.rows, seconds, args.keep)
 
     mlflow_python = ensure_mlflow_venv()
     workdir = Path(tempfile.mkdtemp(prefix="trainyard-realtime-"))
     trainyard = mlflow = None
-    results: dict = {}
     try:
         port = free_port()
         trainyard = start_trainyard(workdir, port)
@@ -461,30 +582,11 @@ def main() -> int:
         floors = {rows: floor_ms(model, payloads(frame, rows, 1, seed=5)[0], 200)
                   for rows in PAYLOAD_ROWS}
 
-        load = os.getloadavg()[0]
-        print(f"\nLoad: {seconds:.0f} s per cell, servers alternating; load average before: "
-              f"{load:.2f} on {os.cpu_count()} CPUs", flush=True)
-        for rows in PAYLOAD_ROWS:
-            records = payloads(frame, rows, DISTINCT_PAYLOADS, seed=rows)
-            for target in targets:  # warm-up: connections, code paths, model cache
-                run_load(target, [target.body(r) for r in records], rows, 4, 1.0)
-            for conc in CONCURRENCY:
-                for target in targets:
-                    bodies = [target.body(r) for r in records]
-                    result = run_load(target, bodies, rows, conc, seconds)
-                    results[(target.name, rows, conc)] = result
-                    print(f"  {target.name:<10} {rows:>3} row(s) x {conc:>2}: "
-                          f"{result['rps']:7.1f} req/s  p50 {result['p50']:6.1f} ms  "
-                          f"p99 {result['p99']:6.1f} ms  server CPU {result['cpu_ms']:5.2f} ms/req"
-                          f"  errors {result['errors']}"
-                          + (f" {result['statuses']}" if result["errors"] else ""), flush=True)
-        load_after = os.getloadavg()[0]
+        results, load, load_after = load_phase(targets, frame, seconds)
     finally:
         stop(mlflow)
         stop(trainyard)
         if not args.keep:
-            import shutil
-
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"kept {workdir}")
