@@ -22,7 +22,8 @@ Exits 1 when a target fails (after printing everything).
 With ``--baseline-commit REV`` MLflow is left out: a second Trainyard server runs the code of
 commit REV (extracted with ``git archive``, same venv) on a copy of the same trained project
 (trained by the baseline, so the working tree opens an older database, as an upgrade does), and
-the same load generator drives both, alternating per cell. It prints the ratios new/baseline of
+the same load generator drives both, alternating per cell, ``--rounds`` times (default 3, the
+order reversed every other round). It prints the ratios new/baseline of the medians of
 requests/s and of server CPU per request per cell; target on every cell: requests/s >= 0.9x and
 CPU per request <= 1.1x the baseline's (no regression beyond run-to-run noise).
 
@@ -411,28 +412,49 @@ def floor_ms(model, records: list[dict], repeats: int) -> tuple[float, float]:
     return float(np.median(predict)) * 1000, float(np.median(both)) * 1000
 
 
-def load_phase(targets: list[Target], frame: pd.DataFrame,
-               seconds: float) -> tuple[dict, float, float]:
-    """Every cell on every target in turn; returns the results and the load averages before
-    and after."""
+def median_of(rounds: list[dict]) -> dict:
+    """One cell's rounds as one result: the median of each figure, the errors summed."""
+    if len(rounds) == 1:
+        return rounds[0]
+    statuses: dict[int, int] = {}
+    for r in rounds:
+        for status, count in r["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    return {**{key: float(np.median([r[key] for r in rounds]))
+               for key in ("rps", "rows_s", "cpu_ms", "p50", "p99")},
+            "requests": sum(r["requests"] for r in rounds),
+            "errors": sum(r["errors"] for r in rounds), "statuses": statuses}
+
+
+def load_phase(targets: list[Target], frame: pd.DataFrame, seconds: float,
+               rounds: int = 1) -> tuple[dict, float, float]:
+    """Every cell on every target in turn, ``rounds`` times (the order of the targets reversed
+    every other round; the median of the rounds is kept); returns the results and the load
+    averages before and after."""
     results = {}
     load = os.getloadavg()[0]
-    print(f"\nLoad: {seconds:.0f} s per cell, servers alternating; load average before: "
-          f"{load:.2f} on {os.cpu_count()} CPUs", flush=True)
+    print(f"\nLoad: {seconds:.0f} s per cell" + (f" and round, {rounds} rounds" if rounds > 1
+                                                 else "")
+          + f", servers alternating; load average before: {load:.2f} on {os.cpu_count()} CPUs",
+          flush=True)
     for rows in PAYLOAD_ROWS:
         records = payloads(frame, rows, DISTINCT_PAYLOADS, seed=rows)
         for target in targets:  # warm-up: connections, code paths, model cache
             run_load(target, [target.body(r) for r in records], rows, 4, 1.0)
         for conc in CONCURRENCY:
-            for target in targets:
-                bodies = [target.body(r) for r in records]
-                result = run_load(target, bodies, rows, conc, seconds)
-                results[(target.name, rows, conc)] = result
-                print(f"  {target.name:<10} {rows:>3} row(s) x {conc:>2}: "
-                      f"{result['rps']:7.1f} req/s  p50 {result['p50']:6.1f} ms  "
-                      f"p99 {result['p99']:6.1f} ms  server CPU {result['cpu_ms']:5.2f} ms/req"
-                      f"  errors {result['errors']}"
-                      + (f" {result['statuses']}" if result["errors"] else ""), flush=True)
+            cell: dict[str, list[dict]] = {target.name: [] for target in targets}
+            for turn in range(rounds):
+                for target in (targets if turn % 2 == 0 else targets[::-1]):
+                    bodies = [target.body(r) for r in records]
+                    result = run_load(target, bodies, rows, conc, seconds)
+                    cell[target.name].append(result)
+                    print(f"  {target.name:<10} {rows:>3} row(s) x {conc:>2}: "
+                          f"{result['rps']:7.1f} req/s  p50 {result['p50']:6.1f} ms  "
+                          f"p99 {result['p99']:6.1f} ms  server CPU {result['cpu_ms']:5.2f} "
+                          f"ms/req  errors {result['errors']}"
+                          + (f" {result['statuses']}" if result["errors"] else ""), flush=True)
+            for name, measured in cell.items():
+                results[(name, rows, conc)] = median_of(measured)
     return results, load, os.getloadavg()[0]
 
 
@@ -480,13 +502,15 @@ def print_comparison(results: dict, floors: dict, short: str) -> list[tuple[str,
     for rows in PAYLOAD_ROWS:
         print(f"floor, {rows:>3} row(s) in-process: predict {floors[rows][0]:.2f} ms, "
               f"predict + predict_proba {floors[rows][1]:.2f} ms")
-    print(f"\nNo regression beyond noise means, on every cell: requests/s new/baseline >= "
+    print(f"\nNo regression beyond noise means, on every cell (medians of the rounds): "
+          f"requests/s new/baseline >= "
           f"{baseline.MIN_RPS_RATIO} and server CPU per request new/baseline <= "
           f"{baseline.MAX_CPU_RATIO} (the CPU column is the steadier one on a busy machine).")
     return checks
 
 
-def compare_with_baseline(rev: str, rows: int, seconds: float, keep: bool) -> int:
+def compare_with_baseline(rev: str, rows: int, seconds: float, rounds: int,
+                          keep: bool) -> int:
     """The working tree's server against one running commit ``rev``, on the same project."""
     with baseline.checkout(rev) as (folder, short):
         workdir = Path(tempfile.mkdtemp(prefix="trainyard-realtime-"))
@@ -516,7 +540,7 @@ def compare_with_baseline(rev: str, rows: int, seconds: float, keep: bool) -> in
             model = joblib.load(model_file)
             floors = {n: floor_ms(model, payloads(frame, n, 1, seed=5)[0], 200)
                       for n in PAYLOAD_ROWS}
-            results, load, load_after = load_phase(targets, frame, seconds)
+            results, load, load_after = load_phase(targets, frame, seconds, rounds)
         finally:
             stop(new)
             stop(old)
@@ -545,10 +569,14 @@ def main() -> int:
     parser.add_argument("--baseline-commit", metavar="REV",
                         help="instead of MLflow, measure a Trainyard server at commit REV "
                              "side by side with the working tree's")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --baseline-commit: rounds per cell, alternating the two "
+                             "servers' order; the medians are compared (default 3)")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else args.seconds
     if args.baseline_commit:
-        return compare_with_baseline(args.baseline_commit, args.rows, seconds, args.keep)
+        return compare_with_baseline(args.baseline_commit, args.rows, seconds,
+                                     max(1, args.rounds), args.keep)
 
     mlflow_python = ensure_mlflow_venv()
     workdir = Path(tempfile.mkdtemp(prefix="trainyard-realtime-"))
