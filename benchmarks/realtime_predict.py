@@ -493,7 +493,7 @@ def print_comparison(results: dict, floors: dict, short: str) -> list[tuple[str,
             passed = rps >= baseline.MIN_RPS_RATIO and cpu <= baseline.MAX_CPU_RATIO
             checks.append((f"{rows} row(s) x {conc}: req/s new/baseline {rps:.2f}, CPU per "
                            f"request {cpu:.2f}", passed))
-            for name, r in (("new", new), (f"base {short}", old)):
+            for name, r in (("new", new), ("baseline", old)):
                 extra = (f"{rps:>11.2f}{cpu:>10.2f}{'PASS' if passed else 'FAIL':>8}"
                          if name == "new" else "")
                 print(f"{rows:>8} {conc:>5} | {name:<10}{r['rps']:>9.1f}{r['rows_s']:>10.0f}"
