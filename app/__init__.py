@@ -233,14 +233,6 @@ def _install_guards(app: Flask, db: Database) -> None:
         return None
 
     @app.before_request
-    def check_csrf():
-        if request.method in SAFE_METHODS or g.api_token is not None or \
-                request.endpoint in CSRF_EXEMPT:
-            return None
-        csrf.protect()
-        return None
-
-    @app.before_request
     def require_login():
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
             return None
@@ -251,6 +243,16 @@ def _install_guards(app: Flask, db: Database) -> None:
         if db.users.count() == 0:
             return redirect(url_for("auth.setup"))
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    # After the login check: an anonymous call is told to log in (401, or the login page), not
+    # that a CSRF token is missing; the public endpoints (the login form) are still checked.
+    @app.before_request
+    def check_csrf():
+        if request.method in SAFE_METHODS or g.api_token is not None or \
+                request.endpoint in CSRF_EXEMPT:
+            return None
+        csrf.protect()
+        return None
 
     @app.after_request
     def security_headers(response):

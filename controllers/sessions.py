@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import session
+from flask import g, session
 from flask_login import login_user, logout_user
 
 from controllers.services import context, services
@@ -16,6 +16,7 @@ def sign_in(user, *, api_token_id: str | None = None) -> None:
     session["sid"] = (f"token:{api_token_id}" if api_token_id
                       else accounts.open_session(context(), user))
     login_user(user)
+    _rotate_csrf_token()
 
 
 def sign_out(*, audited: bool = False) -> None:
@@ -27,6 +28,14 @@ def sign_out(*, audited: bool = False) -> None:
     else:
         accounts.close_session(context(), sid)
     logout_user()
+    _rotate_csrf_token()
+
+
+def _rotate_csrf_token() -> None:
+    """Forget this client's CSRF token: the next page or ``generate_csrf()`` makes a new one, so
+    a token seen before a login (or a logout) is refused after it."""
+    session.pop("csrf_token", None)  # Flask-WTF's raw token (WTF_CSRF_FIELD_NAME)
+    g.pop("csrf_token", None)  # and its signed copy cached for this request
 
 
 def session_is_open(user_id: str) -> bool:
