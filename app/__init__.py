@@ -10,6 +10,7 @@ from flask import Flask, g, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user
 from flask_mail import Message
+from werkzeug.exceptions import RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
@@ -43,6 +44,9 @@ PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "auth.register", "auth.forgot", 
 #: endpoints without a CSRF check: they create a session from credentials, not from a cookie
 CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: the longest request line (method, address, protocol) answered: gunicorn's default limit,
+#: now checked here so that the 414 is JSON under /api and a page elsewhere
+URI_LIMIT = 4094
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -214,6 +218,15 @@ def _smtp_sender(app: Flask):
 
 
 def _install_guards(app: Flask, db: Database) -> None:
+    @app.before_request
+    def limit_uri():
+        environ = request.environ
+        uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path
+        if len(request.method) + len(uri) + len(environ.get("SERVER_PROTOCOL", "")) + 2 > \
+                URI_LIMIT:
+            raise RequestURITooLarge(f"The address is longer than the {URI_LIMIT} characters "
+                                     "allowed.")
+
     @app.before_request
     def authenticate_bearer():
         """``Authorization: Bearer <token>`` authenticates this request alone (no session)."""

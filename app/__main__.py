@@ -110,6 +110,8 @@ def settle_heap() -> None:
 
 #: how long an idle kept-alive HTTP connection stays open
 KEEPALIVE_SECONDS = 30
+#: the longest request line gunicorn reads (its maximum; above app.URI_LIMIT)
+GUNICORN_REQUEST_LINE = 8190
 
 
 def _serve_with_gunicorn(host: str, port: int, threads: int) -> None:
@@ -119,7 +121,11 @@ def _serve_with_gunicorn(host: str, port: int, threads: int) -> None:
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", 1)
-            self.cfg.set("worker_class", "gthread")
+            # gthread, answering the requests gunicorn cannot parse in the API's JSON error shape
+            self.cfg.set("worker_class", "app.gunicorn_worker.JsonErrorWorker")
+            # gunicorn's largest: the app answers request lines over app.URI_LIMIT itself (as a
+            # page or as JSON, by the path), gunicorn only those too long to read
+            self.cfg.set("limit_request_line", GUNICORN_REQUEST_LINE)
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 120)
             # gunicorn's default keep-alive is 2 s: a client polling every 2 s (the CLI following

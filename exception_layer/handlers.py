@@ -13,8 +13,8 @@ log = logging.getLogger("trainyard.errors")
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "access_denied",
                404: "not_found", 405: "method_not_allowed", 409: "conflict",
-               413: "payload_too_large", 415: "unsupported_media_type",
-               422: "validation_failed", 429: "too_many_requests"}
+               413: "payload_too_large", 414: "uri_too_long", 415: "unsupported_media_type",
+               422: "validation_failed", 429: "too_many_requests", 431: "headers_too_large"}
 
 
 def wants_json() -> bool:

@@ -141,3 +141,55 @@ def test_large_uploads_to_s3_arrive_whole_and_a_cut_one_leaves_no_parts(tmp_path
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # our own process group, by its id
         server.wait(timeout=30)
+
+
+def _raw_answer(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is; (status, headers, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        answer = http.client.HTTPResponse(connection)
+        answer.begin()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+
+
+def test_requests_too_long_or_malformed_get_the_json_error_shape_under_api(tmp_path):
+    """Issue 21 item 12: a 414 or a bad header under /api answered gunicorn's HTML page. The app
+    answers long addresses itself (JSON under /api, the error page elsewhere); what gunicorn
+    must answer itself, before the app (a line too long to read, a header it cannot parse), it
+    answers in the JSON error shape."""
+    port = free_port()
+    server = start_server(tmp_path, port)
+    try:
+        host = b"Host: t\r\n"
+        cases = {
+            "5000-byte address": (b"GET /api/v1/projects?x=" + b"a" * 5000 + b" HTTP/1.1\r\n"
+                                  + host + b"\r\n", 414, "uri_too_long"),
+            "9000-byte address": (b"GET /api/v1/projects?x=" + b"a" * 9000 + b" HTTP/1.1\r\n"
+                                  + host + b"\r\n", 414, "uri_too_long"),
+            "space in a header name": (b"GET /api/v1/projects HTTP/1.1\r\n" + host +
+                                       b"Bad Header: x\r\n\r\n", 400, "bad_request"),
+            "control character": (b"GET /api/v1/projects HTTP/1.1\r\n" + host +
+                                  b"X-A: a\x01b\r\n\r\n", 400, "bad_request"),
+            "bad Content-Length": (b"POST /api/v1/session HTTP/1.1\r\n" + host +
+                                   b"Content-Length: abc\r\n\r\n", 400, "bad_request"),
+            "header too large": (b"GET /api/v1/projects HTTP/1.1\r\n" + host + b"X-A: " +
+                                 b"a" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
+        }
+        for name, (request, status, code) in cases.items():
+            answered, headers, body = _raw_answer(port, request)
+            assert answered == status, (name, answered, body[:300])
+            assert headers["content-type"].startswith("application/json"), (name, body[:300])
+            error = json.loads(body)["error"]
+            assert error["code"] == code and error["message"], (name, error)
+        # A page's long address gets the error page.
+        answered, headers, body = _raw_answer(
+            port, b"GET /login?x=" + b"a" * 5000 + b" HTTP/1.1\r\n" + host + b"\r\n")
+        assert answered == 414 and headers["content-type"].startswith("text/html")
+        assert b'data-error-code="uri_too_long"' in body
+        # An address within the limit is served as before.
+        answered, _, _ = _raw_answer(port, b"GET /healthz?x=" + b"a" * 3000 + b" HTTP/1.1\r\n"
+                                     + host + b"\r\n")
+        assert answered == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # our own process group, by its id
+        server.wait(timeout=30)
