@@ -57,3 +57,12 @@ def test_the_csrf_token_changes_at_api_login_and_logout(client, auth):
     response = client.post("/login", data={"email": ADMIN["email"],
                                            "password": ADMIN["password"], "csrf_token": after})
     assert response.status_code == 400
+
+
+def test_a_long_address_gets_414_as_json_under_api_and_as_a_page_elsewhere(client):
+    api = client.get("/api/v1/projects?x=" + "a" * 5000)
+    assert api.status_code == 414 and api.get_json()["error"]["code"] == "uri_too_long"
+    page = client.get("/login?x=" + "a" * 5000)
+    assert page.status_code == 414 and 'data-error-code="uri_too_long"' in \
+        page.get_data(as_text=True)
+    assert client.get("/healthz?x=" + "a" * 3000).status_code == 200
