@@ -9,8 +9,10 @@ import gc
 import pytest
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.test import EnvironBuilder
 
+from app import URI_LIMIT
 from app import __main__ as cli
 
 
@@ -29,7 +31,8 @@ def gunicorn_server(tmp_path, monkeypatch):
 def test_gunicorn_runs_one_process_of_threads_with_a_long_keep_alive(gunicorn_server):
     cfg = gunicorn_server.cfg
     assert cfg.bind == ["127.0.0.1:5125"] and cfg.workers == 1 and cfg.threads == 12
-    assert cfg.worker_class_str == "gthread"
+    assert issubclass(cfg.worker_class, ThreadWorker)  # gthread, with JSON request errors
+    assert cfg.limit_request_line == cli.GUNICORN_REQUEST_LINE > URI_LIMIT  # the app's 414
     assert cfg.keepalive == cli.KEEPALIVE_SECONDS > 2  # gunicorn's default is 2 s
 
 
