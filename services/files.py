@@ -378,8 +378,3 @@ def follow_link(ctx: Context, token: str) -> tuple[Project, str]:
         raise NotFound("This download link no longer works: the file was replaced since; ask "
                        "for a new link.")
     return project, path
-
-
-def output_size(ctx: Context, project: Project, path: str) -> int:
-    """The size of the file ``path`` (NotFound when missing)."""
-    return ctx.platform.resolver.files(project).stat(path).size

@@ -181,10 +181,6 @@ def all_kinds() -> tuple[ExecutionKind, ...]:
     return tuple(_KINDS.values())
 
 
-def kind_names() -> tuple[str, ...]:
-    return tuple(_KINDS)
-
-
 def find_kind(name: str | None) -> ExecutionKind | None:
     """The kind ``name``, or None if none is registered under it."""
     return _KINDS.get(name) if name else None
