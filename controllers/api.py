@@ -41,7 +41,7 @@ from controllers.openapi import (
     ref,
     spec,
 )
-from controllers.rendering import file_response, uploads
+from controllers.rendering import file_response, overwrite_asked, uploads
 from controllers.services import context
 from controllers.sessions import sign_in, sign_out
 from controllers.spliced_body import spliceable, write_all
@@ -80,6 +80,8 @@ AFTER_SEQ = query("after_seq", {"type": "integer", "minimum": 0, "maximum": MAX_
                   "the sequence number of the last line already read")
 FOLDER = query("path", description="a folder, ending with '/' (empty: the project's root)")
 FILE_PATH = query("path", required=True, description="a file; a folder when it ends with '/'")
+OVERWRITE = query("overwrite", {"type": "boolean", "default": False},
+                  "replace files that exist already (else 409 naming them)")
 FOLDER_INPUT = {"type": "object", "required": ["path"], "properties": {"path": _TEXT}}
 FOLDER_ANSWER = FOLDER_INPUT
 MOVE_INPUT = {"type": "object", "required": ["path", "to"],
@@ -245,16 +247,19 @@ def list_files(project_id):
 
 
 @bp.post("/projects/<project_id>/files")
-@spec("Files", query=(FOLDER,), request=multipart(files={"type": "array", "items": FILE}),
-      responses={201: "Uploaded"}, errors=(413, 422, 502, 503))
+@spec("Files", query=(FOLDER, OVERWRITE),
+      request=multipart(files={"type": "array", "items": FILE}),
+      responses={201: "Uploaded"}, errors=(409, 413, 422, 502, 503))
 def upload_files(project_id):
-    """Upload files into a folder: all of them or none.
+    """Upload files into a folder: all of them or none; existing files are replaced only with
+    ``overwrite=true``.
 
     Files going into the batch folders are checked against the project's schema first.
     """
     project = load_project(project_id=project_id, need="editor")
     stored = files.upload(context(), project, request.args.get("path", ""),
-                          uploads(request.files.getlist("files")))
+                          uploads(request.files.getlist("files")),
+                          overwrite=overwrite_asked(request.args))
     return jsonify({"uploaded": stored}), 201
 
 
@@ -573,12 +578,12 @@ class _HeadThenRest:
 
 
 @bp.put("/projects/<project_id>/files/content")
-@spec("Files", query=(query("path", required=True, description="the file's path"),),
+@spec("Files", query=(query("path", required=True, description="the file's path"), OVERWRITE),
       request=Body("application/octet-stream", FILE, "The file's bytes."),
       responses={201: {"type": "object", "required": ["path", "size"],
                        "properties": {"path": {"type": "string"},
                                       "size": {"type": "integer"}}}},
-      errors=(413, 422, 502, 503))
+      errors=(409, 413, 422, 502, 503))
 def put_file(project_id):
     """Upload one file as the raw request body (streamed into the storage, never held whole
     in memory): ``PUT ...?path=training_batch_files/name.csv``. Batch files are checked against
@@ -593,7 +598,7 @@ def put_file(project_id):
     head = stream.read(HEAD_BYTES)
     stored = files.put(context(), project, request.args.get("path", ""), head,
                        _HeadThenRest(head, stream, limit), size=request.content_length,
-                       content_type=request.mimetype)
+                       content_type=request.mimetype, overwrite=overwrite_asked(request.args))
     return jsonify(stored), 201
 
 

@@ -17,7 +17,7 @@ from flask_login import current_user
 from werkzeug.routing import BaseConverter, ValidationError
 
 from controllers.access import load_project, require_admin, require_user, visible_projects
-from controllers.rendering import file_response, uploads
+from controllers.rendering import file_response, overwrite_asked, uploads
 from controllers.services import context
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
@@ -225,7 +225,8 @@ def upload(slug):
     """Upload files into a folder (all or none; JSON answer for the upload script)."""
     project = load_project(slug=slug, need="editor")
     stored = project_files.upload(context(), project, request.args.get("path", ""),
-                                  uploads(request.files.getlist("files")))
+                                  uploads(request.files.getlist("files")),
+                                  overwrite=overwrite_asked(request.args))
     return jsonify({"uploaded": stored}), 201
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from flask import Response, redirect, send_file, stream_with_context
 
+from exception_layer import BadRequest
 from services.files import Download, Upload
 
 
@@ -26,7 +28,39 @@ def file_response(download: Download) -> Response:
     return response
 
 
+#: the quoted filename parameter of a multipart part's Content-Disposition, as sent
+_QUOTED_FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*"([^"]*)"', re.IGNORECASE)
+#: what browsers (HTML's multipart/form-data encoding) send for LF, CR and '"' in a name
+_HTML_ESCAPES = re.compile(r"%0A|%0D|%22", re.IGNORECASE)
+
+
+def sent_file_name(part) -> str:
+    """The file name of a multipart part as the client sent it.
+
+    Werkzeug reads a quoted name's backslashes as escapes (``..\\x.csv`` becomes ``..x.csv``)
+    and keeps a browser's ``%0A`` for a line break; here the backslash stays and ``%0A``,
+    ``%0D`` and ``%22`` become the characters they stand for, so that the name checks refuse
+    them with a reason instead of storing another name. An RFC 5987 ``filename*`` is
+    Werkzeug's to decode.
+    """
+    disposition = part.headers.get("Content-Disposition", "") if part.headers else ""
+    match = _QUOTED_FILENAME.search(disposition)
+    if match is None or "filename*" in disposition.lower():
+        return part.filename
+    escapes = {"%0a": "\n", "%0d": "\r", "%22": '"'}
+    return _HTML_ESCAPES.sub(lambda m: escapes[m.group(0).lower()], match.group(1))
+
+
+def overwrite_asked(args) -> bool:
+    """The ``overwrite`` query parameter: true replaces existing files (default false)."""
+    value = str(args.get("overwrite", "false")).strip().lower()
+    if value not in ("true", "false", "1", "0", ""):
+        raise BadRequest("overwrite must be true or false.")
+    return value in ("true", "1")
+
+
 def uploads(parts) -> list[Upload]:
-    """The files of a multipart form (Werkzeug ``FileStorage`` objects) as :class:`Upload`."""
-    return [Upload(part.filename, part.stream, part.mimetype) for part in parts
+    """The files of a multipart form (Werkzeug ``FileStorage`` objects) as :class:`Upload`,
+    each under the name its client sent (:func:`sent_file_name`)."""
+    return [Upload(sent_file_name(part), part.stream, part.mimetype) for part in parts
             if part is not None and part.filename]

@@ -78,12 +78,28 @@ def check_user_may_change(path: str) -> str:
     return path
 
 
+#: characters that change the direction text is shown in: a name holding one displays as
+#: something other than what it is ("invoice\u202excs.exe" shows as "invoiceexe.scx")
+DIRECTION_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                               "\u2066\u2067\u2068\u2069")
+
+
 def check_file_name(name: str) -> str:
-    """Validate a single file name (no folders in it)."""
+    """Validate a single file name (no folders in it), with a reason for each kind of refusal:
+    a line break, a backslash, a text-direction control, then :func:`check_path`'s rules."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidKey("A file name is required.")
     if "/" in name:
         raise InvalidKey("A file name may not contain '/'.")
+    if "\n" in name or "\r" in name:
+        raise InvalidKey("A file name may not contain a line break.")
+    if "\\" in name:
+        raise InvalidKey("A file name may not contain a backslash (\\); folders are separated "
+                         "by '/'.")
+    controls = sorted({f"U+{ord(c):04X}" for c in name if c in DIRECTION_CONTROLS})
+    if controls:
+        raise InvalidKey(f"A file name may not contain text-direction control characters "
+                         f"({', '.join(controls)}): they make it display as another name.")
     return check_path(name)
 
 

@@ -61,14 +61,33 @@ def target_folder(path: str) -> str:
     return folder
 
 
-def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload]) -> list[dict]:
-    """Store ``uploads`` in ``folder``: all of them, or none.
+def _refuse_replacing(files, paths: list[str]) -> None:
+    """Conflict naming the files of ``paths`` that exist already (``details.files``, each with
+    its reason, and ``details.existing``, their paths): an upload replaces only when asked."""
+    existing = [path for path in paths if files.exists(path)]
+    if existing:
+        names = ", ".join(existing)
+        raise Conflict(f"Nothing was uploaded: {names} already "
+                       f"{'exists' if len(existing) == 1 else 'exist'}; upload again with "
+                       "overwrite=true to replace.",
+                       details={"files": [{"file": path, "reasons": ["a file of this name "
+                                                                     "already exists"]}
+                                          for path in existing],
+                                "existing": existing})
+
+
+def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload], *,
+           overwrite: bool = False) -> list[dict]:
+    """Store ``uploads`` in ``folder``: all of them, or none. An existing file is replaced
+    only with ``overwrite``.
 
     Files going into the batch folders are checked against the project's schema first.
 
     Raises:
         BadRequest: nothing to upload. PayloadTooLarge: too many files.
-        ValidationFailed: some file is refused (``details.files`` says why, per file).
+        ValidationFailed: some file is refused (``details.files`` says why, per file), two
+            files of the upload have the same name among them.
+        Conflict: without ``overwrite``, some file exists already (``details.existing``).
     """
     from project_library.schema_validation import check_upload
 
@@ -81,10 +100,14 @@ def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload]) -
     folder = target_folder(folder)
     batch = batch_folder(folder)
     problems: list[dict] = []
-    names = []
+    names: list[str] = []
     for upload in uploads:
         try:
             name = check_file_name(upload.filename)
+            if name in names:
+                raise ValidationFailed(f"Two files of this upload are named {name}.",
+                                       details={"reasons": ["another file of this upload has "
+                                                            "the same name"]})
             if batch:
                 head = upload.stream.read(UPLOAD_HEAD_BYTES)
                 complete = not upload.stream.read(1)  # the whole file: judged as PUT does
@@ -97,6 +120,8 @@ def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload]) -
     if problems:
         raise _nothing_done("uploaded", problems)
     files = ctx.platform.resolver.files(project)
+    if not overwrite:
+        _refuse_replacing(files, [folder + name for name in names])
     stored = []
     for name, upload in zip(names, uploads, strict=True):
         stream = upload.stream
@@ -245,10 +270,11 @@ def list_folder(ctx: Context, project: Project, path: str,
 
 
 def put(ctx: Context, project: Project, path: str, head: bytes, body, *,
-        size: int | None, content_type: str | None) -> dict:
+        size: int | None, content_type: str | None, overwrite: bool = False) -> dict:
     """Store one file streamed as ``body`` (which starts with ``head``, its first bytes, and
     is never held whole in memory) at ``path``. Batch files are checked against the schema
-    from ``head``; a refused or interrupted upload stores nothing.
+    from ``head``; a refused or interrupted upload stores nothing. An existing file is
+    replaced only with ``overwrite`` (else Conflict, as :func:`upload`).
 
     Raises:
         BadRequest / ValidationFailed: a bad name or folder, an empty file, a batch file the
@@ -268,8 +294,10 @@ def put(ctx: Context, project: Project, path: str, head: bytes, body, *,
         complete = size is not None and len(head) >= size
         check_upload(name, head, project.schema, require_target=batch == TRAINING,
                      is_complete=complete)
-    info = ctx.platform.resolver.files(project).upload(folder + name, body, size=size,
-                                                       content_type=content_type or None)
+    files = ctx.platform.resolver.files(project)
+    if not overwrite:
+        _refuse_replacing(files, [folder + name])
+    info = files.upload(folder + name, body, size=size, content_type=content_type or None)
     ctx.audit("file.upload", project.slug, details={"files": [info.key]})
     return {"path": info.key, "size": info.size}
 

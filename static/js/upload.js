@@ -22,6 +22,10 @@
  * form.action with X-CSRFToken and Accept: application/json. On 2xx the page reloads. Otherwise
  * body.error.message, and the list body.error.details.reasons when present, are shown in
  * [data-upload-error] (textContent only). Elements shown/hidden use the `hidden` attribute.
+ *
+ * An upload never silently replaces a file: on a 409 whose body.error.details.existing names
+ * the files there already, the user is asked (window.confirm, naming them) and, if they agree,
+ * the same files are sent again with overwrite=true added to form.action's query.
  */
 (function () {
   "use strict";
@@ -106,7 +110,11 @@
     }
   }
 
-  function upload(form, files) {
+  function withOverwrite(action) {
+    return action + (action.indexOf("?") === -1 ? "?" : "&") + "overwrite=true";
+  }
+
+  function upload(form, files, overwrite) {
     if (!files || !files.length) {
       showError(form, "Choose at least one file to upload.");
       return;
@@ -124,7 +132,7 @@
     setProgress(progress, 0);
 
     var xhr = new XMLHttpRequest();
-    xhr.open("POST", form.action);
+    xhr.open("POST", overwrite ? withOverwrite(form.action) : form.action);
     xhr.setRequestHeader("X-CSRFToken", csrfToken(form));
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.addEventListener("progress", function (event) {
@@ -141,6 +149,14 @@
       var message = error.message || "Upload failed (HTTP " + xhr.status + ").";
       setBusy(form, false);
       if (progress) progress.box.hidden = true;
+      var existing = error.details && error.details.existing;
+      if (xhr.status === 409 && !overwrite && Array.isArray(existing) && existing.length) {
+        if (window.confirm("Replace " + existing.join(", ") + "? " +
+                           (existing.length === 1 ? "It exists" : "They exist") + " already.")) {
+          upload(form, files, true);
+          return;
+        }
+      }
       showError(form, message, error.details && error.details.reasons);
     });
     xhr.addEventListener("error", function () {

@@ -99,6 +99,23 @@ def test_train_from_the_browser(live_server, browser_page, tmp_path):
         assert page.locator(f"tr[data-file='training_batch_files/{name}']").count() == 1
     shot(page, "file-manager")
 
+    # uploading one of them again asks before replacing it (issue 21 item 11)
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", answer)
+    page.set_input_files("form[data-upload] input[type=file]", paths[:1])
+    with page.expect_navigation():
+        page.click("form[data-upload] button[type=submit]")
+    assert asked and f"training_batch_files/{files[0][0]}" in asked[0]
+    # the browser logs the first answer, the 409 that named the file; nothing else went wrong
+    conflicts = [e for e in page.js_errors if "409" in e]
+    assert len(conflicts) == 1
+    page.js_errors.remove(conflicts[0])
+
     # move a file out to a new folder and back (checked against the schema on its way in)
     last = files[-1][0]
     for source, target in ((f"training_batch_files/{last}", "held/"),

@@ -328,3 +328,71 @@ def test_refused_folder_moves_change_nothing(app, api, project):
     assert response.status_code == 422
     assert "holds 3 files; a move takes at most 2" in response.get_json()["error"]["message"]
     assert tree(api, project) == before
+
+
+# -- file names and replacing (issue 21 item 11) ---------------------------------------------
+
+def _raw_multipart(api, project, folder, *names: bytes, overwrite: str | None = None):
+    """POST a multipart body written by hand, so each part's filename goes out exactly as a
+    browser or curl sends it."""
+    body = b"".join(b'--B\r\nContent-Disposition: form-data; name="files"; filename="' + name
+                    + b'"\r\nContent-Type: text/plain\r\n\r\nhello\r\n' for name in names)
+    query = f"path={folder}" + (f"&overwrite={overwrite}" if overwrite else "")
+    return api.client.post(f"/api/v1/projects/{project['id']}/files?{query}",
+                           data=body + b"--B--\r\n", content_type="multipart/form-data; boundary=B",
+                           headers={"X-CSRFToken": api.client.csrf_token})
+
+
+@pytest.mark.parametrize("sent, reason", [
+    ("invoice\u202excs.txt".encode(), "U+202E"),     # right-to-left override
+    ("a\u2066b.txt".encode(), "U+2066"),             # another bidi control
+    (b"line%0Abreak.txt", "line break"),             # a browser's encoding of a newline
+    (b"..\\x.csv", "backslash"),                     # Werkzeug would read it as ..x.csv
+])
+def test_confusing_file_names_are_refused_with_a_reason(api, project, sent, reason):
+    response = _raw_multipart(api, project, "notes/", sent)
+    assert response.status_code in (400, 422), response.get_json()
+    error = response.get_json()["error"]
+    assert reason in " ".join(error["details"]["files"][0]["reasons"])
+    listing = api.get(f"/projects/{project['id']}/files?path=notes/")
+    assert listing.status_code == 404 or listing.get_json()["files"] == []
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("notes/a%E2%80%AEb.txt", "U+202E"), ("notes/a%0Ab.txt", "line break"),
+    ("notes/..%5Cx.csv", "backslash"),
+])
+def test_confusing_names_are_refused_through_put_too(api, project, path, reason):
+    response = put(api, project, path, b"hello")
+    assert response.status_code == 400
+    assert reason in response.get_json()["error"]["message"]
+
+
+def test_two_parts_with_one_name_are_refused(api, project):
+    response = _raw_multipart(api, project, "notes/", b"dup.csv", b"dup.csv")
+    assert response.status_code == 422
+    files = response.get_json()["error"]["details"]["files"]
+    assert files == [{"file": "dup.csv",
+                      "reasons": ["another file of this upload has the same name"]}]
+    assert api.get(f"/projects/{project['id']}/files?path=notes/").status_code == 404
+
+
+def test_an_upload_replaces_an_existing_file_only_when_asked(api, project):
+    assert put(api, project, "notes/a.txt", b"first").status_code == 201
+    refused = _raw_multipart(api, project, "notes/", b"a.txt", b"b.txt")
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["details"]["existing"] == ["notes/a.txt"]
+    content = f"/projects/{project['id']}/files/content?path=notes/"
+    assert api.get(content + "a.txt").data == b"first"
+    assert api.get(content + "b.txt").status_code == 404  # all or nothing
+    again = put(api, project, "notes/a.txt", b"second")
+    assert again.status_code == 409
+    assert again.get_json()["error"]["details"]["files"] == [
+        {"file": "notes/a.txt", "reasons": ["a file of this name already exists"]}]
+    assert api.get(content + "a.txt").data == b"first"
+
+    assert _raw_multipart(api, project, "notes/", b"a.txt", overwrite="true").status_code == 201
+    assert api.get(content + "a.txt").data == b"hello"
+    replaced = api.client.put(f"/api/v1{content}a.txt&overwrite=true", data=b"third",
+                              headers={"X-CSRFToken": api.client.csrf_token})
+    assert replaced.status_code == 201 and api.get(content + "a.txt").data == b"third"
