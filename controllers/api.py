@@ -45,9 +45,6 @@ from controllers.rendering import file_response, overwrite_asked, uploads
 from controllers.services import context
 from controllers.sessions import sign_in, sign_out
 from controllers.spliced_body import spliceable, write_all
-from entity.project import PROJECT_ROLES
-from entity.security import TOKEN_SCOPES
-from entity.user import PLATFORM_ROLES
 from exception_layer import AccessDenied, BadRequest, PayloadTooLarge
 from services import (
     accounts,
@@ -58,6 +55,7 @@ from services import (
     models,
     predictions,
     projects,
+    resources,
 )
 from services import storage_connections as sc
 from services.files import MAX_LINK_SECONDS
@@ -73,8 +71,6 @@ MAX_SEQ = 2**62
 # Request and answer bodies used by one route each (the shared ones are in controllers.openapi).
 _TEXT = {"type": "string"}
 DAY = {"type": "string", "format": "date"}
-SCHEMA_ANSWER = {"type": "object", "required": ["schema"],
-                 "properties": {"schema": ref("BatchSchema")}}
 AFTER_SEQ = query("after_seq", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ,
                                 "default": 0},
                   "the sequence number of the last line already read")
@@ -82,38 +78,40 @@ FOLDER = query("path", description="a folder, ending with '/' (empty: the projec
 FILE_PATH = query("path", required=True, description="a file; a folder when it ends with '/'")
 OVERWRITE = query("overwrite", {"type": "boolean", "default": False},
                   "replace files that exist already (else 409 naming them)")
-FOLDER_INPUT = {"type": "object", "required": ["path"], "properties": {"path": _TEXT}}
-FOLDER_ANSWER = FOLDER_INPUT
-MOVE_INPUT = {"type": "object", "required": ["path", "to"],
-              "properties": {"path": {**_TEXT, "description": "the file to move; a folder when "
-                                      "it ends with '/'"},
-                             "to": {"type": "string", "description": "the folder it goes into "
-                                    "('' for the top folder)"},
-                             "name": {**_TEXT, "description": "its new name (default: the "
-                                      "same); with the same folder, a rename"}}}
-MOVE_ANSWER = {"type": "object", "required": ["path"],
-               "properties": {"path": {"type": "string"},
-                              "size": {"type": "integer", "description": "a file's size"},
-                              "files": {"type": "integer",
-                                        "description": "the files a folder move moved"}}}
-MEMBER_INPUT = {"type": "object", "required": ["email", "role"],
-                "properties": {"email": _TEXT, "role": {"enum": list(PROJECT_ROLES)}}}
-EMAIL_INPUT = {"type": "object", "required": ["email"], "properties": {"email": _TEXT}}
-TOKEN_INPUT = {"type": "object", "required": ["name", "scope"],
-               "properties": {"name": {**_TEXT, "maxLength": 100},
-                              "scope": {"enum": list(TOKEN_SCOPES)}}}
-INVITE_INPUT = {"type": "object", "required": ["email", "name"],
-                "properties": {"email": _TEXT, "name": _TEXT,
-                               "role": {"enum": list(PLATFORM_ROLES), "default": "member"}}}
-USER_INPUT = {"type": "object", "properties": {"role": {"enum": list(PLATFORM_ROLES)},
-                                               "active": {"type": "boolean"}}}
+#: the largest JSON body taken (real-time predictions have their own, larger, limit)
+MAX_JSON_BYTES = 1024 * 1024
+#: the answer of a route that answers a resource without its own component
+SCHEMA_ANSWER = {"type": "object", "required": ["schema"],
+                 "properties": {"schema": ref("BatchSchema")}}
 
 
-def _body() -> dict:
-    data = request.get_json(silent=True)
+def _json(limit: int | None = MAX_JSON_BYTES):
+    """The request's JSON body, read within ``limit`` bytes and refused when it nests too
+    deeply (before anything walks it); None when it is not JSON."""
+    if limit is not None and (request.content_length or 0) > limit:
+        raise PayloadTooLarge(f"A JSON body takes at most {limit // 1024} KB.")
+    if not request.is_json:
+        return None
+    data = request.get_data(cache=True)
+    if limit is not None and len(data) > limit:
+        raise PayloadTooLarge(f"A JSON body takes at most {limit // 1024} KB.")
+    return resources.load_json(data, max_depth=None if limit is None else resources.MAX_DEPTH)
+
+
+def _body(model: type[resources.Body] | None = None) -> dict:
+    """The JSON object of the request, its fields' types checked against ``model`` (the
+    values' rules are the services')."""
+    data = _json()
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object (Content-Type: application/json).")
+    if model is not None:
+        resources.check_shape(model, data)
     return data
+
+
+def _show(model: type[resources.Resource], data: dict) -> dict:
+    """``data`` as the resource ``model`` shows it."""
+    return resources.dump(model, data)
 
 
 def _whole_number(name: str, default: int, low: int, high: int) -> int:
@@ -149,22 +147,24 @@ def _slice(items: list):
 @spec("Session", request="SetupInput", responses={201: "Session"}, errors=(409, 422), public=True)
 def setup():
     """Create the first administrator (only while no account exists)."""
-    data = _body()
+    data = _body(resources.SetupInput)
     user = accounts.create_first_admin(context(), data.get("email", ""), data.get("name", ""),
                                        data.get("password", ""), data.get("password", ""))
     sign_in(user)
-    return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()}), 201
+    return jsonify(_show(resources.Session, {"user": user.to_public(),
+                                             "csrf_token": generate_csrf()})), 201
 
 
 @bp.post("/session")
 @spec("Session", request="Credentials", responses={200: "Session"}, errors=(401, 429), public=True)
 def login():
     """Log in; answers the user and the CSRF token for later calls."""
-    data = _body()
+    data = _body(resources.Credentials)
     user = accounts.authenticate(context(), str(data.get("email", "")),
                                  str(data.get("password", "")))
     sign_in(user)
-    return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
+    return jsonify(_show(resources.Session, {"user": user.to_public(),
+                                             "csrf_token": generate_csrf()}))
 
 
 @bp.get("/session")
@@ -172,7 +172,8 @@ def login():
 def session_info():
     """Who am I: the logged-in user and a fresh CSRF token."""
     user = require_user()
-    return jsonify({"user": user.to_public(), "csrf_token": generate_csrf()})
+    return jsonify(_show(resources.Session, {"user": user.to_public(),
+                                             "csrf_token": generate_csrf()}))
 
 
 @bp.delete("/session")
@@ -190,7 +191,7 @@ def logout():
 @spec("Projects", query=PAGING, responses={200: page_of("Project")})
 def list_projects():
     """The projects the caller may see."""
-    return _slice([p.to_public() for p in visible_projects()])
+    return _slice([_show(resources.Project, p.to_public()) for p in visible_projects()])
 
 
 @bp.post("/projects")
@@ -198,14 +199,14 @@ def list_projects():
 def create_project():
     """Create a project owned by the caller, with its folders."""
     project = projects.create(context(), _body())
-    return jsonify(project.to_public()), 201
+    return jsonify(_show(resources.Project, project.to_public())), 201
 
 
 @bp.get("/projects/<project_id>")
 @spec("Projects", responses={200: "Project"})
 def get_project(project_id):
     """Read a project."""
-    return jsonify(load_project(project_id=project_id).to_public())
+    return jsonify(_show(resources.Project, load_project(project_id=project_id).to_public()))
 
 
 @bp.patch("/projects/<project_id>")
@@ -213,7 +214,8 @@ def get_project(project_id):
 def update_project(project_id):
     """Change a project's settings (its name and folder stay; editors)."""
     project = load_project(project_id=project_id, need="editor")
-    return jsonify(projects.update(context(), project, _body()).to_public())
+    changed = projects.update(context(), project, _body())
+    return jsonify(_show(resources.Project, changed.to_public()))
 
 
 @bp.delete("/projects/<project_id>")
@@ -281,7 +283,8 @@ def delete_file(project_id):
 
 
 @bp.post("/projects/<project_id>/files/move")
-@spec("Files", request=MOVE_INPUT, responses={200: MOVE_ANSWER}, errors=(409, 422, 502, 503))
+@spec("Files", request=resources.MoveInput, responses={200: resources.Moved},
+      errors=(409, 422, 502, 503))
 def move_file(project_id):
     """Move or rename a file, or a folder with everything in it (editors). Files going into a
     batch folder are checked against the schema first, and nothing moves unless all pass; an
@@ -298,7 +301,7 @@ def move_file(project_id):
 
 
 @bp.post("/projects/<project_id>/folders")
-@spec("Files", request=FOLDER_INPUT, responses={201: FOLDER_ANSWER}, errors=(502, 503))
+@spec("Files", request=resources.FolderInput, responses={201: resources.Folder}, errors=(502, 503))
 def make_folder(project_id):
     """Create a folder (editors)."""
     project = load_project(project_id=project_id, need="editor")
@@ -323,7 +326,7 @@ def start_execution(project_id):
         raise AccessDenied(kind.denied_message or
                            f"You need the {kind.role} role on this project to do this.")
     execution = executions.start(context(), project, kind.name, data)
-    return jsonify(execution.to_public()), 202
+    return jsonify(_show(resources.Execution, execution.to_public())), 202
 
 
 @bp.get("/projects/<project_id>/executions")
@@ -333,7 +336,8 @@ def list_executions(project_id):
     project = load_project(project_id=project_id)
     page, per_page = _paging()
     items, total = executions.list_page(context(), project, page, per_page)
-    return _paged([e.to_public() for e in items], page, per_page, total)
+    return _paged([_show(resources.Execution, e.to_public()) for e in items], page, per_page,
+                  total)
 
 
 def _execution(project_id: str, execution_id: str, need: str = "viewer"):
@@ -345,7 +349,7 @@ def _execution(project_id: str, execution_id: str, need: str = "viewer"):
 @spec("Executions", responses={200: "Execution"})
 def get_execution(project_id, execution_id):
     """Read an execution: status, stage, progress, error, result."""
-    return jsonify(_execution(project_id, execution_id)[1].to_public())
+    return jsonify(_show(resources.Execution, _execution(project_id, execution_id)[1].to_public()))
 
 
 @bp.post("/projects/<project_id>/executions/<execution_id>/cancel")
@@ -353,7 +357,8 @@ def get_execution(project_id, execution_id):
 def cancel_execution(project_id, execution_id):
     """Ask a running execution to stop (editors)."""
     project, execution = _execution(project_id, execution_id, need="editor")
-    return jsonify(executions.cancel(context(), project, execution).to_public()), 202
+    cancelled = executions.cancel(context(), project, execution)
+    return jsonify(_show(resources.Execution, cancelled.to_public())), 202
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/logs")
@@ -425,8 +430,7 @@ def predict(project_id):
     request.get_data(cache=True)  # the body is read before the turn: a slow client waits alone
     ctx = context()
     with predictions.turn(ctx, request.content_length):  # small requests: in arrival order
-        return jsonify(predictions.predict(ctx, project, request.get_json(silent=True),
-                                           received_at))
+        return jsonify(predictions.predict(ctx, project, _json(limit=None), received_at))
 
 
 @bp.get("/projects/<project_id>/usage")
@@ -446,7 +450,8 @@ def list_models(project_id):
     """The project's model versions, newest first."""
     project = load_project(project_id=project_id)
     versions = models.list_for_project(context(), project)
-    return _slice([v.to_public() | {"active": v.version == project.active_version}
+    return _slice([_show(resources.ModelVersion,
+                         v.to_public() | {"active": v.version == project.active_version})
                    for v in versions])
 
 
@@ -465,7 +470,8 @@ def compare_models(project_id):
 def rollback_model(project_id):
     """Make the newest version older than the active one active again (editors)."""
     project = load_project(project_id=project_id, need="editor")
-    return jsonify(models.rollback(context(), project).to_public() | {"active": True})
+    target = models.rollback(context(), project)
+    return jsonify(_show(resources.ModelVersion, target.to_public() | {"active": True}))
 
 
 @bp.delete("/projects/<project_id>/models/<version>")
@@ -482,7 +488,8 @@ def get_model(project_id, version):
     """Read a model version (``version``: 3 or v3)."""
     project = load_project(project_id=project_id)
     found = models.load(context(), project, version)
-    return jsonify(found.to_public() | {"active": found.version == project.active_version})
+    return jsonify(_show(resources.ModelVersion, found.to_public()
+                         | {"active": found.version == project.active_version}))
 
 
 @bp.post("/projects/<project_id>/models/<version>/promote")
@@ -491,7 +498,7 @@ def promote_model(project_id, version):
     """Make a version the one predictions use (editors)."""
     project = load_project(project_id=project_id, need="editor")
     promoted = models.promote(context(), project, version)
-    return jsonify(promoted.to_public() | {"active": True})
+    return jsonify(_show(resources.ModelVersion, promoted.to_public() | {"active": True}))
 
 
 # -- members -------------------------------------------------------------------------------
@@ -504,11 +511,11 @@ def list_members(project_id):
 
 
 @bp.put("/projects/<project_id>/members")
-@spec("Members", request=MEMBER_INPUT, responses={200: "Member"}, errors=(409, 422))
+@spec("Members", request=resources.MemberInput, responses={200: "Member"}, errors=(409, 422))
 def set_member(project_id):
     """Give the person with ``email`` a role on the project (owners)."""
     project = load_project(project_id=project_id, need="owner")
-    data = _body()
+    data = _body(resources.MemberInput)
     return jsonify(members.set_member(context(), project, data.get("email", ""),
                                       data.get("role", "")))
 
@@ -638,10 +645,10 @@ def signed_download(token):
 # -- accounts and tokens ---------------------------------------------------------------------
 
 @bp.post("/password-reset")
-@spec("Session", request=EMAIL_INPUT, responses={202: "Message"}, public=True)
+@spec("Session", request=resources.EmailInput, responses={202: "Message"}, public=True)
 def forgot():
     """Mail a password-reset link (answers 202 whether or not the address exists)."""
-    email = _body().get("email", "")
+    email = _body(resources.EmailInput).get("email", "")
     if not isinstance(email, str):
         raise BadRequest("email must be text.")
     accounts.request_password_reset(context(), email)
@@ -654,17 +661,18 @@ def forgot():
 def list_tokens():
     """The caller's personal API tokens (never their values)."""
     user = require_user()
-    return _slice([t.to_public() for t in accounts.list_tokens(context(), user)])
+    return _slice([_show(resources.Token, t.to_public())
+                   for t in accounts.list_tokens(context(), user)])
 
 
 @bp.post("/tokens")
-@spec("Tokens", request=TOKEN_INPUT, responses={201: "CreatedToken"}, errors=(422,))
+@spec("Tokens", request=resources.TokenInput, responses={201: "CreatedToken"}, errors=(422,))
 def create_token():
     """Create a personal token; its value is in this answer only."""
-    data = _body()
+    data = _body(resources.TokenInput)
     token, clear = accounts.create_token(context(), require_user(), str(data.get("name", "")),
                                          str(data.get("scope", "")))
-    return jsonify(token.to_public() | {"token": clear}), 201
+    return jsonify(_show(resources.CreatedToken, token.to_public() | {"token": clear})), 201
 
 
 @bp.delete("/tokens/<token_id>")
@@ -680,32 +688,32 @@ def revoke_token(token_id):
 def list_users():
     """Every account (admins)."""
     require_admin()
-    return _slice([u.to_public() for u in accounts.list_users(context())])
+    return _slice([_show(resources.User, u.to_public()) for u in accounts.list_users(context())])
 
 
 @bp.post("/users")
-@spec("Administration", request=INVITE_INPUT, responses={201: "User"}, errors=(422,))
+@spec("Administration", request=resources.InviteInput, responses={201: "User"}, errors=(422,))
 def invite_user():
     """Invite someone by mail (admins)."""
     require_admin()
-    data = _body()
+    data = _body(resources.InviteInput)
     user = accounts.invite_user(context(), str(data.get("email", "")), str(data.get("name", "")),
                                 str(data.get("role", "member")))
-    return jsonify(user.to_public()), 201
+    return jsonify(_show(resources.User, user.to_public())), 201
 
 
 @bp.patch("/users/<user_id>")
-@spec("Administration", request=USER_INPUT, responses={200: "User"}, errors=(409, 422))
+@spec("Administration", request=resources.UserInput, responses={200: "User"}, errors=(409, 422))
 def update_user(user_id):
     """Change a user's role or deactivate/reactivate them (admins)."""
     require_admin()
-    data = _body()
+    data = _body(resources.UserInput)
     role, active = data.get("role"), data.get("active")
     if active is not None and not isinstance(active, bool):
         raise BadRequest("active must be true or false.")
     ctx = context()
     user = accounts.update_user(ctx, accounts.load_user(ctx, user_id), role=role, active=active)
-    return jsonify(user.to_public())
+    return jsonify(_show(resources.User, user.to_public()))
 
 
 @bp.post("/users/<user_id>/unlock")
@@ -735,7 +743,8 @@ def audit_log():
         context(), actor=request.args.get("actor"), action=request.args.get("action"),
         since=parse_day(request.args.get("since"), "since"), until=until,
         skip=(page - 1) * per_page, limit=per_page)
-    return _paged([e.to_public() for e in events], page, per_page, total)
+    return _paged([_show(resources.AuditEvent, e.to_public()) for e in events], page, per_page,
+                  total)
 
 
 # -- storage connections ---------------------------------------------------------------
@@ -808,7 +817,8 @@ def outbox():
     require_admin()
     page, per_page = _paging()
     items, total = administration.outbox(context(), skip=(page - 1) * per_page, limit=per_page)
-    return _paged([m.to_public() for m in items], page, per_page, total)
+    return _paged([_show(resources.MailMessage, m.to_public()) for m in items], page, per_page,
+                  total)
 
 
 # -- documentation -------------------------------------------------------------------------

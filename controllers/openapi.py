@@ -4,7 +4,8 @@ Each API view carries a small declaration, :func:`spec`, naming its tag, request
 parameters and answers; :func:`build_document` walks the app's URL map for the API blueprint's
 rules and joins each rule (path, methods, path parameters from the converters) with the
 declaration and the view's docstring (summary and description). The JSON schemas of the
-resources are defined once below and referenced from every operation that answers them.
+resources and bodies are generated from their pydantic models (``services.resources``) and
+referenced from every operation that takes or answers them.
 """
 
 from __future__ import annotations
@@ -15,14 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import Flask
+from pydantic import BaseModel
 
-from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
-from entity.log_record import LEVELS
-from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
-from entity.security import TOKEN_SCOPES
 from entity.storage_connection import PRINCIPAL_TYPES
-from entity.user import PLATFORM_ROLES
 from integration.credentials import connection_input_schema, connection_schema
+from services import resources
 from thread_layer.kinds import all_kinds
 
 API_BLUEPRINT = "api"
@@ -75,231 +73,9 @@ def page_of(name: str) -> str:
 
 
 TEXT = {"type": "string"}
-TIME = {"type": "string", "format": "date-time"}
 ID = {"type": "string", "minLength": 1}
-OBJECT = {"type": "object"}
-JSON_RECORD = {"type": "object", "additionalProperties": True}
-
-SCHEMAS: dict[str, dict] = {
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {**TEXT, "description": "a stable, machine-readable code"},
-                           "message": {**TEXT, "description": "plain words, safe to show"},
-                           "details": {"description": "field errors or other safe details"}}}},
-    },
-    "User": {
-        "type": "object", "required": ["id", "email", "name", "role", "active", "created_at"],
-        "properties": {"id": ID, "email": TEXT, "name": TEXT,
-                       "role": {"enum": list(PLATFORM_ROLES)}, "active": {"type": "boolean"},
-                       "created_at": nullable(TIME)},
-    },
-    "Credentials": {
-        "type": "object", "required": ["email", "password"],
-        "properties": {"email": TEXT, "password": TEXT},
-    },
-    "SetupInput": {
-        "type": "object", "required": ["email", "name", "password"],
-        "properties": {"email": {**TEXT, "format": "email"}, "name": {**TEXT, "maxLength": 100},
-                       "password": {**TEXT, "minLength": 10, "maxLength": 1000}},
-    },
-    "Session": {
-        "type": "object", "required": ["user", "csrf_token"],
-        "properties": {"user": ref("User"),
-                       "csrf_token": {**TEXT, "description": "send it in X-CSRFToken"}},
-    },
-    "Column": {
-        "type": "object", "required": ["name", "type"],
-        "properties": {"name": {**TEXT, "minLength": 1}, "type": {"enum": list(COLUMN_TYPES)}},
-    },
-    "BatchSchema": {
-        "type": "object", "description": "What every batch file of a project must look like.",
-        "required": ["filename_pattern", "columns", "target"],
-        "properties": {
-            "filename_pattern": {**TEXT, "description": "a regular expression (RE2 syntax: "
-                                 "no backreferences or lookaround, counts up to 1000) that "
-                                 "the whole file name must match, e.g. "
-                                 "^wafer_\\d{8}_\\d{6}\\.csv$"},
-            "columns": {"type": "array", "items": ref("Column")},
-            "target": {**nullable(TEXT), "description": "the column to predict"},
-            "ignored": {"type": "array", "items": TEXT,
-                        "description": "columns the model does not learn from (ids...)"}},
-    },
-    "Project": {
-        "type": "object",
-        "required": ["id", "name", "slug", "problem_type", "schema", "owner_id", "description",
-                     "recipients", "members", "algorithms", "next_version", "created_at",
-                     "updated_at"],
-        "properties": {
-            "id": ID, "name": TEXT, "slug": TEXT,
-            "problem_type": {"enum": list(PROBLEM_TYPES)}, "schema": ref("BatchSchema"),
-            "owner_id": ID, "description": TEXT, "recipients": {"type": "array", "items": TEXT},
-            "storage_connection_id": nullable(TEXT),
-            "members": {"type": "object", "additionalProperties": {"enum": list(PROJECT_ROLES)},
-                        "description": "user id -> project role"},
-            "metric": nullable(TEXT), "time_budget_seconds": nullable({"type": "integer"}),
-            "algorithms": {"type": "array", "items": TEXT},
-            "active_execution_id": nullable(TEXT), "active_version": nullable({"type": "integer"}),
-            "next_version": {"type": "integer"}, "created_at": TIME, "updated_at": TIME},
-    },
-    "ProjectInput": {
-        "type": "object",
-        "description": "The fields of a project; creating needs name, problem_type and schema. "
-                       "Metrics and algorithms by problem type: " + "; ".join(
-                           f"{problem}: {', '.join(METRICS[problem])} / "
-                           f"{', '.join(ALGORITHMS[problem])}" for problem in PROBLEM_TYPES)
-                       + ".",
-        "properties": {
-            "name": {**TEXT, "maxLength": 100}, "description": {**TEXT, "maxLength": 2000},
-            "problem_type": {"enum": list(PROBLEM_TYPES)},
-            "metric": nullable({"enum": sorted({m for ms in METRICS.values() for m in ms})}),
-            "time_budget_seconds": nullable({"type": "integer", "minimum": 10,
-                                             "maximum": 604800}),
-            "algorithms": {"type": "array",
-                           "items": {"enum": sorted({a for al in ALGORITHMS.values()
-                                                     for a in al})}},
-            "recipients": {"type": "array", "items": {**TEXT, "format": "email"}},
-            "storage_connection_id": nullable(TEXT),
-            "schema": ref("BatchSchema")},
-    },
-    "FolderListing": {
-        "type": "object", "required": ["path", "folders", "files", "next_token"],
-        "properties": {
-            "path": TEXT, "folders": {"type": "array", "items": TEXT},
-            "files": {"type": "array", "items": {
-                "type": "object", "required": ["path", "name", "size"],
-                "properties": {"path": TEXT, "name": TEXT, "size": {"type": "integer"},
-                               "modified": nullable(TIME)}}},
-            "next_token": {**nullable(TEXT), "description": "pass it as page_token"}},
-    },
-    "Uploaded": {
-        "type": "object", "required": ["uploaded"],
-        "properties": {"uploaded": {"type": "array", "items": {
-            "type": "object", "required": ["path", "size"],
-            "properties": {"path": TEXT, "size": {"type": "integer"}}}}},
-    },
-    "Execution": {
-        "type": "object",
-        "required": ["id", "project_id", "kind", "status", "stage", "progress", "result",
-                     "options", "created_at", "cancel_requested"],
-        "properties": {
-            "id": ID, "project_id": ID, "kind": ref("ExecutionKind"),
-            "started_by": nullable(TEXT),
-            "status": {"enum": [*ACTIVE_STATUSES, *FINAL_STATUSES]}, "stage": TEXT,
-            "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-            "error": nullable(TEXT), "result": OBJECT, "options": OBJECT,
-            "created_at": TIME, "started_at": nullable(TIME), "finished_at": nullable(TIME),
-            "heartbeat_at": nullable(TIME), "cancel_requested": {"type": "boolean"},
-            "duration_seconds": nullable({"type": "number"})},
-    },
-    "LogRecord": {
-        "type": "object",
-        "required": ["execution_id", "project_id", "seq", "time", "level", "stage", "message"],
-        "properties": {"execution_id": ID, "project_id": ID, "seq": {"type": "integer"},
-                       "time": TIME, "level": {"enum": list(LEVELS)}, "stage": TEXT,
-                       "message": TEXT},
-    },
-    "LogPage": {
-        "type": "object", "required": ["items", "last_seq", "status"],
-        "properties": {"items": {"type": "array", "items": ref("LogRecord")},
-                       "last_seq": {"type": "integer",
-                                    "description": "pass it as after_seq for the next lines"},
-                       "status": {"enum": [*ACTIVE_STATUSES, *FINAL_STATUSES]}},
-    },
-    "OutputPage": {
-        "type": "object", "required": ["columns", "rows", "total_rows", "page", "pages"],
-        "properties": {"columns": {"type": "array", "items": TEXT},
-                       "rows": {"type": "array", "items": {"type": "array"}},
-                       "total_rows": {"type": "integer"}, "page": {"type": "integer"},
-                       "pages": {"type": "integer"}},
-    },
-    "ModelVersion": {
-        "type": "object",
-        "required": ["id", "project_id", "version", "execution_id", "algorithm", "metrics",
-                     "created_at"],
-        "properties": {
-            "id": ID, "project_id": ID, "version": {"type": "integer"}, "execution_id": TEXT,
-            "algorithm": TEXT, "metrics": OBJECT, "leaderboard": {"type": "array"},
-            "params": OBJECT, "schema": OBJECT, "data_fingerprint": OBJECT,
-            "library_versions": OBJECT,
-            "artifacts": {"type": "object", "additionalProperties": TEXT,
-                          "description": "file name -> SHA-256"},
-            "plots": {"type": "array"}, "problem_type": TEXT, "created_at": TIME,
-            "active": {"type": "boolean", "description": "the version predictions use"}},
-    },
-    "ModelComparison": {
-        "type": "object", "required": ["a", "b", "metrics"],
-        "properties": {"a": ref("ModelVersion"), "b": ref("ModelVersion"),
-                       "metrics": {"type": "array", "items": {
-                           "type": "object", "required": ["name", "a", "b", "difference"],
-                           "properties": {"name": TEXT, "a": {}, "b": {},
-                                          "difference": nullable({"type": "number"})}}}},
-    },
-    "PredictionRequest": {
-        "description": "Records to predict, with an optional model version, or a bare list.",
-        "oneOf": [
-            {"type": "object", "required": ["records"],
-             "properties": {"records": {"type": "array", "items": JSON_RECORD},
-                            "version": {"type": "integer", "minimum": 1}}},
-            {"type": "array", "items": JSON_RECORD}],
-    },
-    "Prediction": {
-        "type": "object", "required": ["model_version", "rows"],
-        "properties": {"model_version": {"type": "integer"}, "rows": {"type": "integer"},
-                       "predictions": {"type": "array"},
-                       "probabilities": {"type": "array"}},
-    },
-    "Usage": {
-        "type": "object", "required": ["versions"],
-        "properties": {"versions": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["requests", "rows", "errors", "latency_ms"],
-            "properties": {"requests": {"type": "integer"}, "rows": {"type": "integer"},
-                           "errors": {"type": "integer"}, "latency_ms": OBJECT}}}},
-    },
-    "Member": {
-        "type": "object", "required": ["user", "role"],
-        "properties": {"user": ref("User"), "role": {"enum": list(PROJECT_ROLES)},
-                       "creator": {"type": "boolean"}},
-    },
-    "Token": {
-        "type": "object", "required": ["id", "name", "scope", "created_at", "revoked"],
-        "properties": {"id": ID, "name": TEXT, "scope": {"enum": list(TOKEN_SCOPES)},
-                       "created_at": TIME, "last_used_at": nullable(TIME),
-                       "revoked": {"type": "boolean"}},
-    },
-    "CreatedToken": {
-        "allOf": [ref("Token"), {
-            "type": "object", "required": ["token"],
-            "properties": {"token": {**TEXT, "description": "the secret: shown only once"}}}],
-    },
-    "AuditEvent": {
-        "type": "object", "required": ["id", "action", "time", "success"],
-        "properties": {"id": ID, "action": TEXT, "actor_id": nullable(TEXT),
-                       "actor_email": nullable(TEXT), "target": nullable(TEXT),
-                       "details": OBJECT, "success": {"type": "boolean"},
-                       "address": nullable(TEXT), "time": TIME},
-    },
-    "MailMessage": {
-        "type": "object", "required": ["id", "subject", "recipients", "status", "created_at"],
-        "properties": {"id": ID, "subject": TEXT, "recipients": {"type": "array", "items": TEXT},
-                       "body_text": TEXT, "body_html": TEXT,
-                       "status": {"enum": ["kept", "sent", "failed"]}, "error": nullable(TEXT),
-                       "created_at": TIME},
-    },
-    "Message": {"type": "object", "required": ["message"], "properties": {"message": TEXT}},
-}
-#: the item schemas that lists answer inside a ``Page[...]`` envelope
-PAGED = ("Project", "Execution", "ModelVersion", "Member", "Token", "User", "StorageConnection",
-         "AuditEvent", "MailMessage")
-for _name in PAGED:
-    SCHEMAS[page_of(_name)] = {
-        "type": "object", "required": ["items", "page", "per_page", "total"],
-        "properties": {"items": {"type": "array", "items": ref(_name)},
-                       "page": {"type": "integer", "minimum": 1},
-                       "per_page": {"type": "integer", "minimum": 1},
-                       "total": {"type": "integer", "minimum": 0}},
-    }
+#: the resources and bodies, generated from their models (services.resources)
+SCHEMAS: dict[str, dict] = resources.components()
 
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
@@ -379,9 +155,9 @@ def spec(tag: str, *, responses: dict, request: str | dict | Body | None = None,
 
     Args:
         tag: the section of the docs the operation belongs to (one of :data:`TAGS`).
-        responses: status -> a component schema name, a schema dict, a :class:`Body`, or None
-            (no content).
-        request: the body: a component schema name or a schema dict (JSON), or a
+        responses: status -> a model of ``services.resources`` (or its component name), a
+            :class:`Body`, or None (no content).
+        request: the body: a model of ``services.resources`` (or its component name), or a
             :class:`Body` (multipart...).
         query: query parameters (see :func:`query`).
         errors: the error statuses the operation itself may answer, besides those every
@@ -431,6 +207,8 @@ def _content(value) -> dict | None:
         return None
     if isinstance(value, Body):
         return {value.media_type: {"schema": value.schema}}
+    if isinstance(value, type) and issubclass(value, BaseModel):
+        value = value.__name__
     schema = ref(value) if isinstance(value, str) else value
     return {"application/json": {"schema": schema}}
 
@@ -438,6 +216,8 @@ def _content(value) -> dict | None:
 def _response(status: int, value) -> dict:
     if isinstance(value, Body):
         answer = {"description": value.description or value.media_type}
+    elif isinstance(value, type) and issubclass(value, BaseModel):
+        answer = {"description": value.__name__}
     elif isinstance(value, str):
         answer = {"description": value}
     elif value is None:

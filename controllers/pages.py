@@ -101,7 +101,7 @@ def new_project():
     if request.method == "POST":
         form = _project_form()
         try:
-            project = projects.create(context(), form)
+            project = projects.create(context(), form, strict=False)
         except ValidationFailed as exc:
             errors = exc.details or {"form": exc.message}
         else:
@@ -148,7 +148,7 @@ def project_settings(slug):
     if request.method == "POST":
         form = _project_form()
         try:
-            projects.update(context(), project, form)
+            projects.update(context(), project, form, strict=False)
         except ValidationFailed as exc:
             errors = exc.details or {"form": exc.message}
         else:

@@ -8,8 +8,20 @@ import re
 from entity.project import ALGORITHMS, METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
 from exception_layer import BadRequest, Conflict, DuplicateKey, ValidationFailed
 from integration.project_roots import delete_project_files, root_refusal
+from services import resources
 from services.access import require_user
 from services.context import Context
+from services.resources import ProjectInput
+
+#: the fields of a project a change (PATCH, the settings page) cannot set, and why
+FIXED_FIELDS = {
+    "name": "The name cannot change: the project's folder and address are named after it.",
+    "storage_connection_id": "Move the project to another storage with a move execution.",
+    "members": "Members are managed through the project's members.",
+    **{key: "Trainyard keeps this field itself." for key in (
+        "id", "slug", "owner_id", "active_execution_id", "active_version", "next_version",
+        "created_at", "updated_at")},
+}
 
 EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 MAX_NAME, MAX_DESCRIPTION = 100, 2000
@@ -24,8 +36,8 @@ def parse_recipients(raw) -> list[str]:
     addresses = [str(a).strip() for a in items if str(a).strip()]
     bad = [a for a in addresses if not EMAIL.match(a)]
     if bad:
-        raise ValidationFailed("Some recipients are not e-mail addresses.",
-                               details={"recipients": f"Not an e-mail address: {', '.join(bad)}"})
+        raise ValidationFailed("Some recipients are not e-mail addresses.", details={
+            "recipients": f"Not an e-mail address: {resources.echo(', '.join(bad))}"})
     return list(dict.fromkeys(addresses))
 
 
@@ -34,7 +46,7 @@ def _parse_schema(data: dict) -> BatchSchema:
     if raw is None and "schema_json" in data:
         try:
             raw = json.loads(data.get("schema_json") or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationFailed("The schema could not be read.",
                                    details={"schema": "Not valid JSON."}) from None
     if raw is None:
@@ -45,8 +57,13 @@ def _parse_schema(data: dict) -> BatchSchema:
     return BatchSchema.from_dict(raw).validate()
 
 
-def _project_fields(ctx: Context, data: dict, *, creating: bool) -> dict:
-    """Check the editable fields of a project; returns them, or raises ValidationFailed."""
+def _project_fields(ctx: Context, data: dict, *, creating: bool, strict: bool) -> dict:
+    """Check the editable fields of a project against :class:`ProjectInput` (types, shapes)
+    and the rules that depend on other fields or the database; returns them, or raises
+    ValidationFailed."""
+    declared = resources.check(ProjectInput, {k: v for k, v in data.items()
+                                              if v is not None and v != ""}, strict=strict)
+    data = {k: v for k, v in data.items() if k not in declared}
     errors: dict[str, str] = {}
     fields: dict = {}
     if creating or "name" in data:
@@ -115,21 +132,24 @@ def _project_fields(ctx: Context, data: dict, *, creating: bool) -> dict:
             fields["schema"] = _parse_schema(data)
         except ValidationFailed as exc:
             errors.update(exc.details or {"schema": exc.message})
+    errors.update(declared)
     if errors:
         raise ValidationFailed("Please correct the marked fields.", details=errors)
     return fields
 
 
-def create(ctx: Context, data: dict) -> Project:
+def create(ctx: Context, data: dict, *, strict: bool = True) -> Project:
     """Create a project owned by the user acting, with its folders, in a new folder of its own
-    (:func:`integration.project_roots.root_refusal`) on a storage the user may use.
+    (:func:`integration.project_roots.root_refusal`) on a storage the user may use, from the
+    fields of :class:`ProjectInput` in ``data`` (a JSON body; a page form's fields with
+    ``strict=False``).
 
     Raises:
         ValidationFailed: a field is wrong (``details`` maps fields to messages), the storage
             connection is not one the user may use, or the project's folder is not free.
     """
     user = require_user(ctx)
-    fields = _project_fields(ctx, data, creating=True)
+    fields = _project_fields(ctx, data, creating=True, strict=strict)
     db = ctx.db
     slug = slugify(fields["name"])
     if db.projects.get_by_slug(slug) is not None:
@@ -151,16 +171,24 @@ def create(ctx: Context, data: dict) -> Project:
     return project
 
 
-def update(ctx: Context, project: Project, data: dict) -> Project:
+def update(ctx: Context, project: Project, data: dict, *, strict: bool = True) -> Project:
     """Change a project's settings (its name and folder stay).
 
+    Fields that cannot change here (the name, the storage, who is on it, what the platform
+    keeps) may be sent back as they are, but not changed.
+
     Raises:
-        ValidationFailed: a field is wrong.
+        ValidationFailed: a field is wrong, or one that cannot change here differs.
         Conflict: the schema or problem type would change while an execution runs.
     """
-    data = {k: v for k, v in data.items() if k != "name"}
+    current = project.to_public()
+    fixed = {key: FIXED_FIELDS[key] for key in FIXED_FIELDS
+             if key in data and data[key] != current.get(key)}
+    if fixed:
+        raise ValidationFailed("Some fields cannot be changed here.", details=fixed)
+    data = {k: v for k, v in data.items() if k not in FIXED_FIELDS}
     data["_current_problem_type"] = project.problem_type
-    fields = _project_fields(ctx, data, creating=False)
+    fields = _project_fields(ctx, data, creating=False, strict=strict)
     if project.active_execution_id and ("schema" in fields or "problem_type" in fields):
         raise Conflict("The schema and problem type cannot change while an execution runs.")
     for key, value in fields.items():

@@ -1,0 +1,602 @@
+"""The declared shape of every API body and resource, one pydantic model each.
+
+The models are what the services parse their input with (:func:`parse`: one error per field,
+in the platform's ``ValidationFailed``), what the API's answers are dumped through
+(:func:`dump`) and what the OpenAPI document's components are generated from
+(:func:`components`). They live here, below the controllers, because the services take them;
+the controllers only name them.
+
+A field added to a model is accepted by the API (and the page forms, which parse with the
+same models), shown in the answers and described in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic.json_schema import models_json_schema
+
+from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
+from entity.log_record import LEVELS
+from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
+from entity.security import TOKEN_SCOPES
+from entity.user import PLATFORM_ROLES
+from exception_layer import BadRequest, ValidationFailed
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+#: an echoed value in an error message is cut to this many characters
+ECHO_CHARACTERS = 80
+#: nested lists and objects deeper than this are refused before anything else looks at them
+MAX_DEPTH = 32
+
+
+# -- field types -------------------------------------------------------------------------------
+
+def _no_control_characters(value):
+    if isinstance(value, str) and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        raise ValueError("Control characters (such as line breaks) are not allowed.")
+    return value
+
+
+def _one_line(value):
+    return _no_control_characters(value)
+
+
+Text = StrictStr
+#: text on one line: names end up in mail subjects and headers
+Line = Annotated[StrictStr, BeforeValidator(_one_line)]
+Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Id = Annotated[str, Field(min_length=1)]
+
+
+class Resource(BaseModel):
+    """An answer of the API: the fields it shows (anything else an entity holds stays in)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are ignored (clients may send more). JSON bodies are
+    parsed strictly (``"name": 123`` is no name); page forms, whose values are all text,
+    leniently (``"3600"`` is a number there)."""
+
+    model_config = ConfigDict(extra="ignore")
+    #: field -> {pydantic error type, or "*" for any -> the message to show}
+    messages: ClassVar[dict[str, dict[str, str]]] = {}
+
+
+# -- resources -----------------------------------------------------------------------------
+
+class ErrorDetail(Resource):
+    code: str = Field(description="a stable, machine-readable code")
+    message: str = Field(description="plain words, safe to show")
+    details: Any = Field(None, description="field errors or other safe details")
+
+
+class Error(Resource):
+    error: ErrorDetail
+
+
+class User(Resource):
+    id: Id
+    email: str
+    name: str
+    role: Literal[tuple(PLATFORM_ROLES)]
+    active: bool
+    created_at: Time | None
+
+
+class Session(Resource):
+    user: User
+    csrf_token: str = Field(description="send it in X-CSRFToken")
+
+
+class Column(Resource):
+    name: str = Field(min_length=1)
+    type: Literal[tuple(COLUMN_TYPES)]
+
+
+class BatchSchema(Resource):
+    """What every batch file of a project must look like."""
+
+    filename_pattern: str = Field(
+        description="a regular expression (RE2 syntax: no backreferences or lookaround, "
+                    "counts up to 1000) that the whole file name must match, e.g. "
+                    "^wafer_\\d{8}_\\d{6}\\.csv$")
+    columns: list[Column]
+    target: str | None = Field(description="the column to predict")
+    ignored: list[str] = Field(default_factory=list,
+                               description="columns the model does not learn from (ids...)")
+
+
+class Project(Resource):
+    id: Id
+    name: str
+    slug: str
+    problem_type: Literal[tuple(PROBLEM_TYPES)]
+    schema_: BatchSchema = Field(alias="schema")
+    owner_id: Id
+    description: str
+    recipients: list[str]
+    storage_connection_id: str | None = None
+    members: dict[str, Literal[tuple(PROJECT_ROLES)]] = Field(
+        description="user id -> project role")
+    metric: str | None = None
+    time_budget_seconds: int | None = None
+    algorithms: list[str]
+    active_execution_id: str | None = None
+    active_version: int | None = None
+    next_version: int
+    created_at: Time
+    updated_at: Time
+
+
+class FileEntry(Resource):
+    path: str
+    name: str
+    size: int
+    modified: Time | None = None
+
+
+class FolderListing(Resource):
+    path: str
+    folders: list[str]
+    files: list[FileEntry]
+    next_token: str | None = Field(description="pass it as page_token")
+
+
+class StoredFile(Resource):
+    path: str
+    size: int
+
+
+class Uploaded(Resource):
+    uploaded: list[StoredFile]
+
+
+class Moved(Resource):
+    path: str
+    size: int = Field(None, description="a file's size")
+    files: int = Field(None, description="the files a folder move moved")
+
+
+class Folder(Resource):
+    path: str
+
+
+class Link(Resource):
+    url: str
+    expires_at: Time
+
+
+STATUSES = Literal[tuple([*ACTIVE_STATUSES, *FINAL_STATUSES])]
+
+
+class Execution(Resource):
+    id: Id
+    project_id: Id
+    # the kinds are the registry's (thread_layer.kinds): see the ExecutionKind component
+    kind: Annotated[str, WithJsonSchema({"x-component": "ExecutionKind"})]
+    started_by: str | None = None
+    status: STATUSES
+    stage: str
+    progress: int = Field(ge=0, le=100)
+    error: str | None = None
+    result: dict
+    options: dict
+    created_at: Time
+    started_at: Time | None = None
+    finished_at: Time | None = None
+    heartbeat_at: Time | None = None
+    cancel_requested: bool
+    duration_seconds: float | None = None
+
+
+class LogRecord(Resource):
+    execution_id: Id
+    project_id: Id
+    seq: int
+    time: Time
+    level: Literal[tuple(LEVELS)]
+    stage: str
+    message: str
+
+
+class LogPage(Resource):
+    items: list[LogRecord]
+    last_seq: int = Field(description="pass it as after_seq for the next lines")
+    status: STATUSES
+
+
+class OutputPage(Resource):
+    columns: list[str]
+    rows: list[list]
+    total_rows: int
+    page: int
+    pages: int
+
+
+class ModelVersion(Resource):
+    id: Id
+    project_id: Id
+    version: int
+    execution_id: str
+    algorithm: str
+    metrics: dict
+    leaderboard: list = None
+    params: dict = None
+    schema_: dict = Field(None, alias="schema")
+    data_fingerprint: dict = None
+    library_versions: dict = None
+    artifacts: dict[str, str] = Field(None, description="file name -> SHA-256")
+    plots: list = None
+    problem_type: str = None
+    created_at: Time
+    active: bool = Field(None, description="the version predictions use")
+
+
+class MetricComparison(Resource):
+    name: str
+    a: Any
+    b: Any
+    difference: float | None
+
+
+class ModelComparison(Resource):
+    a: ModelVersion
+    b: ModelVersion
+    metrics: list[MetricComparison]
+
+
+class Prediction(Resource):
+    model_config = ConfigDict(extra="allow")
+
+    model_version: int
+    rows: int
+    predictions: list = None
+    probabilities: list = None
+
+
+class VersionUsage(Resource):
+    model_config = ConfigDict(extra="allow")
+
+    requests: int
+    rows: int
+    errors: int
+    latency_ms: dict
+
+
+class Usage(Resource):
+    versions: dict[str, VersionUsage]
+
+
+class Member(Resource):
+    user: User
+    role: Literal[tuple(PROJECT_ROLES)]
+    creator: bool = None
+
+
+class Token(Resource):
+    id: Id
+    name: str
+    scope: Literal[tuple(TOKEN_SCOPES)]
+    created_at: Time
+    last_used_at: Time | None = None
+    revoked: bool
+
+
+class CreatedToken(Token):
+    token: str = Field(description="the secret: shown only once")
+
+
+#: a storage connection as answered: its schema is generated from the fields each storage
+#: backend declares (``integration.credentials.connection_schema``)
+StorageConnection = Annotated[dict, WithJsonSchema({"x-component": "StorageConnection"})]
+
+
+class AuditEvent(Resource):
+    id: Id
+    action: str
+    actor_id: str | None = None
+    actor_email: str | None = None
+    target: str | None = None
+    details: dict = None
+    success: bool
+    address: str | None = None
+    time: Time
+
+
+class MailMessage(Resource):
+    id: Id
+    subject: str
+    recipients: list[str]
+    body_text: str = None
+    body_html: str = None
+    status: Literal["kept", "sent", "failed"]
+    error: str | None = None
+    created_at: Time
+
+
+class Message(Resource):
+    message: str
+
+
+#: the item models that lists answer inside a ``<Name>Page`` envelope
+PAGED = {"Project": Project, "Execution": Execution, "ModelVersion": ModelVersion,
+         "Member": Member, "Token": Token, "User": User, "StorageConnection": StorageConnection,
+         "AuditEvent": AuditEvent, "MailMessage": MailMessage}
+PAGES = {name: create_model(
+    f"{name}Page", __base__=Resource, items=(list[model], ...),
+    page=(int, Field(ge=1)), per_page=(int, Field(ge=1)), total=(int, Field(ge=0)))
+    for name, model in PAGED.items()}
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+class Credentials(Body):
+    email: Text
+    password: Text
+
+
+class SetupInput(Body):
+    email: Annotated[Text, WithJsonSchema({"type": "string", "format": "email"})]
+    name: Line = Field(max_length=100)
+    password: Text = Field(min_length=10, max_length=1000)
+
+
+EMAIL_TEXT = Annotated[Text, WithJsonSchema({"type": "string", "format": "email"})]
+
+
+class ProjectInput(Body):
+    """The fields of a project; creating needs name, problem_type and schema (the rules that
+    depend on other fields or on the database are in ``services.projects``)."""
+
+    messages: ClassVar = {
+        "name": {"string_too_long": "At most 100 characters."},
+        "description": {"string_too_long": "At most 2000 characters."},
+        "problem_type": {"*": "Choose classification or regression."},
+        "time_budget_seconds": {"*": "A whole number of seconds from 10 to 604800."},
+        "algorithms": {"*": "A list of algorithm names."},
+        "recipients": {"*": "A list of e-mail addresses, or one text of them separated by "
+                            "commas."},
+        "schema": {"*": "Describe the columns of the batch files."},
+    }
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "description": "The fields of a project; creating needs name, problem_type and schema. "
+                       "Metrics and algorithms by problem type: " + "; ".join(
+                           f"{problem}: {', '.join(METRICS[problem])} / "
+                           f"{', '.join(ALGORITHMS[problem])}" for problem in PROBLEM_TYPES)
+                       + "."})
+
+    name: Line = Field(None, max_length=100)
+    description: Text = Field(None, max_length=2000)
+    problem_type: Literal[tuple(PROBLEM_TYPES)] = None
+    metric: Literal[tuple(sorted({m for ms in METRICS.values() for m in ms}))] | None = None
+    time_budget_seconds: int | None = Field(None, ge=10, le=604800)
+    algorithms: list[Literal[tuple(sorted({a for al in ALGORITHMS.values() for a in al}))]] \
+        | Annotated[Text, WithJsonSchema({"type": "string", "description": "names separated "
+                                          "by commas"})] = None
+    recipients: list[EMAIL_TEXT] | Annotated[Text, WithJsonSchema({
+        "type": "string", "description": "addresses separated by commas"})] = None
+    storage_connection_id: Text | None = None
+    # the rules of a schema (and their messages) are BatchSchema.validate's
+    schema_: Annotated[dict, WithJsonSchema({"x-component": "BatchSchema"})] = Field(
+        None, alias="schema")
+
+
+class MoveInput(Body):
+    path: Text = Field(description="the file to move; a folder when it ends with '/'")
+    to: Text = Field(description="the folder it goes into ('' for the top folder)")
+    name: Text | None = Field(None, description="its new name (default: the same); with the "
+                                                "same folder, a rename")
+
+
+class FolderInput(Body):
+    path: Text
+
+
+class PredictionRecords(Body):
+    records: list[dict[str, Any]]
+    version: StrictInt = Field(None, ge=1)
+
+
+class MemberInput(Body):
+    email: Text
+    role: Literal[tuple(PROJECT_ROLES)]
+
+
+class EmailInput(Body):
+    email: Text
+
+
+class TokenInput(Body):
+    name: Line = Field(max_length=100)
+    scope: Literal[tuple(TOKEN_SCOPES)]
+
+
+class InviteInput(Body):
+    email: Text
+    name: Line
+    role: Literal[tuple(PLATFORM_ROLES)] = "member"
+
+
+class UserInput(Body):
+    role: Literal[tuple(PLATFORM_ROLES)] = None
+    active: StrictBool = None
+
+
+# -- parsing and dumping -----------------------------------------------------------------------
+
+def echo(value, limit: int = ECHO_CHARACTERS) -> str:
+    """``value`` as text fit to repeat in a message: cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def field_errors(model: type[BaseModel], exc: ValidationError) -> dict[str, str]:
+    """The errors of a pydantic validation, one message per top-level field (the model's own
+    message for it where it declares one)."""
+    messages = getattr(model, "messages", {})
+    details: dict[str, str] = {}
+    for error in exc.errors(include_input=False, include_url=False):
+        location = [str(part) for part in error["loc"] if not str(part).startswith(
+            ("list[", "str", "function-", "literal["))]
+        field = location[0] if location else "body"
+        field = field.rstrip("_")  # schema_ is the field of "schema"
+        own = messages.get(field, {})
+        message = own.get(error["type"]) or own.get("*") or error["msg"]
+        message = message.removeprefix("Value error, ")
+        inner = ".".join(location[1:])
+        details.setdefault(field, f"{inner}: {message}" if inner and field not in messages
+                           else message)
+    return details
+
+
+def check(model: type[BaseModel], data: dict, *, strict: bool = True) -> dict[str, str]:
+    """The fields of ``data`` that ``model`` refuses, with why (empty: all fine)."""
+    try:
+        model.model_validate(data, strict=strict)
+    except ValidationError as exc:
+        return field_errors(model, exc)
+    return {}
+
+
+#: pydantic error types about a value's rules rather than its type: the services check those
+#: with their own messages (see :func:`check_shape`)
+RULE_ERRORS = {"missing", "string_too_short", "string_too_long", "literal_error",
+               "greater_than", "greater_than_equal", "less_than", "less_than_equal",
+               "too_short", "too_long", "enum"}
+
+
+def check_shape(model: type[BaseModel], data: dict) -> None:
+    """Check the types of ``data``'s fields against ``model`` (text is text, a flag is a
+    flag, no control characters in a line), leaving the rules of their values (required,
+    lengths, choices) to the service, whose messages say more.
+
+    Raises:
+        ValidationFailed: a field has the wrong type; ``details`` maps it to why.
+    """
+    try:
+        model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        wrong = [e for e in exc.errors(include_input=False, include_url=False)
+                 if e["type"] not in RULE_ERRORS]
+        if wrong:
+            details = field_errors(model, ValidationError.from_exception_data(
+                exc.title, [{"type": e["type"], "loc": e["loc"], "input": None,
+                             "ctx": e.get("ctx", {})} if e["type"] != "value_error" else
+                            {"type": "value_error", "loc": e["loc"], "input": None,
+                             "ctx": {"error": e["msg"].removeprefix("Value error, ")}}
+                            for e in wrong]))
+            raise ValidationFailed("Please correct the marked fields.", details=details) \
+                from None
+
+
+def load_json(data: bytes | str, *, max_depth: int | None = MAX_DEPTH):
+    """``data`` parsed as JSON, refused when malformed or nested deeper than ``max_depth``
+    (None: as deep as the parser goes), with a 400, never the parser's recursion error.
+
+    Raises:
+        BadRequest: not JSON, or nested too deeply.
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise BadRequest("The JSON body nests too deeply.") from None
+    except ValueError:
+        raise BadRequest("The body is not valid JSON.") from None
+    if max_depth is not None and depth_of(value, max_depth) > max_depth:
+        raise BadRequest(f"The JSON body nests more than {max_depth} levels deep.")
+    return value
+
+
+def parse(model: type[BaseModel], data, *, strict: bool = True):
+    """``data`` (a JSON object, or a page form's fields with ``strict=False``) as ``model``.
+
+    Raises:
+        ValidationFailed: a field is wrong; ``details`` maps each field to its message.
+    """
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.",
+                               details={"body": "Expected an object."})
+    try:
+        return model.model_validate(data, strict=strict)
+    except ValidationError as exc:
+        raise ValidationFailed("Please correct the marked fields.",
+                               details=field_errors(model, exc)) from None
+
+
+def dump(model: type[BaseModel], data: dict) -> dict:
+    """``data`` (an entity's public document) as the resource ``model`` shows it."""
+    return model.model_validate(data).model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def depth_of(value, limit: int = MAX_DEPTH) -> int:
+    """How deeply ``value``'s lists and objects nest, counting no further than ``limit + 1``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children
+                         if isinstance(child, dict | list))
+    return deepest
+
+
+#: every model the OpenAPI document's components hold
+MODELS: tuple[type[BaseModel], ...] = (
+    Error, User, Session, Column, BatchSchema, Project, FolderListing, Uploaded, Moved, Folder,
+    Link, Execution, LogRecord, LogPage, OutputPage, ModelVersion, ModelComparison, Prediction,
+    Usage, Member, Token, CreatedToken, AuditEvent, MailMessage, Message, *PAGES.values(),
+    Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
+    PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput)
+
+
+def components() -> dict[str, dict]:
+    """The JSON schemas of :data:`MODELS`, keyed by model name, referring to each other
+    through ``#/components/schemas/<name>``."""
+    modes = [(model, "validation" if issubclass(model, Body) else "serialization")
+             for model in MODELS]
+    _, top = models_json_schema(modes, ref_template=REF_TEMPLATE)
+    schemas = _refer(dict(top.get("$defs", {})))
+    schemas["PredictionRequest"] = {
+        "description": "Records to predict, with an optional model version, or a bare list.",
+        "oneOf": [{"$ref": REF_TEMPLATE.format(model="PredictionRecords")},
+                  {"type": "array", "items": {"type": "object", "additionalProperties": True}}]}
+    return schemas
+
+
+def _refer(schema):
+    """``schema`` with each ``{"x-component": name}`` (a field validated loosely here, by a
+    component's rules elsewhere) turned into a reference to that component, and without the
+    null defaults of fields that are only ever absent or set."""
+    if isinstance(schema, dict):
+        if "x-component" in schema:
+            return {"$ref": REF_TEMPLATE.format(model=schema["x-component"])}
+        tidy = {key: _refer(value) for key, value in schema.items()}
+        nullable = tidy.get("type") == "null" or any(
+            isinstance(option, dict) and option.get("type") == "null"
+            for option in tidy.get("anyOf", ()))
+        if "default" in tidy and tidy["default"] is None and not nullable:
+            del tidy["default"]  # "absent" in the model, not a null the schema refuses
+        return tidy
+    if isinstance(schema, list):
+        return [_refer(item) for item in schema]
+    return schema
