@@ -244,8 +244,8 @@ def infer_schema():
 def list_files(project_id):
     """List a folder of the project (``path`` ending with '/'; empty: the root)."""
     project = load_project(project_id=project_id)
-    return jsonify(files.list_folder(context(), project, request.args.get("path", ""),
-                                     request.args.get("page_token")))
+    return jsonify(_show(resources.FolderListing, files.list_folder(
+        context(), project, request.args.get("path", ""), request.args.get("page_token"))))
 
 
 @bp.post("/projects/<project_id>/files")
@@ -262,7 +262,7 @@ def upload_files(project_id):
     stored = files.upload(context(), project, request.args.get("path", ""),
                           uploads(request.files.getlist("files")),
                           overwrite=overwrite_asked(request.args))
-    return jsonify({"uploaded": stored}), 201
+    return jsonify(_show(resources.Uploaded, {"uploaded": stored})), 201
 
 
 @bp.get("/projects/<project_id>/files/content")
@@ -297,7 +297,8 @@ def move_file(project_id):
         raise BadRequest('Give the file or folder and where it goes, e.g. {"path": '
                          '"notes/a.csv", "to": "training_batch_files/"}, and "name" to '
                          'rename it.')
-    return jsonify(files.move(context(), project, path.strip(), to, name))
+    return jsonify(_show(resources.Moved, files.move(context(), project, path.strip(), to,
+                                                     name)))
 
 
 @bp.post("/projects/<project_id>/folders")
@@ -308,7 +309,8 @@ def make_folder(project_id):
     path = _body().get("path")
     if not isinstance(path, str) or not path.strip():
         raise BadRequest("Give the folder's path, e.g. {\"path\": \"training_batch_files/2026/\"}.")
-    return jsonify({"path": files.make_folder(context(), project, path.strip())}), 201
+    created = files.make_folder(context(), project, path.strip())
+    return jsonify(_show(resources.Folder, {"path": created})), 201
 
 
 # -- executions --------------------------------------------------------------------------
@@ -373,9 +375,10 @@ def execution_logs(project_id, execution_id):
     limit = _whole_number("limit", 1000, 1, 5000)
     ctx = context()
     records = executions.logs(ctx, execution, after_seq, limit)
-    return jsonify({"items": [r.to_public() for r in records],
-                    "last_seq": records[-1].seq if records else after_seq,
-                    "status": executions.reload(ctx, execution).status})
+    return jsonify(_show(resources.LogPage, {
+        "items": [r.to_public() for r in records],
+        "last_seq": records[-1].seq if records else after_seq,
+        "status": executions.reload(ctx, execution).status}))
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/events")
@@ -404,7 +407,8 @@ def execution_output(project_id, execution_id):
     """One page of a prediction's output table."""
     project, execution = _execution(project_id, execution_id)
     page, per_page = _paging()
-    return jsonify(executions.output_page(context(), project, execution, page, per_page))
+    return jsonify(_show(resources.OutputPage, executions.output_page(context(), project,
+                                                                      execution, page, per_page)))
 
 
 @bp.get("/projects/<project_id>/executions/<execution_id>/output.csv")
@@ -461,8 +465,8 @@ def list_models(project_id):
 def compare_models(project_id):
     """Two versions side by side: ?a=1&b=2."""
     project = load_project(project_id=project_id)
-    return jsonify(models.compare(context(), project, request.args.get("a", ""),
-                                  request.args.get("b", "")))
+    return jsonify(_show(resources.ModelComparison, models.compare(
+        context(), project, request.args.get("a", ""), request.args.get("b", ""))))
 
 
 @bp.post("/projects/<project_id>/models/rollback")
@@ -507,7 +511,8 @@ def promote_model(project_id, version):
 @spec("Members", query=PAGING, responses={200: page_of("Member")})
 def list_members(project_id):
     """The project's owner and members with their roles."""
-    return _slice(members.list_members(context(), load_project(project_id=project_id)))
+    return _slice([_show(resources.Member, member) for member in
+                   members.list_members(context(), load_project(project_id=project_id))])
 
 
 @bp.put("/projects/<project_id>/members")
@@ -516,8 +521,8 @@ def set_member(project_id):
     """Give the person with ``email`` a role on the project (owners)."""
     project = load_project(project_id=project_id, need="owner")
     data = _body(resources.MemberInput)
-    return jsonify(members.set_member(context(), project, data.get("email", ""),
-                                      data.get("role", "")))
+    return jsonify(_show(resources.Member, members.set_member(
+        context(), project, data.get("email", ""), data.get("role", ""))))
 
 
 @bp.delete("/projects/<project_id>/members/<user_id>")
@@ -587,10 +592,7 @@ class _HeadThenRest:
 @bp.put("/projects/<project_id>/files/content")
 @spec("Files", query=(query("path", required=True, description="the file's path"), OVERWRITE),
       request=Body("application/octet-stream", FILE, "The file's bytes."),
-      responses={201: {"type": "object", "required": ["path", "size"],
-                       "properties": {"path": {"type": "string"},
-                                      "size": {"type": "integer"}}}},
-      errors=(409, 413, 422, 502, 503))
+      responses={201: resources.StoredFile}, errors=(409, 413, 422, 502, 503))
 def put_file(project_id):
     """Upload one file as the raw request body (streamed into the storage, never held whole
     in memory): ``PUT ...?path=training_batch_files/name.csv``. Batch files are checked against
@@ -606,7 +608,7 @@ def put_file(project_id):
     stored = files.put(context(), project, request.args.get("path", ""), head,
                        _HeadThenRest(head, stream, limit), size=request.content_length,
                        content_type=request.mimetype, overwrite=overwrite_asked(request.args))
-    return jsonify(stored), 201
+    return jsonify(_show(resources.StoredFile, stored)), 201
 
 
 @bp.get("/projects/<project_id>/files/link")
@@ -615,10 +617,7 @@ def put_file(project_id):
                                         "maximum": MAX_LINK_SECONDS, "default": 3600},
                             "seconds the link stays valid (at most the setting "
                             "SHARE_LINK_MAX_SECONDS)")),
-      responses={200: {"type": "object", "required": ["url", "expires_at"],
-                       "properties": {"url": {"type": "string"},
-                                      "expires_at": {"type": "string", "format": "date-time"}}}},
-      errors=(502, 503))
+      responses={200: resources.Link}, errors=(502, 503))
 def file_link(project_id):
     """A signed link to download one file without logging in, valid ``expires`` seconds
     (default 3600) while its maker keeps access to the project and the file is not replaced."""
@@ -629,7 +628,7 @@ def file_link(project_id):
         raise BadRequest("expires must be a whole number of seconds.") from None
     link = files.share_link(context(), project, request.args.get("path", ""), expires)
     url = f"{request.host_url.rstrip('/')}/api/v1/download/{link['token']}"
-    return jsonify({"url": url, "expires_at": link["expires_at"]})
+    return jsonify(_show(resources.Link, {"url": url, "expires_at": link["expires_at"]}))
 
 
 @bp.get("/download/<token>")
@@ -670,8 +669,8 @@ def list_tokens():
 def create_token():
     """Create a personal token; its value is in this answer only."""
     data = _body(resources.TokenInput)
-    token, clear = accounts.create_token(context(), require_user(), str(data.get("name", "")),
-                                         str(data.get("scope", "")))
+    token, clear = accounts.create_token(context(), require_user(), data.get("name", ""),
+                                         data.get("scope", ""))
     return jsonify(_show(resources.CreatedToken, token.to_public() | {"token": clear})), 201
 
 
@@ -697,8 +696,8 @@ def invite_user():
     """Invite someone by mail (admins)."""
     require_admin()
     data = _body(resources.InviteInput)
-    user = accounts.invite_user(context(), str(data.get("email", "")), str(data.get("name", "")),
-                                str(data.get("role", "member")))
+    user = accounts.invite_user(context(), data.get("email", ""), data.get("name", ""),
+                                data.get("role", "member"))
     return jsonify(_show(resources.User, user.to_public())), 201
 
 

@@ -21,6 +21,7 @@ from exception_layer import (
     Unauthenticated,
     ValidationFailed,
 )
+from services import resources
 from services.context import Context
 from services.projects import EMAIL
 
@@ -48,7 +49,11 @@ def check_password_rules(password: str, email: str) -> str | None:
 
 
 def check_new_account(email: str, name: str, password: str | None, confirm: str | None) -> dict:
-    """Check the fields of a new account (``password=None``: an invitation, no password)."""
+    """Check the fields of a new account (``password=None``: an invitation, no password):
+    their types against the body models (a name is one line of text), then their rules."""
+    given = {"email": email, "name": name, "password": password}
+    resources.check_shape(resources.SetupInput if password is not None else
+                          resources.InviteInput, {k: v for k, v in given.items() if v is not None})
     errors = {}
     email = normalise_email(email or "")
     if not EMAIL.match(email) or len(email) > 254:
@@ -301,6 +306,7 @@ def update_user(ctx: Context, user: User, *, role: str | None = None,
 
 def create_token(ctx: Context, user: User, name: str, scope: str) -> tuple[ApiToken, str]:
     """Issue a token; its clear value is returned once and never stored."""
+    resources.check_shape(resources.TokenInput, {"name": name, "scope": scope})
     name = (name or "").strip()
     errors = {}
     if not name or len(name) > 100:

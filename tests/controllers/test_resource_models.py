@@ -114,3 +114,29 @@ def test_answers_and_components_come_from_the_models(api, project):
     assert SCHEMAS == resources.components()
     declared = resources.Project.model_json_schema(by_alias=True, mode="serialization")
     assert set(api.get(f"/projects/{project['id']}").get_json()) <= set(declared["properties"])
+
+
+def test_the_page_forms_validate_through_the_same_models(admin_client, api):
+    """The project form goes through ProjectInput (leniently: its values are text), the
+    invitation form through the same account rules as the API."""
+    import json
+
+    definition = cancer_project()
+    form = {"name": "Inj\r\nBcc: evil@example.com", "problem_type": "classification",
+            "description": "", "recipients": "", "time_budget_seconds": "3600",
+            "filename_pattern": definition["schema"]["filename_pattern"],
+            "schema_json": json.dumps(definition["schema"]),
+            "csrf_token": admin_client.csrf_token}
+    response = admin_client.post("/projects/new", data=form)
+    assert response.status_code == 422
+    assert "Control characters" in response.get_data(as_text=True)
+    response = admin_client.post("/projects/new", data={**form, "name": "Fine"})
+    assert response.status_code == 302
+    created = api.get("/projects").get_json()["items"]
+    assert [(p["name"], p["time_budget_seconds"]) for p in created] == [("Fine", 3600)]
+    response = admin_client.post("/admin/users", data={
+        "action": "invite", "email": "new@example.com", "name": "New\nLine", "role": "member",
+        "csrf_token": admin_client.csrf_token})
+    assert response.status_code == 422
+    assert api.post("/users", json={"email": "new@example.com", "name": "New\nLine"}
+                    ).status_code == 422
