@@ -23,7 +23,8 @@ _MAX_EXAMPLE_LENGTH = 30
 
 @dataclass
 class FileReport:
-    """The verdict on one batch file: ``ok`` when it can be used; ``reasons`` say why not."""
+    """The verdict on one batch file: ``ok`` when it can be used; ``reasons`` say why not.
+    ``rows`` counts the rows used, after the ``duplicate_rows`` repeated rows were dropped."""
 
     name: str
     ok: bool
@@ -31,6 +32,7 @@ class FileReport:
     warnings: list[str] = field(default_factory=list)
     rows: int = 0
     columns: int = 0
+    duplicate_rows: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-serialisable copy."""
@@ -117,10 +119,11 @@ def _check(name: str, data: bytes, schema: BatchSchema, *, require_target: bool,
     if not file_name_matches(name, schema):
         reasons.append(_name_reason(name, schema))
 
-    def verdict(rows: int = 0, columns: int = 0, frame=None, raw=None) -> CheckedBatch:
+    def verdict(rows: int = 0, columns: int = 0, frame=None, raw=None,
+                duplicates: int = 0) -> CheckedBatch:
         ok = not reasons
         report = FileReport(name=name, ok=ok, reasons=reasons, warnings=warnings,
-                            rows=rows, columns=columns)
+                            rows=rows, columns=columns, duplicate_rows=duplicates)
         return CheckedBatch(report, frame if ok else None, raw if ok else None)
 
     try:
@@ -175,6 +178,7 @@ def _check(name: str, data: bytes, schema: BatchSchema, *, require_target: bool,
     if reasons:
         return verdict(len(raw), len(header))
     frame = pd.DataFrame(typed, index=raw.index)
+    count = 0
     if require_target and not sample:
         duplicated = raw.duplicated()
         count = int(duplicated.sum())
@@ -183,7 +187,7 @@ def _check(name: str, data: bytes, schema: BatchSchema, *, require_target: bool,
             raw = raw[~duplicated]
             frame = frame[~duplicated]
     return verdict(len(raw), len(header), frame.reset_index(drop=True),
-                   raw.reset_index(drop=True))
+                   raw.reset_index(drop=True), duplicates=count)
 
 
 def check_batch_file(name: str, data: bytes, schema: BatchSchema, *,

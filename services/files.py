@@ -244,7 +244,8 @@ def _problem(file: str, exc: ValidationFailed | BadRequest) -> dict:
 
 def _nothing_done(done: str, problems: list[dict]) -> ValidationFailed:
     """The error refusing a whole upload or move for the files in ``problems``."""
-    summary = "; ".join(f"{p['file']}: {' '.join(p['reasons'])}" for p in problems)
+    summary = " ".join(f"{p['file']}: {'; '.join(r.rstrip('.') for r in p['reasons'])}."
+                       for p in problems)
     return ValidationFailed(f"Nothing was {done}. {summary}",
                             details={"files": problems,
                                      "reasons": [f"{p['file']}: {r}" for p in problems
@@ -286,14 +287,16 @@ def put(ctx: Context, project: Project, path: str, head: bytes, body, *,
     folder, _, name = path.rpartition("/")
     check_file_name(name)
     folder = target_folder(folder + "/" if folder else "")
-    if not head:
-        raise ValidationFailed(f"Nothing was uploaded: {name} is empty.",
-                               details={"file": name, "reasons": ["the file is empty"]})
     batch = batch_folder(folder)
-    if batch:
-        complete = size is not None and len(head) >= size
-        check_upload(name, head, project.schema, require_target=batch == TRAINING,
-                     is_complete=complete)
+    try:  # refused as a multipart upload is: details.files[], one entry with its reasons
+        if not head:
+            raise ValidationFailed(f"{name} is empty.", details={"reasons": ["the file is empty"]})
+        if batch:
+            complete = size is not None and len(head) >= size
+            check_upload(name, head, project.schema, require_target=batch == TRAINING,
+                         is_complete=complete)
+    except ValidationFailed as exc:
+        raise _nothing_done("uploaded", [_problem(name, exc)]) from None
     files = ctx.platform.resolver.files(project)
     if not overwrite:
         _refuse_replacing(files, [folder + name])

@@ -194,7 +194,7 @@ def cmd_upload(args) -> int:
 
     try:
         uploaded = client.files.upload_folder(project, args.local_dir, args.to, progress,
-                                              pattern=args.pattern)
+                                              pattern=args.pattern, overwrite=args.overwrite)
     finally:
         bar.done()
     for item in uploaded:
@@ -293,6 +293,17 @@ def cmd_predict_csv(args, client: Client, project: dict) -> int:
     return 0
 
 
+def _download_target(dest: str) -> Path:
+    """Where ``--download DEST`` goes: DEST itself when it names a CSV file (its folder made
+    if missing), else the folder DEST, made if missing (never a file named like the folder)."""
+    target = Path(dest)
+    if target.is_dir() or target.is_file() or target.suffix.lower() == ".csv":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 def cmd_predict(args) -> int:
     client = _client()
     project = _project(client, args.project)
@@ -311,7 +322,7 @@ def cmd_predict(args) -> int:
              f"files with model v{result.get('version')}; output "
              f"{result.get('output_path')}")
         if args.download:
-            path = client.download_output(project, state, args.download)
+            path = client.download_output(project, state, _download_target(args.download))
             _out(str(path))
 
     return _conclude(final, success)
@@ -393,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default=TRAINING_FOLDER,
                    help=f"the project folder (default {TRAINING_FOLDER})")
     p.add_argument("--pattern", default="*", help="only files matching this glob")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files that exist already (else nothing is uploaded)")
 
     p = command("train", cmd_train, "train the project on its training batch files")
     p.add_argument("project", help="project id or slug")
@@ -408,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="the model version (default: the active one)")
     p.add_argument("--chunk-size", type=int, default=1000, help="rows per request (--csv)")
     p.add_argument("--download", metavar="DEST",
-                   help="batch: download the output CSV to this file or folder")
+                   help="batch: download the output CSV to this .csv file or into this "
+                        "folder (made if missing)")
     p.add_argument("--follow", "-f", action="store_true", help="batch: print the log live")
 
     p = command("download", cmd_download, "download a project file")
@@ -427,13 +441,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_details(details) -> None:
-    if isinstance(details, dict):
-        for key, value in details.items():
-            if isinstance(value, dict):
-                for inner, reason in value.items():
-                    _err(f"  {key} {inner}: {reason}")
-            elif key != "execution_id":
-                _err(f"  {key}: {value}")
+    """An error's details, one reason a line: per file for an upload (``files[]``, each with
+    its ``reasons``), else per field."""
+    if not isinstance(details, dict):
+        return
+    files = details.get("files")
+    if isinstance(files, list) and all(isinstance(f, dict) for f in files):
+        for problem in files:
+            _err(f"  {problem.get('file')}:")
+            for reason in problem.get("reasons") or []:
+                _err(f"    - {reason}")
+        return
+    for key, value in details.items():
+        if isinstance(value, dict):
+            for inner, reason in value.items():
+                _err(f"  {key} {inner}: {reason}")
+        elif isinstance(value, list):
+            _err(f"  {key}:")
+            for item in value:
+                _err(f"    - {item}")
+        elif key != "execution_id":
+            _err(f"  {key}: {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -452,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ApiError as exc:
         _err(f"{PROG}: {exc}")
-        if exc.status == 422:
+        if exc.status in (409, 422):
             _print_details(exc.details)
         return 1
     except TrainyardError as exc:

@@ -360,10 +360,13 @@ class Files(_Part):
                 return merged
 
     def upload(self, project: Ref, folder: str, paths: Iterable[str | os.PathLike],
-               progress_callback: Progress | None = None) -> list[dict]:
+               progress_callback: Progress | None = None, *,
+               overwrite: bool = False) -> list[dict]:
         """Upload local files into ``folder`` in one request, streamed from disk. Batch files
         are checked against the schema: all are stored, or none (:class:`ApiError` 422 with
-        the reasons). Answers the stored files."""
+        the reasons in ``details["files"]``, per file). A file that exists already is replaced
+        only with ``overwrite`` (else :class:`ApiError` 409, ``details["existing"]``).
+        Answers the stored files."""
         paths = [Path(p) for p in paths]
         if not paths:
             return []
@@ -372,7 +375,9 @@ class Files(_Part):
                 raise TrainyardError(f"{path} is not a file")
         body = MultipartFiles(paths, field="files", progress=progress_callback)
         answer = self.client.call("POST", f"/projects/{_id(project)}/files",
-                                  params={"path": folder}, data=body,
+                                  params={"path": folder,
+                                          **({"overwrite": "true"} if overwrite else {})},
+                                  data=body,
                                   headers={"Content-Type": body.content_type})
         return answer["uploaded"]
 
@@ -380,7 +385,8 @@ class Files(_Part):
                       remote_folder: str = TRAINING_FOLDER,
                       progress_callback: Progress | None = None, *, pattern: str = "*",
                       files_per_request: int = 100,
-                      bytes_per_request: int = 512 * 1024 * 1024) -> list[dict]:
+                      bytes_per_request: int = 512 * 1024 * 1024,
+                      overwrite: bool = False) -> list[dict]:
         """Upload the files of ``local_dir`` (not its sub-folders; hidden files skipped, names
         matching ``pattern``) into ``remote_folder``, in as few requests as the limits allow.
         ``progress_callback(sent_bytes, total_bytes)`` covers the whole folder."""
@@ -407,7 +413,8 @@ class Files(_Part):
             def report(sent: int, _length: int, base: int = done) -> None:
                 if progress_callback is not None:
                     progress_callback(base + sent, total)
-            uploaded.extend(self.upload(project, remote_folder, group, report))
+            uploaded.extend(self.upload(project, remote_folder, group, report,
+                                        overwrite=overwrite))
             done += MultipartFiles(group).length
         return uploaded
 

@@ -92,6 +92,22 @@ def test_client_and_cli_drive_the_whole_loop(live_server, cli, tmp_path):
     assert sorted(f["name"] for f in listed["files"]) == sorted(p.name for p in
                                                                 batches.iterdir())
 
+    # a refused upload: each reason on its own line, under its file (issue 21 item 14)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "cancer_20260101_000000.csv").write_text("region,size\nnorth,1\n")
+    code, _, err = cli("upload", "cli-screening", wrong)
+    assert code == 1
+    lines = err.splitlines()
+    assert "  cancer_20260101_000000.csv:" in lines
+    reasons = [line for line in lines if line.startswith("    - ")]
+    assert len(reasons) >= 2 and any("region" in r for r in reasons), err
+    # uploading the same files again replaces them only when asked
+    code, _, err = cli("upload", "cli-screening", batches)
+    assert code == 1 and "already exist" in err and "overwrite" in err, err
+    code, out, err = cli("upload", "cli-screening", batches, "--overwrite")
+    assert code == 0, err
+
     # train, following the log live: every line printed, in order; exit code 0
     code, out, err = cli("train", "cli-screening", "--follow")
     assert code == 0, err
@@ -160,8 +176,7 @@ def test_client_and_cli_drive_the_whole_loop(live_server, cli, tmp_path):
     client.files.upload(project, "prediction_batch_files/",
                         sorted(write_batches(tmp_path / "to-predict", predict_part,
                                              "cancer", 2).iterdir()))
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
+    outputs = tmp_path / "outputs"  # not there yet: made, not written as a file (item 14)
     code, out, err = cli("predict", "cli-screening", "--download", outputs)
     assert code == 0, err
     downloaded = Path(out.strip().splitlines()[-1])

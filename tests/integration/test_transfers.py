@@ -396,3 +396,17 @@ def test_an_upload_replaces_an_existing_file_only_when_asked(api, project):
     replaced = api.client.put(f"/api/v1{content}a.txt&overwrite=true", data=b"third",
                               headers={"X-CSRFToken": api.client.csrf_token})
     assert replaced.status_code == 201 and api.get(content + "a.txt").data == b"third"
+
+
+def test_put_and_post_refuse_a_file_in_one_error_shape(api, project):
+    """Issue 21 item 14: POST put the reasons in details.files[], PUT in details.file and
+    details.reasons."""
+    name, data = "cancer_20260101_000000.csv", b"region,size\nnorth,1\n"
+    by_put = put(api, project, f"training_batch_files/{name}", data).get_json()["error"]
+    by_post = api.upload(project["id"], "training_batch_files/", [(name, data)]
+                         ).get_json()["error"]
+    assert by_put["details"]["files"] == by_post["details"]["files"]
+    [problem] = by_put["details"]["files"]
+    assert problem["file"] == name and len(problem["reasons"]) >= 2
+    assert by_put["message"] == by_post["message"]
+    assert "; " in by_put["message"]  # the reasons are told apart, not run together

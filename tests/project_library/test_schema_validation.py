@@ -43,7 +43,7 @@ def test_a_good_file_is_typed_per_schema():
     assert frame["fresh"].tolist() == [True, False, True, False]
     assert str(frame["picked"].dtype).startswith("datetime64")
     assert report.to_dict() == {"name": GOOD, "ok": True, "reasons": [], "warnings": [],
-                                "rows": 4, "columns": 6}
+                                "rows": 4, "columns": 6, "duplicate_rows": 0}
 
 
 def test_utf8_with_bom_and_crlf_is_fine():
@@ -130,6 +130,7 @@ def test_duplicates_are_dropped_from_training_files_only():
     report, frame = validate_batch_file(GOOD, data, SCHEMA, require_target=True)
     assert report.ok and report.warnings == ["2 duplicate rows were dropped"]
     assert len(frame) == report.rows == 4
+    assert report.duplicate_rows == 2  # counted in the report (issue 21 item 14), not only said
     report, frame = validate_batch_file(GOOD, data, SCHEMA, require_target=False)
     assert report.ok and len(frame) == 6
 
