@@ -38,6 +38,23 @@ class BatchIntake:
     reports: list[FileReport]
 
 
+def row_keys(frame: pd.DataFrame):
+    """One 64-bit hash per row of ``frame`` over its values (columns in name order): equal
+    rows get equal keys, whichever file they came from."""
+    return pd.util.hash_pandas_object(frame[sorted(frame.columns)], index=False).to_numpy()
+
+
+def _repeats(frame: pd.DataFrame, name: str, seen: dict) -> dict[str, int]:
+    """Count the rows of ``frame`` already seen in earlier files (per earlier file) and add
+    this file's rows to ``seen`` (row key -> the first file holding it)."""
+    earlier: dict[str, int] = {}
+    for key in row_keys(frame):
+        first = seen.setdefault(int(key), name)
+        if first != name:
+            earlier[first] = earlier.get(first, 0) + 1
+    return earlier
+
+
 def archive_folder(execution_id: str) -> str:
     """``archive/<execution_id>/``."""
     return f"{ARCHIVE}{execution_id}/"
@@ -69,6 +86,7 @@ def validate_and_archive(files: ProjectFiles, *, folder: str, schema: BatchSchem
     archive = archive_folder(execution_id)
     good: list[GoodBatch] = []
     reports: list[FileReport] = []
+    seen: dict[int, str] = {}  # training: row key -> first file (repeats across files)
     for index, info in enumerate(listed):
         name = info.key[len(folder):]
         data = files.read_bytes(info.key)
@@ -79,6 +97,12 @@ def validate_and_archive(files: ProjectFiles, *, folder: str, schema: BatchSchem
             files.copy(info.key, f"{archive}good/{name}")
             good.append(GoodBatch(name, hashlib.sha256(data).hexdigest(), checked.frame,
                                   checked.raw))
+            if require_target and (earlier := _repeats(checked.frame, name, seen)):
+                count = sum(earlier.values())
+                report.warnings.append(
+                    f"{count} row{'s' if count != 1 else ''} repeat rows of "
+                    f"{', '.join(earlier)}; they are kept on the training side of the "
+                    "held-out split, so that the test rows are new to the model")
             note = f"; {'; '.join(report.warnings)}" if report.warnings else ""
             reporter.log(f"{name}: ok, {report.rows} rows{note}", stage=STAGE,
                          level="WARNING" if report.warnings else "INFO")

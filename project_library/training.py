@@ -43,7 +43,7 @@ from sklearn.pipeline import Pipeline
 from entity.project import LOWER_IS_BETTER, BatchSchema, Project
 from integration.file_manager import TRAINING, ProjectFiles
 from project_library import drift, evaluation
-from project_library.batch_archive import validate_and_archive
+from project_library.batch_archive import row_keys, validate_and_archive
 from project_library.model_artifacts import (
     REFERENCE_PROFILE_FILE,
     save_model_version,
@@ -181,7 +181,8 @@ def _can_stratify(y: np.ndarray, test_size: float) -> bool:
         and len(y) * (1 - test_size) >= len(counts)
 
 
-def holdout_split(y: np.ndarray, problem_type: str) -> tuple[np.ndarray, np.ndarray, dict]:
+def holdout_split(y: np.ndarray, problem_type: str, keys: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Split rows ``0..len(y)-1`` into the training part and the held-out test part.
 
     Deterministic: ``sklearn.model_selection.train_test_split`` with ``test_size=0.2``,
@@ -189,6 +190,10 @@ def holdout_split(y: np.ndarray, problem_type: str) -> tuple[np.ndarray, np.ndar
     class has at least 2 rows (and where every class fits in both parts). The rows are numbered in
     the order training loads them: the valid batch files in the order of
     ``data_fingerprint["files"]``, each file's rows in file order, rows without a target dropped.
+
+    With ``keys`` (one per row, equal for equal rows: :func:`batch_archive.row_keys`), a test
+    row equal to a training row moves to the training part (after the training part's rows),
+    so that repeated rows never sit on both sides; ``info["duplicates_moved"]`` counts them.
 
     Returns:
         ``(train_index, test_index, info)``; ``info`` is the JSON-safe rule plus
@@ -199,12 +204,21 @@ def holdout_split(y: np.ndarray, problem_type: str) -> tuple[np.ndarray, np.ndar
     train_index, test_index = train_test_split(
         np.arange(len(y)), test_size=TEST_SIZE, random_state=RANDOM_STATE, shuffle=True,
         stratify=y if stratified else None)
+    moved = 0
+    if keys is not None:
+        in_training = np.isin(keys[test_index], keys[train_index])
+        if in_training.any() and not in_training.all():
+            moved = int(in_training.sum())
+            train_index = np.concatenate([train_index, test_index[in_training]])
+            test_index = test_index[~in_training]
     info = {"method": "sklearn.model_selection.train_test_split", "test_size": TEST_SIZE,
             "random_state": RANDOM_STATE, "shuffle": True, "stratified": bool(stratified),
             "rows": len(y), "n_train": len(train_index), "n_test": len(test_index),
             "row_order": "valid batch files in data_fingerprint order, rows in file order, "
                          "rows without a target dropped",
             "test_index_sha256": index_digest(test_index)}
+    if moved:
+        info["duplicates_moved"] = moved
     return train_index, test_index, info
 
 
@@ -499,8 +513,15 @@ def preprocess(frame: pd.DataFrame, *, schema: BatchSchema, problem_type: str,
                         "is this really a classification problem?", stage="preprocessing",
                         level="WARNING")
 
-        train_index, test_index, split = holdout_split(y, problem_type)
+        repeated = frame.duplicated(keep=False)
+        keys = row_keys(frame) if repeated.any() else None
+        train_index, test_index, split = holdout_split(y, problem_type, keys)
         X_train, X_test = X.iloc[train_index], X.iloc[test_index]  # noqa: N806
+        if split.get("duplicates_moved"):
+            run.log(f"{int(repeated.sum())} rows are repeated across the batch files; "
+                    f"{split['duplicates_moved']} test rows equal to training rows were kept "
+                    "for training, so that the held-out rows are new to the model.",
+                    stage="preprocessing", level="WARNING")
         run.log(f"Held out {len(X_test)} rows for testing"
                 f"{' (stratified by class)' if split['stratified'] else ''}, seeded so the "
                 f"same data gives the same split; {len(X_train)} rows for model selection and "

@@ -145,3 +145,31 @@ def test_train_project_records_every_stage_time(files, schema, reporter):
     assert list(result["metrics"]["stage_seconds"]) == list(STAGE_NAMES)
     card = json.loads(files.read_bytes("models/v1/metrics.json"))
     assert list(card["metrics"]["stage_seconds"]) == list(STAGE_NAMES)[:-1]  # save still ran
+
+
+def test_rows_repeated_across_files_are_reported_and_kept_out_of_the_test_rows(files, schema,
+                                                                                 run):
+    """Issue 21 item 13: file 2 repeating rows of file 1 trained with no warning, and the
+    repeats leaked across the held-out split (held-out accuracy 1.0 on iris)."""
+    from batch_datasets import batch_name, csv_bytes
+
+    frame = _frame()
+    files.upload_bytes(TRAINING + batch_name(0), csv_bytes(frame))
+    files.upload_bytes(TRAINING + batch_name(1), csv_bytes(frame.iloc[:30]))  # repeats 30
+    loaded = load_and_validate(files, schema=schema, execution_id="ex", run=run)
+    first, second = loaded.reports
+    assert first.warnings == []
+    assert second.warnings == [f"30 rows repeat rows of {batch_name(0)}; they are kept on the "
+                               "training side of the held-out split, so that the test rows "
+                               "are new to the model"]
+    data = preprocess(loaded.frame, schema=schema, problem_type="classification", run=run)
+    assert len(data.X_train) + len(data.X_test) == 90
+    train_rows = set(map(tuple, data.X_train.to_numpy()))
+    assert not any(tuple(row) in train_rows for row in data.X_test.to_numpy())
+    assert data.split["duplicates_moved"] > 0 and data.split["n_test"] == len(data.X_test)
+    assert any("repeated across the batch files" in line for _, _, line in run.reporter.lines)
+
+
+def test_the_split_is_unchanged_without_repeated_rows(schema, run):
+    data = _prepared(schema, run)
+    assert "duplicates_moved" not in data.split and data.split["n_test"] == 12
