@@ -7,13 +7,17 @@ BOOTSTRAP := bash scripts/bootstrap.sh
 PYTEST_ARGS ?=
 # What `make test-fast` leaves out (see the markers in pyproject.toml and tests/conftest.py).
 FAST_MARKERS := not slow and not browser and not emulator
+# pytest-xdist workers (one per core of the 2-core reference machine); each file's tests stay on
+# one worker, so a module's fixtures are built once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile
 
 .DEFAULT_GOAL := help
 .PHONY: help run test test-fast lint bootstrap clean vendor
 
 help:
 	@echo "make run    start Trainyard on its embedded defaults (TRAINYARD_HOST/TRAINYARD_PORT, default 127.0.0.1:5000)"
-	@echo "make test   ruff + the whole test suite (PYTEST_ARGS=... passes arguments to pytest)"
+	@echo "make test   ruff + the whole test suite (PYTEST_ARGS=... passes arguments to pytest; PYTEST_WORKERS=0: one process)"
 	@echo "make test-fast  ruff + the unit tests: no emulator, browser, server process, Redis or training"
 	@echo "make lint   ruff only"
 	@echo "make clean  remove .venv, node_modules and caches (keeps data/)"
@@ -32,13 +36,13 @@ lint:
 
 test: bootstrap
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # TRAINYARD_TEST_FAST makes a test that reaches an emulator without its marker fail by name.
 test-fast:
 	$(BOOTSTRAP) dev
 	$(VENV)/bin/ruff check .
-	TRAINYARD_TEST_FAST=1 $(PYTHON) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	TRAINYARD_TEST_FAST=1 $(PYTHON) -m pytest $(XDIST) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 vendor:
 	bash scripts/vendor_static.sh
