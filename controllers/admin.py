@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from controllers.access import require_admin
+from controllers.rendering import form_failure
 from controllers.services import context
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, PlatformError, ValidationFailed
@@ -63,11 +64,8 @@ def users():
                 flash(f"Self-registration is {'on' if enabled else 'off'}.", "info")
             else:
                 raise BadRequest("Unknown action.")
-        except ValidationFailed as exc:
-            errors, status = exc.details or {}, 422
         except PlatformError as exc:
-            flash(exc.message, "danger")
-            status = exc.status
+            errors, status = form_failure(exc)
         if status == 200:
             return redirect(url_for("admin.users")), 303
     listed = accounts.list_users(ctx)
@@ -150,11 +148,8 @@ def edit_storage(connection_id):
     if request.method == "POST":
         try:
             sc.update_connection(ctx, connection, _storage_form())
-        except ValidationFailed as exc:
-            errors, status = exc.details or {}, 422
         except PlatformError as exc:
-            flash(exc.message, "danger")
-            status = exc.status
+            errors, status = form_failure(exc)
         else:
             flash("Saved.", "success")
             return redirect(url_for("admin.edit_storage", connection_id=connection_id)), 303

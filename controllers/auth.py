@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from controllers.access import require_user
+from controllers.rendering import form_failure
 from controllers.services import context
 from controllers.sessions import sign_in, sign_out
 from exception_layer import (
@@ -172,10 +173,7 @@ def profile():
                 return redirect(url_for("auth.profile"))
             else:
                 raise BadRequest("Unknown action.")
-        except ValidationFailed as exc:
-            errors, status = exc.details or {}, 422
         except PlatformError as exc:
-            flash(exc.message, "danger")
-            status = exc.status
+            errors, status = form_failure(exc)
     return render_template("auth/profile.html", errors=errors, new_token=new_token,
                            tokens=accounts.list_tokens(ctx, user)), status

@@ -112,15 +112,6 @@ def new_project():
                             **_form_context(None, form)), 422 if errors else 200)
 
 
-@bp.post("/schema/infer")
-def infer_schema():
-    """Infer a schema from a sample CSV (JSON, used by the project form)."""
-    require_user()
-    sample = request.files.get("sample")
-    return jsonify({"schema": projects.infer_schema(sample and sample.stream,
-                                                    sample and sample.filename)})
-
-
 @bp.get("/projects/<slug>")
 def project(slug):
     """A project: its state, executions, model versions, and the buttons to act."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from flask import Response, redirect, send_file, stream_with_context
+from flask import Response, flash, redirect, send_file, stream_with_context
 
-from exception_layer import BadRequest
+from exception_layer import BadRequest, PlatformError, ValidationFailed
 from services.files import Download, Upload
 
 
@@ -64,3 +64,12 @@ def uploads(parts) -> list[Upload]:
     each under the name its client sent (:func:`sent_file_name`)."""
     return [Upload(sent_file_name(part), part.stream, part.mimetype) for part in parts
             if part is not None and part.filename]
+
+
+def form_failure(exc: PlatformError) -> tuple[dict, int]:
+    """What a page form shows for a refused action: the field errors of a ValidationFailed
+    (422), or any other platform error flashed above the form with its own status."""
+    if isinstance(exc, ValidationFailed):
+        return exc.details or {}, 422
+    flash(exc.message, "danger")
+    return {}, exc.status

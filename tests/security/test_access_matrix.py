@@ -345,7 +345,6 @@ ROUTES: list[Route] = [
     Route("POST", "/profile", "login", 200, _profile_post),
     Route("GET", "/projects/new", "login", 200, _get("/projects/new")),
     Route("POST", "/projects/new", "login", 302, _new_project_call("/projects/new", api=False)),
-    Route("POST", "/schema/infer", "login", 200, _infer("/schema/infer")),
     Route("GET", "/api/v1/session", "login", 200, _get("/api/v1/session")),
     Route("DELETE", "/api/v1/session", "login", 204, _get("/api/v1/session"),
           fresh_client=True),
