@@ -69,7 +69,8 @@ def uploads(parts) -> list[Upload]:
 def form_failure(exc: PlatformError) -> tuple[dict, int]:
     """What a page form shows for a refused action: the field errors of a ValidationFailed
     (422), or any other platform error flashed above the form with its own status."""
+    shown = exc.to_dict()  # messages and details cut where they would echo a huge value
     if isinstance(exc, ValidationFailed):
-        return exc.details or {}, 422
-    flash(exc.message, "danger")
+        return shown.get("details") or {}, 422
+    flash(shown["message"], "danger")
     return {}, exc.status

@@ -9,6 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+#: the longest text an error answer repeats: a message or a string in its details is cut there,
+#: so a client that sent a huge value does not get it echoed back whole
+MAX_ECHOED_CHARACTERS = 1000
+
+
+def bounded(value: Any, limit: int = MAX_ECHOED_CHARACTERS) -> Any:
+    """``value`` with every string in it (in lists and dicts too) cut to ``limit`` characters."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else (
+            f"{value[:limit]}... (cut: {len(value)} characters in all)")
+    if isinstance(value, dict):
+        return {bounded(key, limit): bounded(item, limit) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [bounded(item, limit) for item in value]
+    return value
+
 
 class PlatformError(Exception):
     """Base of all errors that may reach a client.
@@ -30,9 +46,9 @@ class PlatformError(Exception):
 
     def to_dict(self) -> dict:
         """The error body of the API: ``{"code": ..., "message": ...[, "details": ...]}``."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body: dict[str, Any] = {"code": self.code, "message": bounded(self.message)}
         if self.details is not None:
-            body["details"] = self.details
+            body["details"] = bounded(self.details)
         return body
 
 

@@ -30,7 +30,8 @@ def render_error(error: PlatformError):
     if wants_json():
         response = make_response(jsonify({"error": error.to_dict()}), error.status)
     else:
-        response = make_response(render_template("error.html", error=error), error.status)
+        response = make_response(render_template("error.html", error=error,
+                                                 shown=error.to_dict()), error.status)
     details = error.details if isinstance(error.details, dict) else {}
     retry_after = details.get("retry_after")
     if isinstance(retry_after, int):

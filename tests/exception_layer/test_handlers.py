@@ -19,6 +19,10 @@ def _raise(name: str):
         raise NotFound("No project p1.")
     if name == "invalid":
         raise ValidationFailed(details={"name": "A name is required."})
+    if name == "echo":  # a message and details that repeat a 3 MB value the client sent
+        huge = "x" * 3_000_000
+        raise ValidationFailed(f"'{huge}' is not a metric.",
+                               details={"metric": f"Unknown: {huge}", "files": [{"file": huge}]})
     if name == "storage":
         try:
             raise OSError(INTERNALS)
@@ -127,3 +131,15 @@ def test_a_failed_csrf_check_says_to_reload(signed_in):
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert 'data-error-code="csrf_failed"' in html and "reload the page" in html
+
+
+def test_an_error_never_echoes_a_huge_value_back_whole(signed_in):
+    for path in ("/api/v1/raise/echo", "/raise/echo"):
+        response = signed_in.get(path)
+        assert response.status_code == 422
+        assert len(response.data) < 20_000, path
+    error = signed_in.get("/api/v1/raise/echo").get_json()["error"]
+    assert error["message"].startswith("'xxx") and "(cut: 3000019 characters in all)" in \
+        error["message"]
+    assert error["details"]["metric"].endswith("(cut: 3000009 characters in all)")
+    assert error["details"]["files"][0]["file"].endswith("(cut: 3000000 characters in all)")
