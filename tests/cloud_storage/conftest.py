@@ -46,6 +46,8 @@ STORAGE_FACTORIES: dict[str, StorageFactory] = {
 #: one parameter per backend; those on an emulator carry the ``emulator`` marker
 BACKEND_PARAMS = [pytest.param(name, marks=() if name == "local" else pytest.mark.emulator)
                   for name in sorted(STORAGE_FACTORIES)]
+#: the session fixture of each cloud backend's emulator server (tests/emulators.py)
+EMULATOR_FIXTURES = {"s3": "moto_server", "azure": "azurite_server", "gcs": "gcs_server"}
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
@@ -74,6 +76,10 @@ def crowded_storage(request, tmp_path_factory):
     1,100 files directly in many/ and ``nested`` 5 sub-folders' files."""
     files = [f"many/{i:04d}.txt" for i in range(1100)]
     nested = [f"many/sub{j}/inner.txt" for j in range(5)]
+    if request.param in EMULATOR_FIXTURES:
+        # Depend on the emulator's own fixture, so that pytest stops the server only after
+        # this storage has been emptied (the fixtures' teardown order follows what each uses).
+        request.getfixturevalue(EMULATOR_FIXTURES[request.param])
     with STORAGE_FACTORIES[request.param](tmp_path_factory.mktemp(request.param)) as storage:
         upload_many(storage, {key: b"x" for key in files + nested})
         yield storage, files, nested
