@@ -970,3 +970,29 @@ def test_socketio_access_ending_takes_the_socket_out(world, live, way):
             "Prediction queued.", "Predicting.", "Done."]  # the replay only
     finally:
         threading.Thread(target=watcher.close, daemon=True).start()
+
+
+# -- share links: a link stands for its maker's access ---------------------------------------
+
+#: the ways a user's access to a project's files ends -> the status of the change itself
+LINK_ENDINGS = {"removed from the project": 204, "platform role changed": 200, "deactivated": 200}
+
+
+@pytest.mark.parametrize("way", list(LINK_ENDINGS))
+@pytest.mark.parametrize("role", ["viewer", "editor", "owner"])
+def test_a_share_link_stops_when_its_maker_loses_access(world, way, role):
+    admin_maker = way == "platform role changed"
+    user = world.add_user("sharer", role="admin" if admin_maker else "member")
+    target = world.new_project(owner=world.user("owner"),
+                               members={} if admin_maker else {user.id: role})
+    world.revoked_target = target
+    client = login_client(world.app, user.email)
+    made = client.get(f"/api/v1/projects/{target.id}/files/link?path={DOC_FILE}&expires=3600")
+    assert made.status_code == 200
+    anonymous = world.app.test_client()
+    link = made.get_json()["url"].removeprefix("http://localhost")
+    assert anonymous.get(link).data == b"hello"
+    assert _ended_by(world, way, user, client, "") == LINK_ENDINGS[way]
+    refused = anonymous.get(link)
+    assert refused.status_code == 404 and refused.get_json()["error"]["code"] == "not_found"
+    assert anonymous.get(link).data != b"hello"
