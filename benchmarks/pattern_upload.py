@@ -21,9 +21,7 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,34 +31,13 @@ from pathlib import Path
 import numpy as np
 import re2
 import requests
+from local_server import free_port, start_server  # benchmarks/local_server.py, beside this script
 
-ROOT = Path(__file__).resolve().parents[1]
 ADMIN = {"email": "bench@example.com", "name": "Bench", "password": "benchmark password"}
 PATTERNS = {"baseline": r"^a+$", "hostile": r"^(a+)+$"}
 TARGET_MS = 50.0
 CSV = b"x,y\n" + b"".join(f"{i},{'yes' if i % 2 else 'no'}\n".encode() for i in range(20))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATA_DIR": str(data / "data"), "INSTANCE_DIR": str(data / "instance"),
-           "TRAINYARD_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"),
-                            start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start; see " + str(data / "server.log"))
 
 
 def percentile(values: list[float], q: float) -> float:

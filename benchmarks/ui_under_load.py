@@ -14,9 +14,7 @@ import argparse
 import io
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,33 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import requests
+from local_server import free_port, start_server  # benchmarks/local_server.py, beside this script
 from sklearn.datasets import make_classification
 
-ROOT = Path(__file__).resolve().parents[1]
 ADMIN = {"email": "bench@example.com", "name": "Bench", "password": "benchmark password"}
 TARGET_P95_MS = 250.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(data: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATA_DIR": str(data / "data"), "INSTANCE_DIR": str(data / "instance"),
-           "TRAINYARD_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(data / "server.log", "wb"),
-                            start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start; see " + str(data / "server.log"))
 
 
 def training_csv(rows: int, seed: int) -> bytes:
