@@ -4,7 +4,6 @@ sockets out in another, over a real Redis message queue (a redis-server of the t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.logging_layer.test_live_access import (
     _scene,
     _session,
 )
+from tests.processes import stop_process_group
 from tests.thread_layer import test_celery
 
 pytestmark = pytest.mark.slow
@@ -53,12 +53,7 @@ def second_web_process(app_config, redis_url, tmp_path):
         wait_until(healthy, timeout=60, message="the second web process")
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
 
 
