@@ -22,7 +22,7 @@ from controllers.services import context
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
 from integration.file_manager import STANDARD_FOLDERS, SYSTEM_FOLDERS
-from services import administration, executions, models, predictions, projects
+from services import administration, executions, models, predictions, projects, resources
 from services import files as project_files
 from services import members as project_members
 from services import storage_connections as connections
@@ -74,15 +74,19 @@ def _form_context(project=None, form=None) -> dict:
     if form and "filename_pattern" in form:
         schema["filename_pattern"] = form["filename_pattern"]
     return {"problem_types": PROBLEM_TYPES, "metrics": METRICS, "column_types": COLUMN_TYPES,
-            "algorithms": ALGORITHMS,
+            "algorithms": ALGORITHMS, "settings": resources.plain_fields(),
             "schema": schema, "connections": connections.choices(
                 context(), project.storage_connection_id if project else None)}
 
 
 def _project_form() -> dict:
-    """The project form's fields; the algorithm checkboxes become a list."""
+    """The project form's fields; the algorithm checkboxes become a list, and a setting's
+    unticked checkbox (which a browser does not send) false."""
     form = request.form.to_dict()
     form["algorithms"] = request.form.getlist("algorithms")
+    for setting in resources.plain_fields():
+        if setting["input"] == "checkbox":
+            form[setting["name"]] = setting["name"] in request.form
     return form
 
 

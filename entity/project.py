@@ -169,6 +169,10 @@ class Project:
     id: str = field(default_factory=new_id)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    #: the plain settings the resource model declares with no handling of their own
+    #: (``services.resources.ProjectSettings``), by name: stored as top-level keys of the
+    #: document beside the fields above, so a new one needs no change here
+    settings: dict = field(default_factory=dict)
 
     @property
     def selection_metric(self) -> str:
@@ -193,6 +197,7 @@ class Project:
 
     def to_document(self) -> dict:
         return {
+            **self.settings,
             "_id": self.id, "name": self.name, "slug": self.slug,
             "problem_type": self.problem_type, "schema": self.schema.to_dict(),
             "owner_id": self.owner_id, "description": self.description,
@@ -220,12 +225,20 @@ class Project:
             active_execution_id=doc.get("active_execution_id"),
             active_version=doc.get("active_version"), next_version=doc.get("next_version", 1),
             created_at=from_iso(doc["created_at"]), updated_at=from_iso(doc["updated_at"]),
+            settings={key: value for key, value in doc.items() if key not in DOCUMENT_KEYS},
         )
 
     def to_public(self) -> dict:
         doc = self.to_document()
         doc["id"] = doc.pop("_id")
         return doc
+
+
+#: the keys of a project's document that its own fields fill (every other key is a setting)
+DOCUMENT_KEYS = frozenset({
+    "_id", "name", "slug", "problem_type", "schema", "owner_id", "description", "recipients",
+    "storage_connection_id", "members", "metric", "time_budget_seconds", "algorithms",
+    "active_execution_id", "active_version", "next_version", "created_at", "updated_at"})
 
 
 class ProjectRepository:

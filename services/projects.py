@@ -11,7 +11,7 @@ from integration.project_roots import delete_project_files, root_refusal
 from services import resources
 from services.access import require_user
 from services.context import Context
-from services.resources import ProjectInput
+from services.resources import ProjectInput, ProjectSettings
 
 #: the fields of a project a change (PATCH, the settings page) cannot set, and why
 FIXED_FIELDS = {
@@ -132,10 +132,28 @@ def _project_fields(ctx: Context, data: dict, *, creating: bool, strict: bool) -
             fields["schema"] = _parse_schema(data)
         except ValidationFailed as exc:
             errors.update(exc.details or {"schema": exc.message})
+    settings = _settings(data, declared, creating=creating, strict=strict)
+    if settings:
+        fields["settings"] = settings
     errors.update(declared)
     if errors:
         raise ValidationFailed("Please correct the marked fields.", details=errors)
     return fields
+
+
+def _settings(data: dict, refused: dict, *, creating: bool, strict: bool) -> dict:
+    """The plain settings (:class:`ProjectSettings`) in ``data`` that the model accepted, as it
+    parses them (empty text is None); creating, the absent ones at their defaults."""
+    settings: dict = {}
+    for name, info in ProjectSettings.model_fields.items():
+        if name in refused:
+            continue
+        if name in data and data[name] not in (None, ""):
+            settings[name] = getattr(ProjectInput.model_validate(
+                {name: data[name]}, strict=strict), name)
+        elif name in data or creating:
+            settings[name] = info.get_default(call_default_factory=True)
+    return settings
 
 
 def create(ctx: Context, data: dict, *, strict: bool = True) -> Project:
@@ -191,10 +209,12 @@ def update(ctx: Context, project: Project, data: dict, *, strict: bool = True) -
     fields = _project_fields(ctx, data, creating=False, strict=strict)
     if project.active_execution_id and ("schema" in fields or "problem_type" in fields):
         raise Conflict("The schema and problem type cannot change while an execution runs.")
+    settings = fields.pop("settings", {})
     for key, value in fields.items():
         setattr(project, key, value)
+    project.settings = {**project.settings, **settings}
     ctx.db.projects.save(project)
-    ctx.audit("project.update", project.slug, details={"fields": sorted(fields)})
+    ctx.audit("project.update", project.slug, details={"fields": sorted([*fields, *settings])})
     return project
 
 

@@ -122,7 +122,16 @@ class BatchSchema(Resource):
                                description="columns the model does not learn from (ids...)")
 
 
-class Project(Resource):
+class ProjectSettings(BaseModel):
+    """The plain settings of a project: a field declared here (a scalar: text, number, flag or
+    choice, with ``None`` or its default when absent and a ``description`` that is its help
+    text) is accepted by the API and the project form, stored, shown in the answers, described
+    in the OpenAPI document and rendered on the project form, with no other edit. Fields with
+    rules or widgets of their own (the schema, recipients, metric...) are declared on
+    :class:`ProjectInput` and :class:`Project` and handled in ``services.projects``."""
+
+
+class Project(ProjectSettings, Resource):
     id: Id
     name: str
     slug: str
@@ -360,7 +369,7 @@ class SetupInput(Body):
 EMAIL_TEXT = Annotated[Text, WithJsonSchema({"type": "string", "format": "email"})]
 
 
-class ProjectInput(Body):
+class ProjectInput(ProjectSettings, Body):
     """The fields of a project; creating needs name, problem_type and schema (the rules that
     depend on other fields or on the database are in ``services.projects``)."""
 
@@ -543,6 +552,29 @@ def parse(model: type[BaseModel], data, *, strict: bool = True):
 def dump(model: type[BaseModel], data: dict) -> dict:
     """``data`` (an entity's public document) as the resource ``model`` shows it."""
     return model.model_validate(data).model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def plain_fields(model: type[BaseModel] = ProjectSettings) -> list[dict]:
+    """The fields of ``model`` as a page form shows them, in order: ``name``, ``label`` (its
+    title, else its name in words), ``help`` (its description), ``input`` (``text``,
+    ``number``, ``checkbox`` or ``select``), ``choices`` (for a select), ``step`` (for a
+    number) and ``required``."""
+    properties = model.model_json_schema()["properties"]
+    shown = []
+    for name, info in model.model_fields.items():
+        schema = properties.get(info.alias or name, {})
+        options = [o for o in schema.get("anyOf", [schema]) if o.get("type") != "null"]
+        kind = options[0] if options else {}
+        if "enum" in kind:
+            control, choices = "select", list(kind["enum"])
+        else:
+            control, choices = {"integer": "number", "number": "number",
+                                "boolean": "checkbox"}.get(kind.get("type"), "text"), []
+        shown.append({"name": name, "label": info.title or name.replace("_", " ").capitalize(),
+                      "help": info.description or "", "input": control, "choices": choices,
+                      "step": "1" if kind.get("type") == "integer" else "any",
+                      "required": info.is_required()})
+    return shown
 
 
 def depth_of(value, limit: int = MAX_DEPTH) -> int:
