@@ -219,10 +219,6 @@ class AzureBlobStorage(Storage):
             return code in _TRANSIENT_CODES or status in (408, 429, 500, 502, 503, 504)
         return False
 
-    def _summarize_error(self, exc: BaseException) -> str:
-        code, status = self._code(exc)
-        return f"{code} (HTTP {status})" if code or status else type(exc).__name__
-
     def _translate_error(self, exc: BaseException, key: str | None) -> BaseException:
         from azure.core.exceptions import (
             ClientAuthenticationError,

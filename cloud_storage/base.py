@@ -630,9 +630,16 @@ class Storage(ABC):
         """True if retrying the call that raised ``exc`` may succeed (backends override)."""
         return False
 
+    @staticmethod
+    def _code(exc: BaseException) -> tuple[str, int | None]:
+        """The service's error code and HTTP status carried by ``exc`` (backends override)."""
+        return "", None
+
     def _summarize_error(self, exc: BaseException) -> str:
-        """A short, secret-free description of ``exc`` for the retry log."""
-        return type(exc).__name__
+        """A short, secret-free description of ``exc`` for the retry log: the service's code
+        and status where the backend's :meth:`_code` finds them, else the exception's type."""
+        code, status = self._code(exc)
+        return f"{code} (HTTP {status})" if code or status else type(exc).__name__
 
     def _translate_error(self, exc: BaseException, key: str | None) -> BaseException:
         """The :class:`PlatformError` that ``exc`` (an SDK error) means; ``exc`` if unknown."""

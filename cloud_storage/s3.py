@@ -166,10 +166,6 @@ class S3Storage(Storage):
             return code in _TRANSIENT_CODES or status in (429, 500, 502, 503, 504)
         return isinstance(exc, ConnectionError | HTTPClientError)
 
-    def _summarize_error(self, exc: BaseException) -> str:
-        code, status = self._code(exc)
-        return f"{code} (HTTP {status})" if code or status else type(exc).__name__
-
     def _translate_error(self, exc: BaseException, key: str | None) -> BaseException:
         from botocore.exceptions import (
             ClientError,
