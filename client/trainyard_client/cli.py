@@ -5,6 +5,7 @@
     trainyard create-project definition.json
     trainyard upload PROJECT LOCAL_DIR [--to training_batch_files/]
     trainyard train PROJECT [--follow]
+    trainyard run PROJECT KIND [--option NAME=VALUE ...] [--follow]
     trainyard predict PROJECT [--csv FILE [--out FILE]] [--download DEST] [--follow]
     trainyard download PROJECT PATH DEST
     trainyard logs PROJECT EXECUTION [--follow]
@@ -19,6 +20,7 @@ import argparse
 import csv
 import getpass
 import itertools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -225,6 +227,34 @@ def cmd_train(args) -> int:
     return _conclude(final, success)
 
 
+def _option(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` of ``run --option``: the value read as JSON where it is one (``3``,
+    ``true``, ``null``), else as text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise TrainyardError(f"--option takes NAME=VALUE, not {text!r}")
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
+
+
+def cmd_run(args) -> int:
+    """Any execution kind the server knows (its OpenAPI document lists them), with its
+    options: the server checks both, so the command line knows no kind by name."""
+    client = _client()
+    project = _project(client, args.project)
+    options = dict(_option(text) for text in args.option)
+    execution = client.executions.start(project, args.kind, **options)
+    if not args.follow:
+        _out(execution["id"])
+        return 0
+    _err(f"{args.kind} {execution['id']} of {project['slug']} started.")
+    final = _follow(client, execution, print_lines=True)
+    return _conclude(final, lambda state: _err(
+        f"{args.kind} succeeded: {json.dumps(state.get('result') or {}, sort_keys=True)}"))
+
+
 def _headline_metrics(metrics: dict, most: int = 3) -> list[str]:
     """The first few scores (not counts, cross-validation or baseline figures)."""
     skip = ("n_", "cv_", "baseline")
@@ -409,6 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", cmd_train, "train the project on its training batch files")
     p.add_argument("project", help="project id or slug")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="print the log live and wait for the end (exit 1 on failure)")
+
+    p = command("run", cmd_run, "start any execution kind the server offers, with its options")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("kind", help="the execution kind, e.g. train, predict, move")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE",
+                   help="an option of the kind (repeatable; the value is read as JSON where "
+                        "it is one, e.g. version=2)")
     p.add_argument("--follow", "-f", action="store_true",
                    help="print the log live and wait for the end (exit 1 on failure)")
 

@@ -235,6 +235,17 @@ def test_training_without_files_fails_with_the_plain_message(live_server, cli, t
     assert code == 1 and NO_FILES in out
     assert err.strip().splitlines()[-1] == f"trainyard: {NO_FILES}"
 
+    # any kind through `run`: the server decides what exists and checks the options
+    code, out, err = cli("run", "empty", "train", "--follow")
+    assert code == 1 and NO_FILES in out
+    assert err.strip().splitlines()[-1] == f"trainyard: {NO_FILES}"
+    code, _, err = cli("run", "empty", "bake")
+    assert code == 1 and "kind must be" in err and "train" in err
+    code, _, err = cli("run", "empty", "predict", "--option", "version")
+    assert code == 1 and err.strip() == "trainyard: --option takes NAME=VALUE, not 'version'"
+    code, _, err = cli("run", "empty", "predict", "-o", "version=7")
+    assert code == 1 and err.startswith("trainyard: ")
+
     code, _, err = cli("train", "no-such-project")
     assert code == 1 and err.strip() == "trainyard: no project with the id or slug " \
                                         "'no-such-project'"
