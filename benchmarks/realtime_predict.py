@@ -412,6 +412,19 @@ def floor_ms(model, records: list[dict], repeats: int) -> tuple[float, float]:
     return float(np.median(predict)) * 1000, float(np.median(both)) * 1000
 
 
+def check_and_floors(targets: list, frame: pd.DataFrame, model_file: Path) -> dict:
+    """Refuse to measure two servers that predict differently for the same 100 rows; then the
+    in-process floor (the bare pipeline's cost) for each payload size."""
+    check = payloads(frame, 100, 1, seed=99)[0]
+    answers = [t.predict(check) for t in targets]
+    if answers[0] != answers[1]:
+        raise SystemExit("the two servers predict differently for the same rows")
+    print("Both servers return identical predictions for 100 check rows", flush=True)
+    model = joblib.load(model_file)
+    return {rows: floor_ms(model, payloads(frame, rows, 1, seed=5)[0], 200)
+            for rows in PAYLOAD_ROWS}
+
+
 def median_of(rounds: list[dict]) -> dict:
     """One cell's rounds as one result: the median of each figure, the errors summed."""
     if len(rounds) == 1:
@@ -532,14 +545,7 @@ def compare_with_baseline(rev: str, rows: int, seconds: float, rounds: int,
             path = f"/api/v1/projects/{project_id}/predict"
             targets = [Target("new", new_port, path, "records", token, pgid=new.pid),
                        Target("baseline", old_port, path, "records", token, pgid=old.pid)]
-            check = payloads(frame, 100, 1, seed=99)[0]
-            answers = [t.predict(check) for t in targets]
-            if answers[0] != answers[1]:
-                raise SystemExit("the two servers predict differently for the same rows")
-            print("Both servers return identical predictions for 100 check rows", flush=True)
-            model = joblib.load(model_file)
-            floors = {n: floor_ms(model, payloads(frame, n, 1, seed=5)[0], 200)
-                      for n in PAYLOAD_ROWS}
+            floors = check_and_floors(targets, frame, model_file)
             results, load, load_after = load_phase(targets, frame, seconds, rounds)
         finally:
             stop(new)
@@ -599,16 +605,7 @@ def main() -> int:
                           "records", token, pgid=trainyard.pid),
                    Target("mlflow", mlflow_port, "/invocations", "dataframe_records",
                           pgid=mlflow.pid)]
-        # Both answer the same predictions for the same rows: the very same pipeline.
-        check = payloads(frame, 100, 1, seed=99)[0]
-        answers = [t.predict(check) for t in targets]
-        if answers[0] != answers[1]:
-            raise SystemExit("the two servers predict differently for the same rows")
-        print("Both servers return identical predictions for 100 check rows", flush=True)
-
-        model = joblib.load(model_file)
-        floors = {rows: floor_ms(model, payloads(frame, rows, 1, seed=5)[0], 200)
-                  for rows in PAYLOAD_ROWS}
+        floors = check_and_floors(targets, frame, model_file)
 
         results, load, load_after = load_phase(targets, frame, seconds)
     finally:

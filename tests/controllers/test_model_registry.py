@@ -69,14 +69,20 @@ def test_versions_compare_promote_rollback_delete(app, api):
     assert api.get(f"/projects/{pid}/models/2").status_code == 404
 
 
-def test_a_tampered_model_is_refused_at_prediction(app, api):
+def trained_project(app, api) -> tuple[dict, object]:
+    """A project trained once (v1): the API's answer for it, and its files as the platform
+    stores them."""
     project = api.create_project(cancer_project())
-    pid = project["id"]
-    api.upload(pid, "training_batch_files/", batch_files(cancer_frame(), "cancer", 2))
-    train(api, pid)
+    api.upload(project["id"], "training_batch_files/", batch_files(cancer_frame(), "cancer", 2))
+    train(api, project["id"])
     services = app.extensions["trainyard"]
     with app.app_context():
-        files = services.resolver.files(services.db.projects.get(pid))
+        return project, services.resolver.files(services.db.projects.get(project["id"]))
+
+
+def test_a_tampered_model_is_refused_at_prediction(app, api):
+    project, files = trained_project(app, api)
+    pid = project["id"]
     original = files.read_bytes("models/v1/model.joblib")
     files.upload_bytes("models/v1/model.joblib", original[:-10] + b"0123456789")
     api.upload(pid, "prediction_batch_files/", [(
@@ -93,13 +99,9 @@ def test_a_version_whose_files_are_gone_or_changed_is_not_promoted(app, api):
     anyone do it, but a storage can still lose it), promoting v1 answered 200 and every
     prediction failed afterwards. Promotion and rollback now verify the version's files and
     checksums first and refuse with a 409, leaving the active version serving."""
-    project = api.create_project(cancer_project())
+    project, files = trained_project(app, api)
     pid = project["id"]
-    api.upload(pid, "training_batch_files/", batch_files(cancer_frame(), "cancer", 2))
-    train(api, pid)
     services = app.extensions["trainyard"]
-    with app.app_context():
-        files = services.resolver.files(services.db.projects.get(pid))
     # v2: a copy of v1 (cheaper than a second training; the checks read the files only)
     for info in files.list_files("models/v1/"):
         files.copy(info.key, "models/v2/" + info.key.removeprefix("models/v1/"))
