@@ -31,6 +31,14 @@ MARKER_OF_FIXTURE = {"moto_server": "emulator", "azurite_server": "emulator",
                      "crowded_storage": "slow"}  # 1,105 objects written before the first test
 
 
+def pytest_sessionfinish(session):
+    """Stop the emulators this process started, after every session fixture's teardown (the
+    emulator fixtures leave their servers running for the fixtures set up before them)."""
+    from tests.emulators import stop_all
+
+    stop_all()
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         for name in MARKER_OF_FIXTURE.keys() & set(item.fixturenames):

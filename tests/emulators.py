@@ -231,26 +231,28 @@ def gcs_credentials(server: EmulatorServer | None = None) -> dict:
 
 
 # -- pytest fixtures (session-wide: one server per test run) --------------------------------
+# None of them stops its server at teardown: ``stop_all`` at the session's end does
+# (``pytest_sessionfinish`` in tests/conftest.py; atexit as well). A fixture that stopped
+# them all when it was torn down would stop, say, moto_server before a session fixture set up
+# earlier had emptied its bucket (pytest tears session fixtures down in reverse order, and the
+# emulator fixtures do not depend on each other), which failed the last test of a worker.
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[EmulatorServer]:
     """moto_server on a free port: ``.endpoint`` is its URL, ``.port`` its port."""
     yield moto()
-    stop_all()
 
 
 @pytest.fixture(scope="session")
 def azurite_server() -> Iterator[EmulatorServer]:
     """Azurite's blob service on a free port (account devstoreaccount1 under ``.endpoint``)."""
     yield azurite()
-    stop_all()
 
 
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[EmulatorServer]:
     """gcp-storage-emulator on a free port: ``.endpoint`` is its URL."""
     yield gcs_emulator()
-    stop_all()
 
 
 # -- fresh storages on the emulators -----------------------------------------------------------
