@@ -8,6 +8,7 @@ from entity.log_record import LogRepository
 from entity.mail_message import MailRepository
 from entity.migrations import upgrade
 from entity.model_version import ModelVersionRepository
+from entity.prediction_record import PredictionRecordRepository
 from entity.prediction_usage import PredictionUsageRepository
 from entity.project import ProjectRepository
 from entity.security import (
@@ -44,6 +45,8 @@ class Database:
             store.collection("storage_connections"))
         self.prediction_usage = PredictionUsageRepository(store.collection("prediction_usage"))
         self.job_schedule = JobScheduleRepository(store.collection("job_schedule"))
+        self.prediction_records = PredictionRecordRepository(
+            store.collection("prediction_records"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -53,7 +56,7 @@ class Database:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
-                self.prediction_usage, self.job_schedule]
+                self.prediction_usage, self.job_schedule, self.prediction_records]
 
     def upgrade(self) -> int:
         """Run the schema migrations this database lacks; returns its schema version.

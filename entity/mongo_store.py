@@ -33,6 +33,17 @@ class MongoCollection(Collection):
         except DuplicateKeyError as exc:
             raise DuplicateKey() from exc
 
+    def insert_many(self, docs) -> None:
+        from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+        if not docs:
+            return
+        try:
+            with self.store.write_lock:
+                self._coll.insert_many([dict(doc) for doc in docs], ordered=False)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            raise DuplicateKey() from exc
+
     def get(self, doc_id: str) -> dict | None:
         return self._coll.find_one({"_id": doc_id})
 

@@ -99,6 +99,21 @@ class SqliteCollection(Collection):
         except sqlite3.IntegrityError as exc:
             raise DuplicateKey() from exc
 
+    def insert_many(self, docs: Sequence[dict]) -> None:
+        # One transaction: one commit (one WAL sync) for the lot, not one per document.
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(f"INSERT INTO {self.name} (id, doc) VALUES (?, ?)",
+                             [(doc["_id"], json.dumps(doc)) for doc in docs])
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise DuplicateKey() from exc
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def get(self, doc_id: str) -> dict | None:
         row = self._conn().execute(f"SELECT doc FROM {self.name} WHERE id = ?",
                                    (doc_id,)).fetchone()

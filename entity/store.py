@@ -23,6 +23,13 @@ class Collection(ABC):
     def insert(self, doc: dict) -> None:
         """Insert ``doc`` (it must have an ``_id``); raise ``DuplicateKey`` on a taken key."""
 
+    def insert_many(self, docs: Sequence[dict]) -> None:
+        """Insert every document of ``docs`` (each with an ``_id``), in one round trip where
+        the backend can. Raises ``DuplicateKey`` on a taken key; which of the others were
+        inserted then is the backend's (SQLite: none, MongoDB: all but the taken ones)."""
+        for doc in docs:
+            self.insert(doc)
+
     @abstractmethod
     def get(self, doc_id: str) -> dict | None:
         """The document with this ``_id``, or None."""

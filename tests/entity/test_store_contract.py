@@ -73,6 +73,17 @@ def test_insert_of_a_taken_id_raises_duplicate_key(store):
     assert coll.count() == 1
 
 
+def test_insert_many_inserts_every_document_and_refuses_a_taken_id(store):
+    coll = store.collection("things")
+    coll.insert_many([{"_id": f"d{i}", "n": i, "tags": ["x"]} for i in range(50)])
+    coll.insert_many([])
+    assert coll.count() == 50
+    assert coll.get("d7") == {"_id": "d7", "n": 7, "tags": ["x"]}
+    with pytest.raises(DuplicateKey):
+        coll.insert_many([{"_id": "new", "n": -1}, {"_id": "d3", "n": -3}])
+    assert coll.get("d3")["n"] == 3  # the taken one is never overwritten
+
+
 def test_unique_index_refuses_a_second_document_with_the_same_value(store):
     coll = store.collection("accounts")
     coll.ensure_index(["email"], unique=True)
