@@ -21,6 +21,7 @@ from entity.security import (
 )
 from entity.storage_connection import StorageConnectionRepository
 from entity.store import DocumentStore, open_store
+from entity.team import TeamRepository
 from entity.user import UserRepository
 
 
@@ -29,7 +30,8 @@ class Database:
 
     def __init__(self, store: DocumentStore):
         self.store = store
-        self.users = UserRepository(store.collection("users"))
+        self.teams = TeamRepository(store.collection("teams"), store.collection("team_members"))
+        self.users = UserRepository(store.collection("users"), teams=self.teams)
         self.projects = ProjectRepository(store.collection("projects"))
         self.executions = ExecutionRepository(store.collection("executions"))
         self.logs = LogRepository(store.collection("log_records"))
@@ -56,7 +58,8 @@ class Database:
         return [self.users, self.projects, self.executions, self.logs, self.model_versions,
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
-                self.prediction_usage, self.job_schedule, self.prediction_records]
+                self.prediction_usage, self.job_schedule, self.prediction_records,
+                self.teams]
 
     def upgrade(self) -> int:
         """Run the schema migrations this database lacks; returns its schema version.

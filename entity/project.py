@@ -160,6 +160,9 @@ class Project:
     recipients: list[str] = field(default_factory=list)
     storage_connection_id: str | None = None
     members: dict[str, str] = field(default_factory=dict)  # user id -> project role
+    #: team id -> project role: every member of the team holds it (the higher of a person's
+    #: own role and their teams' roles counts)
+    teams: dict[str, str] = field(default_factory=dict)
     metric: str | None = None
     time_budget_seconds: int | None = None
     algorithms: list[str] = field(default_factory=list)  # empty: all that suit the problem
@@ -179,12 +182,25 @@ class Project:
         return self.metric or METRICS[self.problem_type][0]
 
     def role_of(self, user) -> str | None:
-        """The project role of ``user`` (admins act as owners), or None."""
+        """The project role of ``user`` (admins act as owners), or None: the strongest of their
+        own membership and the roles of their teams (``user.team_ids``)."""
         if user is None or not getattr(user, "is_authenticated", False):
             return None
         if getattr(user, "is_admin", False) or user.id == self.owner_id:
             return "owner"
-        return self.members.get(user.id)
+        own = self.members.get(user.id)
+        through_team = self.team_role_of(user)
+        if through_team is None:
+            return own  # (an unknown stored role: visible, allows nothing, as before)
+        if own in PROJECT_ROLES:
+            return max(own, through_team, key=PROJECT_ROLES.index)
+        return through_team
+
+    def team_role_of(self, user) -> str | None:
+        """The strongest role ``user`` holds on the project through a team, or None."""
+        roles = [self.teams[t] for t in getattr(user, "team_ids", ()) or ()
+                 if self.teams.get(t) in PROJECT_ROLES]
+        return max(roles, key=PROJECT_ROLES.index) if roles else None
 
     def has_role(self, user, needed: str) -> bool:
         """True if ``user``'s project role is ``needed`` or stronger.
@@ -203,7 +219,7 @@ class Project:
             "owner_id": self.owner_id, "description": self.description,
             "recipients": list(self.recipients),
             "storage_connection_id": self.storage_connection_id,
-            "members": dict(self.members), "metric": self.metric,
+            "members": dict(self.members), "teams": dict(self.teams), "metric": self.metric,
             "time_budget_seconds": self.time_budget_seconds,
             "algorithms": list(self.algorithms),
             "active_execution_id": self.active_execution_id,
@@ -219,7 +235,8 @@ class Project:
             owner_id=doc["owner_id"], description=doc.get("description", ""),
             recipients=list(doc.get("recipients") or []),
             storage_connection_id=doc.get("storage_connection_id"),
-            members=dict(doc.get("members") or {}), metric=doc.get("metric"),
+            members=dict(doc.get("members") or {}), teams=dict(doc.get("teams") or {}),
+            metric=doc.get("metric"),
             time_budget_seconds=doc.get("time_budget_seconds"),
             algorithms=list(doc.get("algorithms") or []),
             active_execution_id=doc.get("active_execution_id"),
@@ -237,7 +254,7 @@ class Project:
 #: the keys of a project's document that its own fields fill (every other key is a setting)
 DOCUMENT_KEYS = frozenset({
     "_id", "name", "slug", "problem_type", "schema", "owner_id", "description", "recipients",
-    "storage_connection_id", "members", "metric", "time_budget_seconds", "algorithms",
+    "storage_connection_id", "members", "teams", "metric", "time_budget_seconds", "algorithms",
     "active_execution_id", "active_version", "next_version", "created_at", "updated_at"})
 
 

@@ -8,19 +8,12 @@ from datetime import datetime
 
 from entity.base import from_iso, new_id, to_iso, utcnow
 from entity.store import Collection
-
-#: the kinds of principal a connection can be granted to (teams will join "user")
-PRINCIPAL_TYPES = ("user",)
-
-
-def user_principal(user_id: str) -> dict:
-    """The principal that stands for one user in a connection's grants."""
-    return {"type": "user", "id": user_id}
-
-
-def principals_of(user) -> list[dict]:
-    """Every principal ``user`` acts as: the user (and, once teams exist, their teams)."""
-    return [user_principal(user.id)]
+from entity.team import (  # noqa: F401 (the principals, defined with teams)
+    PRINCIPAL_TYPES,
+    principals_of,
+    team_principal,
+    user_principal,
+)
 
 
 @dataclass
@@ -31,7 +24,8 @@ class StorageConnection:
     Fernet token of the JSON of the secret fields, never their clear text.
 
     Only admins and the principals in ``grants`` (``{"type": "user", "id": ...}``) may create
-    projects on the connection or move projects to it, unless ``available_to_all`` is set; to
+    projects on the connection or move projects to it (a team principal, ``{"type": "team", "id":
+    ...}``, stands for each member of the team), unless ``available_to_all`` is set; to
     anyone else it does not exist.
     """
 

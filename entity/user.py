@@ -23,6 +23,9 @@ class User:
     last_login_at: datetime | None = None
     #: bumped when the password changes or the account is deactivated: ends every session
     session_version: int = 0
+    #: the ids of the user's teams, read from the team memberships whenever the user is read
+    #: (not part of the user's document)
+    team_ids: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     @property
     def is_admin(self) -> bool:
@@ -71,8 +74,20 @@ def normalise_email(email: str) -> str:
 
 
 class UserRepository:
-    def __init__(self, collection: Collection):
+    """Users; with ``teams`` (an ``entity.team.TeamRepository``) every user read carries the
+    ids of their teams in ``team_ids``."""
+
+    def __init__(self, collection: Collection, teams=None):
         self.collection = collection
+        self.teams = teams
+
+    def _loaded(self, doc: dict | None) -> User | None:
+        if not doc:
+            return None
+        user = User.from_document(doc)
+        if self.teams is not None:
+            user.team_ids = self.teams.team_ids_of(user.id)
+        return user
 
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["email"], unique=True)
@@ -84,15 +99,18 @@ class UserRepository:
         return user
 
     def get(self, user_id: str) -> User | None:
-        doc = self.collection.get(user_id)
-        return User.from_document(doc) if doc else None
+        return self._loaded(self.collection.get(user_id))
 
     def get_by_email(self, email: str) -> User | None:
-        doc = self.collection.find_one({"email": normalise_email(email)})
-        return User.from_document(doc) if doc else None
+        return self._loaded(self.collection.find_one({"email": normalise_email(email)}))
 
     def list(self) -> list[User]:
-        return [User.from_document(d) for d in self.collection.find(sort=[("email", 1)])]
+        users = [User.from_document(d) for d in self.collection.find(sort=[("email", 1)])]
+        if self.teams is not None:
+            by_user = self.teams.team_ids_by_user()
+            for user in users:
+                user.team_ids = by_user.get(user.id, frozenset())
+        return users
 
     def count(self) -> int:
         return self.collection.count()

@@ -34,7 +34,8 @@ def _grants(ctx: Context, data: dict, connection: StorageConnection | None) -> t
     ``connection``, or none, where ``data`` leaves them out).
 
     Raises:
-        ValidationFailed: a grant is not ``{"type": "user", "id": <a user's id>}``.
+        ValidationFailed: a grant is not ``{"type": "user", "id": <a user's id>}`` or
+            ``{"type": "team", "id": <a team's id>}``.
     """
     grants = list(connection.grants) if connection else []
     available = connection.available_to_all if connection else False
@@ -50,8 +51,12 @@ def _grants(ctx: Context, data: dict, connection: StorageConnection | None) -> t
                 kind, principal = grant["type"], grant["id"]
                 if kind not in PRINCIPAL_TYPES:
                     errors["grants"] = f"A principal's type is one of {', '.join(PRINCIPAL_TYPES)}."
-                elif not isinstance(principal, str) or ctx.db.users.get(principal) is None:
+                elif kind == "user" and (not isinstance(principal, str)
+                                         or ctx.db.users.get(principal) is None):
                     errors["grants"] = f"No such user: {str(principal)[:40]}."
+                elif kind == "team" and (not isinstance(principal, str)
+                                         or ctx.db.teams.get(principal) is None):
+                    errors["grants"] = f"No such team: {str(principal)[:40]}."
                 elif {"type": kind, "id": principal} not in grants:
                     grants.append({"type": kind, "id": principal})
     if "available_to_all" in data:
