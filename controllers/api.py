@@ -327,7 +327,9 @@ def start_execution(project_id):
     if not project.has_role(current_user, kind.role):
         raise AccessDenied(kind.denied_message or
                            f"You need the {kind.role} role on this project to do this.")
-    execution = executions.start(context(), project, kind.name, data)
+    # The CLI names itself in its User-Agent; what it says is only shown, never trusted.
+    via = "cli" if request.user_agent.string.startswith("trainyard-cli/") else "api"
+    execution = executions.start(context(), project, kind.name, data, via=via)
     return jsonify(_show(resources.Execution, execution.to_public())), 202
 
 

@@ -191,7 +191,8 @@ def start(slug, kind):
     """Start an execution: a training, a prediction, or a move to another storage (owners)."""
     project = load_project(slug=slug, need=get_kind(kind).role)
     try:
-        execution = executions.start(context(), project, kind, request.form.to_dict())
+        execution = executions.start(context(), project, kind, request.form.to_dict(),
+                                     via="page")
     except PlatformError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pages.project", slug=slug)), 303

@@ -11,6 +11,15 @@ from entity.store import Collection
 
 ACTIVE_STATUSES = ("queued", "running")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled", "interrupted")
+#: what can start an execution (``Execution.trigger["by"]``)
+TRIGGERS = ("user", "schedule", "alert", "labels")
+
+
+def legacy_trigger(started_by: str | None) -> dict:
+    """The trigger of an execution stored before triggers were recorded: a person's click."""
+    if not started_by:
+        return {}
+    return {"by": "user", "user_id": started_by, "reason": "Started by a person."}
 
 
 @dataclass
@@ -25,6 +34,9 @@ class Execution:
     result: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     runner: dict = field(default_factory=dict)  # who runs it: {"host", "pid", "instance"}
+    #: who or what started it and why: {"by": "user" | "schedule" | "alert" | "labels",
+    #: "reason": text, "user_id"?, "via"?: "page" | "api" | "cli", ...} (``TRIGGERS``)
+    trigger: dict = field(default_factory=dict)
     id: str = field(default_factory=new_sortable_id)
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -48,7 +60,7 @@ class Execution:
             "_id": self.id, "project_id": self.project_id, "kind": self.kind,
             "started_by": self.started_by, "status": self.status, "stage": self.stage,
             "progress": self.progress, "error": self.error, "result": self.result,
-            "options": self.options, "runner": self.runner,
+            "options": self.options, "runner": self.runner, "trigger": self.trigger,
             "created_at": to_iso(self.created_at), "started_at": to_iso(self.started_at),
             "finished_at": to_iso(self.finished_at), "heartbeat_at": to_iso(self.heartbeat_at),
             "cancel_requested": self.cancel_requested,
@@ -61,7 +73,9 @@ class Execution:
             started_by=doc.get("started_by"), status=doc["status"], stage=doc.get("stage", ""),
             progress=doc.get("progress", 0), error=doc.get("error"),
             result=doc.get("result") or {}, options=doc.get("options") or {},
-            runner=doc.get("runner") or {}, created_at=from_iso(doc["created_at"]),
+            runner=doc.get("runner") or {},
+            trigger=doc.get("trigger") or legacy_trigger(doc.get("started_by")),
+            created_at=from_iso(doc["created_at"]),
             started_at=from_iso(doc.get("started_at")),
             finished_at=from_iso(doc.get("finished_at")),
             heartbeat_at=from_iso(doc.get("heartbeat_at")),

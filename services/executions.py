@@ -12,11 +12,15 @@ from exception_layer import BadRequest, NotFound
 from services.context import Context
 from thread_layer.kinds import PREDICTION_OUTPUT, find_kind, get_kind
 
+#: the channels a person starts an execution through (``trigger["via"]``)
+VIAS = ("page", "api", "cli")
 
-def start(ctx: Context, project: Project, kind: str, raw_options: dict | None = None
-          ) -> Execution:
+
+def start(ctx: Context, project: Project, kind: str, raw_options: dict | None = None, *,
+          via: str = "api") -> Execution:
     """Start an execution of ``kind`` with the options of its start request (``raw_options``:
-    the API body or the page form; the kind reads the options it declares).
+    the API body or the page form; the kind reads the options it declares). It records the
+    trigger ``{"by": "user", "user_id", "reason", "via"}`` (``via``: one of :data:`VIAS`).
 
     Raises:
         ValidationFailed: an unknown kind, or an option with a bad value (e.g. no such
@@ -24,8 +28,11 @@ def start(ctx: Context, project: Project, kind: str, raw_options: dict | None = 
         Conflict: an execution of the project is active already, or the kind refused.
     """
     options = get_kind(kind).parse_options(raw_options or {}, ctx.db, ctx.user)
-    execution = ctx.platform.runner.submit(project, kind, ctx.user, options)
-    ctx.audit(f"execution.{kind}", project.slug, details={"execution": execution.id, **options})
+    trigger = {"by": "user", "user_id": ctx.user.id, "reason": f"Started by {ctx.user.name}.",
+               "via": via if via in VIAS else "api"}
+    execution = ctx.platform.runner.submit(project, kind, ctx.user, options, trigger=trigger)
+    ctx.audit(f"execution.{kind}", project.slug, details={"execution": execution.id, **options,
+                                                          "trigger": trigger})
     return execution
 
 

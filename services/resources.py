@@ -130,6 +130,14 @@ class ProjectSettings(BaseModel):
     rules or widgets of their own (the schema, recipients, metric...) are declared on
     :class:`ProjectInput` and :class:`Project` and handled in ``services.projects``."""
 
+    # -- triggered retraining (thread_layer/triggers.py) ------------------------------------
+    retrain_on_alert: bool = Field(True, description=(
+        "Let an alert whose rule asks for it start a retraining (off: alerts only open "
+        "incidents)."))
+    retrain_after_labels: int | None = Field(None, ge=1, le=10_000_000, description=(
+        "Retrain once this many new labeled predictions have arrived since the last training "
+        "(empty: never on labels)."))
+
 
 class Project(ProjectSettings, Resource):
     id: Id
@@ -200,6 +208,9 @@ class Execution(Resource):
     # the kinds are the registry's (thread_layer.kinds): see the ExecutionKind component
     kind: Annotated[str, WithJsonSchema({"x-component": "ExecutionKind"})]
     started_by: str | None = None
+    trigger: dict = Field(default_factory=dict, description=(
+        'who or what started it and why: {"by": "user" | "schedule" | "alert" | "labels", '
+        '"reason": text, "user_id"?, "via"?: "page" | "api" | "cli", ...}'))
     status: STATUSES
     stage: str
     progress: int = Field(ge=0, le=100)

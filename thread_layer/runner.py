@@ -152,8 +152,13 @@ class ExecutionRunner:
 
     # -- starting and cancelling -------------------------------------------------------
 
-    def submit(self, project: Project, kind: str, user, options: dict | None = None) -> Execution:
-        """Queue a ``kind`` execution of ``project`` started by ``user``.
+    def submit(self, project: Project, kind: str, user, options: dict | None = None, *,
+               trigger: dict | None = None) -> Execution:
+        """Queue a ``kind`` execution of ``project`` started by ``user`` (None: started by
+        the platform itself, e.g. a schedule, which ``trigger`` then names).
+
+        ``trigger`` is recorded on the execution: ``{"by": ..., "reason": ..., ...}`` (see
+        ``entity.execution.TRIGGERS``); by default a person's start, ``{"by": "user"}``.
 
         Raises:
             ValidationFailed: no kind has this name.
@@ -169,16 +174,23 @@ class ExecutionRunner:
             self._choose_model(project, options)
         declared.check(self, project, options)
         owner = {"mode": "broker"} if self.dispatch else dict(self.identity)
-        execution = Execution(project_id=project.id, kind=kind, started_by=user.id,
-                              options=options, runner=owner)
+        if trigger is None:
+            trigger = {"by": "user", "user_id": user.id, "reason": f"Started by {user.name}."}
+        execution = Execution(project_id=project.id, kind=kind,
+                              started_by=user.id if user is not None else None,
+                              options=options, runner=owner, trigger=dict(trigger))
         self._claim(project, execution)
         try:
             self.db.executions.add(execution)
         except BaseException:
             self.db.projects.release(project.id, execution.id)
             raise
-        self._logger(execution).log(f"{declared.label} queued by {user.name}.",
-                                    stage="queued")
+        if user is not None:
+            queued = f"{declared.label} queued by {user.name}."
+        else:
+            queued = (f"{declared.label} queued by the {trigger.get('by', 'platform')} "
+                      f"trigger: {trigger.get('reason') or 'no reason given.'}")
+        self._logger(execution).log(queued, stage="queued")
         self._publish_execution(execution)
         self.start()
         if self.dispatch:

@@ -101,7 +101,10 @@ def _size(n: float) -> str:
 
 def _client() -> Client:
     url, token = settings()
-    return Client(url, token)
+    client = Client(url, token)
+    # The server records that the CLI started an execution (its trigger's "via").
+    client.http.headers["User-Agent"] = f"trainyard-cli/{__version__}"
+    return client
 
 
 def _project(client: Client, ref: str) -> dict:

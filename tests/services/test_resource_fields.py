@@ -61,7 +61,7 @@ def test_a_field_declared_once_is_taken_answered_stored_documented_and_shown(
     assert api.get(f"/projects/{project['id']}").get_json()[NAME] == 7
     assert api.get("/projects").get_json()["items"][0][NAME] == 7
     db = app.extensions["trainyard"].db
-    assert db.projects.get(project["id"]).settings == {NAME: 7}  # read back from the store
+    assert db.projects.get(project["id"]).settings[NAME] == 7  # read back from the store
 
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
     for component in ("Project", "ProjectInput"):
@@ -84,10 +84,11 @@ def test_a_field_declared_once_is_taken_answered_stored_documented_and_shown(
     assert f'data-error-for="{NAME}"' in refused.get_data(as_text=True)
 
 
-def test_today_the_project_has_no_generic_settings_and_its_document_keys_are_its_fields():
-    """Without a declared setting nothing changes: the document holds the entity's own fields
-    (which DOCUMENT_KEYS names), and a stored key it does not know is kept as a setting."""
-    assert resources.plain_fields() == []
+def test_the_form_shows_every_declared_setting_and_the_document_keys_are_its_fields():
+    """A project without settings holds only the entity's own fields (which DOCUMENT_KEYS
+    names), and a stored key it does not know is kept as a setting."""
+    assert [f["name"] for f in resources.plain_fields()] == \
+        list(resources.ProjectSettings.model_fields)
     project = Project(name="p", slug="p", problem_type="regression", owner_id="u",
                       schema=BatchSchema("^a$", [], None))
     assert set(project.to_document()) == DOCUMENT_KEYS
