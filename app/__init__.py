@@ -32,8 +32,10 @@ from logging_layer.live_access import LiveAccess
 from logging_layer.setup import configure_logging
 from services.accounts import user_for_token
 from services.context import Context, Platform
+from thread_layer.alerts import Alerts, retrainer
 from thread_layer.housekeeping import Housekeeper, Retention
 from thread_layer.model_server import ModelServer
+from thread_layer.monitoring import Monitor
 from thread_layer.runner import ExecutionRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,9 +155,16 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                               every_seconds=settings["HOUSEKEEPING_MINUTES"] * 60,
                               context=app.app_context, storages=resolver)
     app.extensions["housekeeping"] = housekeeper
+    alerts = Alerts(db, notifier, box, retrain=retrainer(db, runner))
+    monitor = Monitor(db, resolver, alerts=alerts,
+                      every_seconds=settings["MONITORING_MINUTES"] * 60,
+                      window_hours=settings["MONITORING_WINDOW_HOURS"], context=app.app_context)
+    app.extensions["monitoring"] = monitor
     if start_runner:
         runner.start()
         housekeeper.start()
+        monitor.start()
+        atexit.register(monitor.shutdown)
         atexit.register(housekeeper.shutdown)
         atexit.register(runner.shutdown)
         atexit.register(model_server.close)  # the last seconds of prediction counters

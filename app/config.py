@@ -126,6 +126,13 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "HOUSEKEEPING_MINUTES": (_int(1, 10080), 60,
                              "How often the retention above is applied (by one web process "
                              "at a time)."),
+    # live monitoring and alerts (issue 22)
+    "MONITORING_MINUTES": (_int(1, 1440), 15,
+                           "How often the monitors of every model version are computed and "
+                           "the alert rules judged (by one web process at a time)."),
+    "MONITORING_WINDOW_HOURS": (_int(1, 720), 24,
+                                "The rolling window of live monitoring, unless a project sets "
+                                "its own."),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Server log level."),
     "SESSION_COOKIE_SECURE": (_bool, False, "Send the session cookie over HTTPS only."),
     "TRUSTED_PROXY_HOPS": (_int(0, 10), 0,

@@ -8,6 +8,7 @@ from entity.log_record import LogRepository
 from entity.mail_message import MailRepository
 from entity.migrations import upgrade
 from entity.model_version import ModelVersionRepository
+from entity.monitoring import AlertRuleRepository, IncidentRepository, MonitorPointRepository
 from entity.prediction_record import PredictionRecordRepository
 from entity.prediction_usage import PredictionUsageRepository
 from entity.project import ProjectRepository
@@ -23,6 +24,7 @@ from entity.storage_connection import StorageConnectionRepository
 from entity.store import DocumentStore, open_store
 from entity.team import TeamRepository
 from entity.user import UserRepository
+from entity.webhook import DeliveryRepository, WebhookRepository
 
 
 class Database:
@@ -49,6 +51,12 @@ class Database:
         self.job_schedule = JobScheduleRepository(store.collection("job_schedule"))
         self.prediction_records = PredictionRecordRepository(
             store.collection("prediction_records"))
+        # live monitoring and alerts
+        self.monitor_points = MonitorPointRepository(store.collection("monitor_points"))
+        self.alert_rules = AlertRuleRepository(store.collection("alert_rules"))
+        self.incidents = IncidentRepository(store.collection("incidents"))
+        self.webhooks = WebhookRepository(store.collection("webhooks"))
+        self.webhook_deliveries = DeliveryRepository(store.collection("webhook_deliveries"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -59,7 +67,11 @@ class Database:
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
                 self.prediction_usage, self.job_schedule, self.prediction_records,
-                self.teams]
+                self.teams, *self.monitoring_repositories()]
+
+    def monitoring_repositories(self) -> list:
+        return [self.monitor_points, self.alert_rules, self.incidents, self.webhooks,
+                self.webhook_deliveries]
 
     def upgrade(self) -> int:
         """Run the schema migrations this database lacks; returns its schema version.

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from entity.store import Collection, DocumentStore
+from entity.store import SCAN_BATCH, Collection, DocumentStore, Path, path_of, pick
 from exception_layer import DuplicateKey
 
 
@@ -56,6 +56,21 @@ class MongoCollection(Collection):
         if limit:
             cursor = cursor.limit(limit)
         return list(cursor)
+
+    def scan(self, filter, fields: Sequence[Path], *, batch: int = SCAN_BATCH):
+        # The server sends only the top-level fields named; one cursor streams every batch.
+        paths = [path_of(f) for f in fields]
+        projection = {p[0]: 1 for p in paths} | ({"_id": 1} if ("_id",) in paths else
+                                                   {"_id": 0})
+        cursor = self._coll.find(filter or {}, projection).sort("_id", 1).batch_size(batch)
+        chunk: list[tuple] = []
+        for doc in cursor:
+            chunk.append(pick(doc, paths))
+            if len(chunk) >= batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     def count(self, filter=None) -> int:
         return self._coll.count_documents(filter or {})

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from entity.store import OPERATORS, Collection, DocumentStore, Sort
+from entity.store import OPERATORS, SCAN_BATCH, Collection, DocumentStore, Sort, path_of
+from entity.store import Path as FieldPath
 from exception_layer import DuplicateKey
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -76,6 +77,23 @@ def _where(filter: dict | None) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _json_path(path: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The SQLite JSON path of ``path``, and the keys left to follow in Python (a key with a
+    quote or backslash cannot be written in a JSON path)."""
+    keys = []
+    for index, key in enumerate(path):
+        if '"' in key or "\\" in key:
+            return "$" + "".join(f'."{k}"' for k in keys), tuple(path[index:])
+        keys.append(key)
+    return "$" + "".join(f'."{k}"' for k in keys), ()
+
+
+def _dig(value, keys: tuple[str, ...]):
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def _order(sort: Sort | None) -> str:
     if not sort:
         return " ORDER BY rowid"
@@ -126,6 +144,32 @@ class SqliteCollection(Collection):
             sql += " LIMIT ? OFFSET ?"
             params += [limit or -1, skip]
         return [json.loads(r[0]) for r in self._conn().execute(sql, params)]
+
+    def scan(self, filter, fields: Sequence[FieldPath], *, batch: int = SCAN_BATCH):
+        # One json_extract with every path answers a JSON array per row: SQLite reads the
+        # document once, and the values come back typed (objects and lists too).
+        paths = [path_of(f) for f in fields]
+        inside = [_json_path(p) for p in paths]
+        marks = ", ".join("?" for _ in inside) if len(inside) > 1 else "?, ?"
+        where, params = _where(filter)
+        where = (where + " AND" if where else " WHERE") + " rowid > ?"
+        sql = (f"SELECT rowid, json_extract(doc, {marks}) FROM {self.name}{where} "
+               "ORDER BY rowid LIMIT ?")
+        given = [p for p, _ in inside] * (1 if len(inside) > 1 else 2)
+        rest = [tail for _, tail in inside]
+        last, loads = 0, json.loads
+        while True:
+            rows = self._conn().execute(sql, [*given, *params, last, batch]).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            values = [loads(r[1]) for r in rows]
+            if any(rest):
+                values = [tuple(_dig(v, tail) for v, tail in zip(row, rest, strict=False))
+                          for row in values]
+            yield [tuple(v[:len(paths)]) for v in values]
+            if len(rows) < batch:
+                return
 
     def count(self, filter=None) -> int:
         where, params = _where(filter)

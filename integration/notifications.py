@@ -1,4 +1,5 @@
-"""Mail about executions: sent through SMTP when configured, otherwise kept in the outbox."""
+"""Mail about executions and incidents: sent through SMTP when configured, otherwise kept in
+the outbox."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Protocol
 
 from entity.execution import Execution
 from entity.mail_message import MailMessage, MailRepository
+from entity.monitoring import Incident
 from entity.project import Project
 
 log = logging.getLogger("trainyard.mail")
@@ -103,3 +105,37 @@ class Notifier:
                               recipients=self.recipients_for(project, starter_email),
                               body_text=text, body_html=html)
         return self.deliver(message)
+
+    # -- incidents ----------------------------------------------------------------------
+
+    def monitoring_url(self, project: Project) -> str:
+        return f"{self.public_url}/projects/{project.slug}/monitoring"
+
+    def incident_event(self, event: str, project: Project, incident: Incident,
+                       recipients: list[str]) -> MailMessage:
+        """Mail the opening, a reminder or the closing of ``incident``.
+
+        Args:
+            event: ``opened``, ``reminder`` or ``closed``.
+            recipients: the project's people.
+        """
+        url = self.monitoring_url(project)
+        what = {"opened": "opened", "reminder": "still open", "closed": "closed"}[event]
+        subject = f"[Trainyard] {project.name}: incident {what}: {incident.summary}"
+        lines = [f"An incident of project {project.name} is {what}.", "",
+                 incident.summary, f"Model version: {incident.version}",
+                 f"Opened: {incident.opened_at:%Y-%m-%d %H:%M} UTC"]
+        if incident.value is not None:
+            lines.append(f"Value: {incident.value:g} (threshold {incident.threshold:g})"
+                         if incident.threshold is not None else f"Value: {incident.value:g}")
+        if event == "closed" and incident.closed_at is not None:
+            lines.append(f"Closed: {incident.closed_at:%Y-%m-%d %H:%M} UTC "
+                         "(the condition cleared)")
+        if incident.retraining and incident.retraining.get("execution_id"):
+            lines.append(f"Retraining started: {incident.retraining['execution_id']}")
+        lines += ["", f"Monitoring: {url}"]
+        text = "\n".join(lines)
+        html = "<p>" + "<br>".join(escape(line) for line in lines[:-1]) + \
+            f'</p><p><a href="{escape(url)}">Open the monitoring page</a></p>'
+        return self.deliver(MailMessage(subject=subject, recipients=recipients,
+                                        body_text=text, body_html=html))

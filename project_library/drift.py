@@ -13,6 +13,13 @@ with shares floored at :data:`SHARE_FLOOR` so that an empty bin stays finite. PS
 ``ok``, below 0.25 a ``warning``, from 0.25 ``drift``. With fewer than :data:`MIN_ROWS` rows the
 PSI is reported but not judged (status ``insufficient_data``): sampling noise alone would make it
 large. Date columns are not profiled: new data always lies later in time.
+
+The profile also holds ``prediction``: the training target's distribution binned the same way
+(the classes of a classification, quantile bins of a regression), against which live monitoring
+compares the distribution of the predictions. Beside the PSI, :func:`binned_test` gives a test
+suited to the column type computed from the binned counts alone (so that only the profile is
+needed): a Kolmogorov-Smirnov distance over the ordered bins of a numeric column, a chi-square
+goodness of fit over the values of a categorical one.
 """
 
 from __future__ import annotations
@@ -96,6 +103,74 @@ def reference_profile(frame: pd.DataFrame, plan: FeaturePlan) -> dict:
         features[name] = {"kind": "categorical", "values": top,
                           "shares": _shares(_categorical_counts(frame[name], top))}
     return {"version": PROFILE_VERSION, "rows": len(frame), "features": features}
+
+
+def target_profile(y, problem_type: str) -> dict | None:
+    """The training target ``y`` profiled like a feature: categorical over the classes of a
+    classification (all of them, however many), numeric quantile bins for a regression; None
+    when ``y`` is empty."""
+    if not len(y):
+        return None
+    if problem_type == "classification":
+        text = _text_values(pd.Series(y)).dropna()
+        values = [str(v) for v in text.value_counts().index]
+        return {"kind": "categorical", "values": values,
+                "shares": _shares(_categorical_counts(pd.Series(y), values))}
+    values = _numeric_values(pd.Series(y))
+    present = values[~np.isnan(values)]
+    edges = sorted({float(q) for q in np.quantile(present, np.linspace(0, 1, NUMERIC_BINS + 1)
+                                                   [1:-1])})
+    return {"kind": "numeric", "edges": edges, "shares": _shares(_numeric_counts(values, edges))}
+
+
+def bin_counts(spec: dict, values) -> np.ndarray:
+    """The counts of ``values`` (a list or series) in the bins of one profiled column."""
+    if spec["kind"] == "numeric":
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+        return _numeric_counts(numbers.to_numpy(dtype="float64", na_value=np.nan),
+                               spec["edges"])
+    return _categorical_counts(pd.Series(values, dtype=object), spec["values"])
+
+
+def binned_test(spec: dict, reference_rows: int, counts: np.ndarray) -> dict:
+    """A two-distribution test from binned counts only, suited to the column's kind.
+
+    Numeric: the Kolmogorov-Smirnov distance between the reference and current distributions
+    over the ordered bins (missing values left out), with the asymptotic p-value for the
+    effective sample size ``n·m/(n+m)``. It can only see differences between bins, so it is a
+    lower bound of the KS distance of the raw values. Categorical: Pearson's chi-square of the
+    current counts against the counts the reference shares expect (shares floored like the
+    PSI's), with ``bins - 1`` degrees of freedom.
+
+    Returns:
+        ``{"test": "ks" | "chi2", "statistic", "p_value"}``; statistic and p-value are None
+        when there are no current rows.
+    """
+    from scipy import special, stats
+
+    counts = np.asarray(counts, dtype="float64")
+    shares = np.asarray(spec["shares"], dtype="float64")
+    if spec["kind"] == "numeric":
+        current, reference = counts[:-1], shares[:-1]  # the last bin holds the missing
+        m, ref_total = current.sum(), reference.sum()
+        if not m or not ref_total:
+            return {"test": "ks", "statistic": None, "p_value": None}
+        distance = float(np.max(np.abs(np.cumsum(current) / m - np.cumsum(reference)
+                                       / ref_total)))
+        n = max(reference_rows * ref_total, 1.0)
+        effective = math.sqrt(n * m / (n + m))
+        p_value = float(special.kolmogorov((effective + 0.12 + 0.11 / effective) * distance))
+        return {"test": "ks", "statistic": round(distance, 6),
+                "p_value": float(f"{min(max(p_value, 0.0), 1.0):.6g}")}
+    total = counts.sum()
+    if not total:
+        return {"test": "chi2", "statistic": None, "p_value": None}
+    expected = np.maximum(shares, SHARE_FLOOR)
+    expected = expected / expected.sum() * total
+    statistic = float(np.sum((counts - expected) ** 2 / expected))
+    p_value = float(stats.chi2.sf(statistic, max(len(counts) - 1, 1)))
+    return {"test": "chi2", "statistic": round(statistic, 4),
+            "p_value": float(f"{p_value:.6g}")}
 
 
 def population_stability_index(reference: list[float], current: list[float]) -> float:

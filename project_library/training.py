@@ -742,6 +742,7 @@ def save(files: ProjectFiles, *, version: int, execution_id: str, problem_type: 
                 "features": features, "schema": schema.to_dict(),
                 "data_fingerprint": fingerprint, "library_versions": versions}
         reference = drift.reference_profile(data.X_train, plan)
+        reference["prediction"] = drift.target_profile(data.y_train, problem_type)
         artifacts = save_model_version(
             files, version, model=chosen.model,
             documents={"metrics.json": card, "leaderboard.json": leaderboard,

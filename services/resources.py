@@ -138,6 +138,14 @@ class ProjectSettings(BaseModel):
         "Retrain once this many new labeled predictions have arrived since the last training "
         "(empty: never on labels)."))
 
+    # -- live monitoring and alerts (issue 22) --
+    monitoring_window_hours: int | None = Field(
+        None, ge=1, le=720, description="Hours of the rolling window of live monitoring "
+        "(default: the server's MONITORING_WINDOW_HOURS, 24).")
+    incident_reminder_hours: int | None = Field(
+        None, ge=0, le=720, description="Hours between reminder mails while an incident stays "
+        "open (default 24; 0: no reminders).")
+
 
 class Project(ProjectSettings, Resource):
     id: Id

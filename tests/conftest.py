@@ -66,6 +66,7 @@ def app(app_config):
     yield application
     application.extensions["trainyard"].runner.shutdown()
     application.extensions["housekeeping"].shutdown()
+    application.extensions["monitoring"].shutdown()
     application.extensions["trainyard"].db.close()
 
 

@@ -78,6 +78,8 @@ class Usage:
     errors: int = 0
     #: hour (since the epoch) -> latency bucket -> requests
     hours: dict[int, dict[int, int]] = field(default_factory=dict)
+    #: hour (since the epoch) -> [requests, errors], for the error rate of live monitoring
+    request_hours: dict[int, list[int]] = field(default_factory=dict)
     #: changed since last written to the database
     dirty: bool = False
     #: written to the database at least once
@@ -89,11 +91,15 @@ class Usage:
         with self.lock:
             self.requests += 1
             self.dirty = True
+            at = int((time.time() if now is None else now) // 3600)
+            counts = self.request_hours.setdefault(at, [0, 0])
+            counts[0] += 1
             if milliseconds is None:
                 self.errors += 1
+                counts[1] += 1
                 return
             self.rows += rows
-            hour = self.hours.setdefault(int((time.time() if now is None else now) // 3600), {})
+            hour = self.hours.setdefault(at, {})
             bucket = _bucket(milliseconds)
             hour[bucket] = hour.get(bucket, 0) + 1
 
@@ -104,9 +110,13 @@ class Usage:
         with self.lock:
             for old in [h for h in self.hours if h < since]:
                 del self.hours[old]
+            for old in [h for h in self.request_hours if h < since]:
+                del self.request_hours[old]
             return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
                     "latency_hours": {_hour(hour * 3600): {str(b): n for b, n in buckets.items()}
-                                      for hour, buckets in self.hours.items()}}
+                                      for hour, buckets in self.hours.items()},
+                    "request_hours": {_hour(hour * 3600): list(counts)
+                                      for hour, counts in self.request_hours.items()}}
 
 
 def summarize(snapshots: list[dict], now: float | None = None) -> dict:

@@ -315,6 +315,29 @@ def test_equality_on_a_dict_or_list_value(store):
     assert ids(coll.find({"tags": {"$ne": ["y"]}})) == ["a"]
 
 
+def test_scan_reads_only_the_fields_asked_in_batches(store):
+    coll = store.collection("scanned")
+    for i in range(23):
+        coll.insert({"_id": f"d{i:02d}", "project": "a" if i % 3 else "b", "n": i,
+                     "inputs": {"x": i * 1.5, "name with space": f"v{i}", 'q"uote': i,
+                                "nested": {"deep": [i]}},
+                     "probabilities": {"yes": 0.25, "no": 0.75} if i % 2 else None})
+    batches = list(coll.scan({"project": "a"}, ["n", ("inputs", "x"),
+                                                ("inputs", "name with space"),
+                                                ("inputs", 'q"uote'), ("inputs", "nested"),
+                                                "probabilities", ("inputs", "absent"),
+                                                ("n", "not an object")], batch=4))
+    assert [len(b) for b in batches] == [4, 4, 4, 3]
+    rows = sorted((row for batch in batches for row in batch), key=lambda r: r[0])
+    expected = [(i, i * 1.5, f"v{i}", i, {"deep": [i]},
+                 {"yes": 0.25, "no": 0.75} if i % 2 else None, None, None)
+                for i in range(23) if i % 3]
+    assert rows == expected
+    assert list(coll.scan({"project": "zzz"}, ["n"])) == []
+    single = [row for batch in coll.scan({"project": "b"}, ["n"], batch=100) for row in batch]
+    assert sorted(single) == [(i,) for i in range(0, 23, 3)]
+
+
 def test_iso_date_strings_compare_and_sort_in_time_order(store):
     coll = store.collection("events")
     start = datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
