@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                              "CELERY_BROKER_URL); print a new SECRETS_KEY; re-encrypt stored "
                              "credentials with the first SECRETS_KEY")
     parser.add_argument("--dev", action="store_true", help="use the development server")
+    parser.add_argument("--queues", default=None, metavar="NAMES",
+                        help="worker: the execution queues it takes work from, comma-separated "
+                             "(train, predict, monitor; default: WORKER_QUEUES, or all)")
     args = parser.parse_args(argv)
     load_dotenv(Path.cwd() / ".env")
     if args.command == "generate-key":
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rotate-secrets":
         return _rotate_secrets()
     if args.command == "worker":
-        return _run_worker()
+        return _run_worker(args.queues)
 
     from app.config import ConfigError, load_config
     from entity.migrations import SchemaVersionError
@@ -68,17 +71,28 @@ def _upgrade_database(url: str) -> None:
         database.close()
 
 
-def _run_worker() -> int:
-    """A Celery worker running executions queued by the web processes."""
+def _run_worker(queues: str | None) -> int:
+    """A Celery worker running the executions of ``queues`` queued by the web processes."""
     from app import create_app
-    from thread_layer.celery_queue import run_worker
+    from app.config import ConfigError
+    from thread_layer.celery_queue import parse_queues, run_worker
 
-    app = create_app(start_runner=False)
+    try:
+        chosen = parse_queues(queues) if queues is not None else None
+        app = create_app(start_runner=False)
+    except ValueError as exc:
+        print(f"Trainyard cannot start a worker: --queues={queues!r}: {exc}.", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"Trainyard cannot start a worker: {exc}", file=sys.stderr)
+        return 2
     if not app.config["CELERY_BROKER_URL"]:
         print("Trainyard cannot start a worker: set CELERY_BROKER_URL (and "
               "SOCKETIO_MESSAGE_QUEUE) to the broker the web processes use.", file=sys.stderr)
         return 2
-    run_worker(app, app.config["MAX_CONCURRENT_EXECUTIONS"])
+    run_worker(app, app.config["MAX_CONCURRENT_EXECUTIONS"],
+               chosen or app.config["WORKER_QUEUES"] or parse_queues(None),
+               app.config["WORKER_STOP_GRACE_SECONDS"])
     return 0
 
 

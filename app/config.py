@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from thread_layer.celery_queue import parse_queues
+
 
 class ConfigError(RuntimeError):
     """A setting has a value Trainyard cannot use; the message names the variable."""
@@ -113,6 +115,15 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "CELERY_BROKER_URL": (_text, None,
                           "redis://... to run executions on `python -m app worker` processes "
                           "(needs SOCKETIO_MESSAGE_QUEUE too); unset: in the web process."),
+    "WORKER_QUEUES": (parse_queues, None,
+                      "The execution queues a `python -m app worker` takes work from "
+                      "(comma-separated: train, predict, monitor; unset: all of them; "
+                      "`--queues` overrides)."),
+    "WORKER_STOP_GRACE_SECONDS": (_int(0, 86400), 8,
+                                  "On SIGTERM a worker lets its running executions finish for "
+                                  "this long, then hands them back to their queue (another "
+                                  "worker starts them again) instead of leaving them "
+                                  "interrupted."),
     "RETENTION_LOGIN_FAILURES_DAYS": (_int(0, 36500), 1,
                                       "Days failed logins are kept (the login throttle looks "
                                       "at the last 24 hours); 0 keeps them forever."),

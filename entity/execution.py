@@ -133,6 +133,16 @@ class ExecutionRepository:
             {"status": "running", "started_at": now, "heartbeat_at": now, "stage": "validating",
              "runner": runner})
 
+    def requeue(self, execution_id: str) -> bool:
+        """Atomically move a running execution back to queued, for a broker worker to take it
+        again from the start (its worker was asked to stop); False if it is no longer running
+        or its cancellation was asked. Its heartbeat is now: the time it went back on the queue,
+        from which the sweeper counts how long it waits for a worker."""
+        return self.collection.update_one(
+            {"_id": execution_id, "status": "running", "cancel_requested": {"$ne": True}},
+            {"status": "queued", "started_at": None, "heartbeat_at": to_iso(utcnow()),
+             "stage": "queued", "progress": 0, "runner": {"mode": "broker"}})
+
     def finish(self, execution_id: str, status: str, *, error: str | None = None,
                result: dict | None = None) -> bool:
         """Move an active execution to a final status; False if it was already final."""

@@ -84,15 +84,16 @@ class ExecutionRunner:
         max_workers: executions running at once; more wait ``queued``.
         threads: CPU threads each worker process may use.
         heartbeat_seconds, stale_after_seconds: liveness of running executions.
-        dispatch: queue an execution id elsewhere (a Celery broker) instead of running it in
-            this process; None runs executions here.
+        dispatch: ``dispatch(execution_id, queue)`` queues an execution on its kind's queue
+            elsewhere (a Celery broker) instead of running it in this process; None runs
+            executions here.
     """
 
     def __init__(self, *, db: Database, resolver: StorageResolver, notifier: Notifier,
                  publish: Publisher, context: Callable[[], contextlib.AbstractContextManager]
                  = contextlib.nullcontext, max_workers: int = 2, threads: int = 1,
                  heartbeat_seconds: float = 5, stale_after_seconds: float = 60,
-                 dispatch: Callable[[str], None] | None = None):
+                 dispatch: Callable[[str, str], None] | None = None):
         self.db, self.resolver, self.notifier = db, resolver, notifier
         self.publish, self.context = publish, context
         self.max_workers, self.threads = max_workers, threads
@@ -106,6 +107,7 @@ class ExecutionRunner:
         self._cancel: dict[str, threading.Event] = {}
         self._procs: dict[str, multiprocessing.process.BaseProcess] = {}
         self._stopping = threading.Event()
+        self._handing_back = threading.Event()
         self._lock = threading.Lock()
         self._mp = multiprocessing.get_context("spawn")
 
@@ -149,6 +151,12 @@ class ExecutionRunner:
                 if execution.runner.get("instance") == self.identity["instance"]:
                     self._interrupt(execution, "The server was stopped while this execution "
                                                "was running; start it again.")
+
+    def hand_back(self) -> None:
+        """Give the running executions back to their broker queue (a worker asked to stop,
+        whose grace time is over): each one's process is stopped, and it goes back to
+        ``queued`` for another worker to run from the start."""
+        self._handing_back.set()
 
     # -- starting and cancelling -------------------------------------------------------
 
@@ -194,7 +202,7 @@ class ExecutionRunner:
         self._publish_execution(execution)
         self.start()
         if self.dispatch:
-            self.dispatch(execution.id)
+            self.dispatch(execution.id, declared.queue)
         else:
             self._queue.put(execution.id)
         return execution
@@ -260,7 +268,7 @@ class ExecutionRunner:
         runner = execution.runner or {}
         if runner.get("mode") == "broker":
             # Waiting on the broker for a worker: only give up after a long wait.
-            waited = utcnow() - execution.created_at
+            waited = utcnow() - (execution.heartbeat_at or execution.created_at)  # requeued
             if waited > timedelta(seconds=self.stale_after_seconds * 60):
                 return ("No worker took this execution for over an hour; check that "
                         "`python -m app worker` runs, then start it again.")
@@ -338,14 +346,25 @@ class ExecutionRunner:
             if project is not None:
                 self.db.projects.release(project.id, execution_id)
             return
+        if self._handing_back.is_set() and self.dispatch:
+            self.dispatch(execution_id, kind.queue)  # a stopping worker starts nothing more
+            return
         if not self.db.executions.start(execution_id, dict(self.identity)):
             return  # cancelled meanwhile, or another worker took it (a broker redelivery)
+        handed_back = False
         try:
             execution = self.db.executions.get(execution_id)
             self._publish_execution(execution)
             self.notifier.execution_event("started", project, execution, starter_email, kind)
             logger.log(f"Started on {self.identity['host']}.", stage="validating")
             status, detail = self._run_worker(kind, execution, project, logger)
+            if status == "handed_back":
+                kind.discard(self, execution, project, logger)
+                handed_back = self._give_back(kind, execution, logger)
+                if not handed_back:  # cancelled meanwhile
+                    self.db.executions.finish(execution_id, "cancelled",
+                                              error="Cancelled on request.")
+                return
             if status == "succeeded":
                 result = kind.finalize(self, execution, project, detail, logger)
                 if kind.promote is not None:
@@ -365,12 +384,31 @@ class ExecutionRunner:
             with contextlib.suppress(Exception):
                 logger.log(message, stage="done", level="ERROR")
         finally:
-            self.db.projects.release(project.id, execution_id)
-            finished = self.db.executions.get(execution_id)
-            self._publish_execution(finished)
-            if finished.status != "running":
-                self.notifier.execution_event(finished.status, project, finished,
-                                              starter_email, kind)
+            if not handed_back:
+                self._conclude(project, execution_id, starter_email, kind)
+
+    def _conclude(self, project: Project, execution_id: str, starter_email: str | None,
+                  kind: ExecutionKind) -> None:
+        """Free the project and tell the watchers and the starter how the execution ended."""
+        self.db.projects.release(project.id, execution_id)
+        finished = self.db.executions.get(execution_id)
+        self._publish_execution(finished)
+        if finished.status != "running":
+            self.notifier.execution_event(finished.status, project, finished, starter_email,
+                                          kind)
+
+    def _give_back(self, kind: ExecutionKind, execution: Execution,
+                   logger: ExecutionLogger) -> bool:
+        """Put an execution whose worker is stopping back on its queue; False if it could not
+        be (cancelled meanwhile)."""
+        if not self.db.executions.requeue(execution.id):
+            return False
+        logger.log(f"The worker on {self.identity['host']} was stopped; the execution goes back "
+                   "to its queue and starts again on another worker.", stage="queued",
+                   level="WARNING")
+        self._publish_execution(self.db.executions.get(execution.id))
+        self.dispatch(execution.id, kind.queue)
+        return True
 
     def _payload(self, kind: ExecutionKind, execution: Execution, project: Project) -> dict:
         uri, credentials = self.resolver.location(project)
@@ -398,6 +436,9 @@ class ExecutionRunner:
                 if cancel.is_set() or self._stopping.is_set():
                     proc.kill()
                     return "cancelled", "Cancelled on request."
+                if self._handing_back.is_set():
+                    proc.kill()
+                    return "handed_back", "The worker was stopped."
                 if receiver.poll(0.5):
                     try:
                         message = receiver.recv()
@@ -416,6 +457,10 @@ class ExecutionRunner:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+        if outcome is None and self.dispatch and -proc.exitcode in worker.SUPERVISOR_SIGNALS:
+            # A stop of the worker's whole process group reached the process while it was
+            # starting, before it could leave the signal to this supervisor: not a failure.
+            return "handed_back", "The worker was stopped."
         if outcome is None:
             return "failed", (f"The worker process stopped unexpectedly (exit code "
                               f"{proc.exitcode}); the machine may have run out of memory.")

@@ -1,8 +1,9 @@
 """The worker process of one execution: runs the ML work and reports through a pipe.
 
 It runs in a process of its own (started with ``spawn``) so that CPU-heavy training never starves
-the web server: it is niced, its math libraries are capped to ``EXECUTION_THREADS`` threads, and
-it dies with its supervisor. Messages sent to the supervisor:
+the web server: it is niced, its math libraries are capped to ``EXECUTION_THREADS`` threads, it
+dies with its supervisor, and it leaves SIGTERM and SIGINT to its supervisor. Messages sent to
+the supervisor:
 
 - ``("log", level, stage, message)``
 - ``("progress", stage, percent)``
@@ -18,6 +19,8 @@ import sys
 import traceback
 
 WORKER_NICENESS = 10
+#: the signals the supervisor handles for this process (a stop of the whole process group)
+SUPERVISOR_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 class PipeReporter:
@@ -57,6 +60,11 @@ def run(execute, payload: dict, conn) -> None:
         conn: the pipe to the supervisor.
     """
     _die_with_parent()
+    # The supervisor decides when this process stops: a SIGTERM or Ctrl-C sent to the whole
+    # process group (a service manager stopping a worker) reaches the supervisor too, which
+    # lets the execution finish or hands it back, then kills this process if it must.
+    for number in SUPERVISOR_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
     threads = str(payload.get("threads", 1))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exception_layer import ValidationFailed
+from thread_layer.celery_queue import QUEUES
 
 if TYPE_CHECKING:
     from entity.database import Database
@@ -114,6 +115,9 @@ class ExecutionKind:
         discard: ``discard(runner, execution, project, logger)`` cleans up after a failure
             or a cancellation.
         success_lines: ``success_lines(result) -> lines`` for the mail of its success.
+        queue: the broker queue its executions wait in when a broker runs them (one of
+            :data:`thread_layer.celery_queue.QUEUES`), so that workers can be dedicated to
+            trainings or to predictions, and a long training never delays a prediction.
     """
 
     name: str
@@ -137,6 +141,7 @@ class ExecutionKind:
     discard: Callable[[ExecutionRunner, Execution, Project, ExecutionLogger], None] = \
         _nothing_to_discard
     success_lines: Callable[[dict], list[str]] = _no_lines
+    queue: str = "train"
 
     def parse_options(self, raw: dict, db: Database, user=None) -> dict:
         """The options of a start request (``raw``: the body or form) by ``user``, parsed and
@@ -167,6 +172,9 @@ def register(kind: ExecutionKind) -> ExecutionKind:
     """Add ``kind`` to the registry (its name must be new); returns it."""
     if kind.name in _KINDS:
         raise ValueError(f"The execution kind {kind.name!r} is already registered.")
+    if kind.queue not in QUEUES:
+        raise ValueError(f"The execution kind {kind.name!r} names the queue {kind.queue!r}; "
+                         f"the queues are {', '.join(QUEUES)}.")
     _KINDS[kind.name] = kind
     return kind
 

@@ -49,6 +49,7 @@ def success_lines(result: dict) -> list[str]:
 
 KIND = ExecutionKind(
     name="predict", label="Prediction", run=run, needs_folder=PREDICTION, needs_model=True,
+    queue="predict",
     options=(KindOption("version", {"anyOf": [{"type": "integer"}, {"type": "string"},
                                               {"type": "null"}]},
                         "predict: the model version (default: active)", parse=parse_version),),
