@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
 from app.config import load_config
 from app.extensions import csrf, login_manager, mail, socketio
-from controllers import admin, api, auth, health, pages
+from controllers import admin, api, auth, health, pages, team_pages
 from controllers.live import client_manager, register_live_events
 from controllers.services import services
 from controllers.sessions import session_is_open
@@ -141,7 +141,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     # sent by another site's form).
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
-    for blueprint in (auth.bp, pages.bp, admin.bp, api.bp, health.bp):
+    for blueprint in (auth.bp, pages.bp, admin.bp, api.bp, health.bp, team_pages.bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(_format_number, "number")
     app.add_template_filter(param_lines, "param_lines")

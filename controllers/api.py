@@ -56,6 +56,7 @@ from services import (
     predictions,
     projects,
     resources,
+    teams,
 )
 from services import storage_connections as sc
 from services.files import MAX_LINK_SECONDS
@@ -533,6 +534,112 @@ def remove_member(project_id, user_id):
     """Take a member off the project (owners)."""
     members.remove_member(context(), load_project(project_id=project_id, need="owner"),
                           user_id)
+    return "", 204
+
+
+# -- teams ---------------------------------------------------------------------------------
+
+def _team_answer(team, *, with_members: bool = False) -> dict:
+    return _show(resources.Team, teams.to_public(context(), team, with_members=with_members))
+
+
+@bp.get("/teams")
+@spec("Teams", query=PAGING, responses={200: page_of("Team")})
+def list_teams():
+    """Every team, by name (any logged-in user)."""
+    ctx = context()
+    return _slice([_show(resources.Team, teams.to_public(ctx, t)) for t in teams.list_teams(ctx)])
+
+
+@bp.post("/teams")
+@spec("Teams", request=resources.TeamInput, responses={201: "Team"}, errors=(422,))
+def create_team():
+    """Create a team (admins)."""
+    require_admin()
+    data = _body(resources.TeamInput)
+    team = teams.create_team(context(), data.get("name"), data.get("description"))
+    return jsonify(_team_answer(team, with_members=True)), 201
+
+
+@bp.get("/teams/<team_id>")
+@spec("Teams", responses={200: "Team"})
+def get_team(team_id):
+    """A team with its members (any logged-in user; ``team_id``: its id or slug)."""
+    return jsonify(_team_answer(teams.load_team(context(), team_id), with_members=True))
+
+
+@bp.patch("/teams/<team_id>")
+@spec("Teams", request=resources.TeamUpdate, responses={200: "Team"}, errors=(422,))
+def update_team(team_id):
+    """Rename a team or change its description (admins)."""
+    require_admin()
+    data = _body(resources.TeamUpdate)
+    ctx = context()
+    team = teams.update_team(ctx, teams.load_team(ctx, team_id), name=data.get("name"),
+                             description=data.get("description"))
+    return jsonify(_team_answer(team, with_members=True))
+
+
+@bp.delete("/teams/<team_id>")
+@spec("Teams", responses={204: NO_CONTENT})
+def delete_team(team_id):
+    """Delete a team (admins): its members lose what it gave them at once."""
+    require_admin()
+    ctx = context()
+    teams.delete_team(ctx, teams.load_team(ctx, team_id))
+    return "", 204
+
+
+@bp.get("/teams/<team_id>/members")
+@spec("Teams", query=PAGING, responses={200: page_of("TeamMember")})
+def list_team_members(team_id):
+    """The team's members with their roles, leads first (any logged-in user)."""
+    ctx = context()
+    return _slice([_show(resources.TeamMember, m)
+                   for m in teams.list_members(ctx, teams.load_team(ctx, team_id))])
+
+
+@bp.put("/teams/<team_id>/members")
+@spec("Teams", request=resources.TeamMemberInput, responses={200: "TeamMember"},
+      errors=(422,))
+def set_team_member(team_id):
+    """Add someone to the team or change their role (admins and the team's leads; only
+    admins name leads)."""
+    ctx = context()
+    team = teams.load_team(ctx, team_id)
+    if not teams.may_manage(ctx, team):
+        raise AccessDenied("Only administrators and the team's leads manage its members.")
+    data = _body(resources.TeamMemberInput)
+    return jsonify(_show(resources.TeamMember, teams.set_member(
+        ctx, team, data.get("email", ""), data.get("role", "member"))))
+
+
+@bp.delete("/teams/<team_id>/members/<user_id>")
+@spec("Teams", responses={204: NO_CONTENT})
+def remove_team_member(team_id, user_id):
+    """Take someone out of the team (admins and the team's leads); what the team gave them
+    ends at once."""
+    ctx = context()
+    teams.remove_member(ctx, teams.load_team(ctx, team_id), user_id)
+    return "", 204
+
+
+@bp.put("/projects/<project_id>/teams")
+@spec("Members", request=resources.ProjectTeamInput, responses={200: "ProjectTeam"},
+      errors=(422,))
+def set_project_team(project_id):
+    """Give every member of a team a role on the project (owners)."""
+    project = load_project(project_id=project_id, need="owner")
+    data = _body(resources.ProjectTeamInput)
+    return jsonify(_show(resources.ProjectTeam, members.set_team(
+        context(), project, data.get("team", ""), data.get("role", ""))))
+
+
+@bp.delete("/projects/<project_id>/teams/<team_id>")
+@spec("Members", responses={204: NO_CONTENT})
+def remove_project_team(project_id, team_id):
+    """Take a team's role off the project (owners)."""
+    members.remove_team(context(), load_project(project_id=project_id, need="owner"), team_id)
     return "", 204
 
 

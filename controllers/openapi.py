@@ -35,6 +35,8 @@ TAGS = {
     "Prediction": "Real-time predictions with a trained model.",
     "Models": "The versions of a project's model.",
     "Members": "Who may see and change a project.",
+    "Teams": "Groups of users that share projects and listings (admins create them, leads "
+             "manage their members).",
     "Tokens": "Personal API tokens for the Authorization: Bearer header.",
     "Administration": "Users, the audit log and the outbox (admins).",
     "Storage connections": "Where projects' files live (admins); secrets are always masked.",

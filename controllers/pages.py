@@ -22,7 +22,7 @@ from controllers.services import context
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
 from integration.file_manager import STANDARD_FOLDERS, SYSTEM_FOLDERS
-from services import administration, executions, models, predictions, projects, resources
+from services import administration, executions, models, predictions, projects, resources, teams
 from services import files as project_files
 from services import members as project_members
 from services import storage_connections as connections
@@ -153,18 +153,28 @@ def project_settings(slug):
         errors = {"filename_pattern": f"{problem} Change the pattern to upload files again."}
     return (render_template("projects/form.html", project=project, form=form, errors=errors,
                             members=project_members.list_members(context(), project),
+                            project_teams=project_members.list_teams(context(), project),
+                            all_teams=teams.list_teams(context()),
                             is_owner=project.has_role(current_user, "owner"),
                             **_form_context(project, form)), 422 if form and errors else 200)
 
 
 @bp.post("/projects/<slug>/members")
 def members(slug):
-    """Add, change or remove a project member (owners)."""
+    """Add, change or remove a project member or team (owners)."""
     project = load_project(slug=slug, need="owner")
     try:
-        if request.form.get("action") == "remove":
+        action = request.form.get("action")
+        if action == "remove":
             project_members.remove_member(context(), project, request.form.get("user_id", ""))
             flash("Member removed.", "info")
+        elif action == "set_team":
+            given = project_members.set_team(context(), project, request.form.get("team", ""),
+                                             request.form.get("role", ""))
+            flash(f"Team {given['team']['name']} is now {given['role']}.", "success")
+        elif action == "remove_team":
+            project_members.remove_team(context(), project, request.form.get("team_id", ""))
+            flash("Team removed.", "info")
         else:
             added = project_members.set_member(context(), project, request.form.get("email", ""),
                                                request.form.get("role", ""))

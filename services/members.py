@@ -50,3 +50,46 @@ def remove_member(ctx: Context, project: Project, user_id: str) -> None:
     ctx.platform.live.revoke(user_id, project.id)
     ctx.audit("project.member_removed", project.slug,
           details={"user": user.email if user else user_id})
+
+
+# -- teams on a project ------------------------------------------------------------------
+
+def list_teams(ctx: Context, project: Project) -> list[dict]:
+    """The teams holding a role on the project: ``{team: {id, name, slug}, role}``, by name."""
+    teams = ctx.db.teams.get_many(project.teams)
+    return [{"team": {"id": t.id, "name": t.name, "slug": t.slug}, "role": project.teams[t.id]}
+            for t in teams]
+
+
+def set_team(ctx: Context, project: Project, team_ref: str, role: str) -> dict:
+    """Give every member of the team (named by id or slug) a role on the project (owners).
+    A person's own role and their teams' roles add up to the strongest of them."""
+    if role not in PROJECT_ROLES:
+        raise ValidationFailed("Please correct the marked fields.",
+                               details={"role": f"Choose one of {', '.join(PROJECT_ROLES)}."})
+    ref = str(team_ref or "")
+    team = ctx.db.teams.get(ref) or ctx.db.teams.get_by_slug(ref)
+    if team is None:
+        raise ValidationFailed("Please correct the marked fields.",
+                               details={"team": "No such team."})
+    previous = project.teams.get(team.id)
+    project.teams[team.id] = role
+    ctx.db.projects.save(project)
+    for membership in ctx.db.teams.members(team.id):  # a changed role is checked on join
+        ctx.platform.live.revoke(membership.user_id, project.id)
+    ctx.audit("project.team", project.slug, details={"team": team.slug, "role": role,
+                                                  "previous": previous})
+    return {"team": {"id": team.id, "name": team.name, "slug": team.slug}, "role": role}
+
+
+def remove_team(ctx: Context, project: Project, team_id: str) -> None:
+    """Take a team's role off the project: its members keep only their own roles, at once."""
+    if team_id not in project.teams:
+        raise NotFound("This team holds no role on the project.")
+    del project.teams[team_id]
+    ctx.db.projects.save(project)
+    team = ctx.db.teams.get(team_id)
+    for membership in ctx.db.teams.members(team_id):
+        ctx.platform.live.revoke(membership.user_id, project.id)
+    ctx.audit("project.team_removed", project.slug,
+              details={"team": team.slug if team else team_id})

@@ -33,6 +33,7 @@ from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
 from entity.log_record import LEVELS
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
+from entity.team import TEAM_ROLES
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, ValidationFailed
 
@@ -159,6 +160,8 @@ class Project(ProjectSettings, Resource):
     storage_connection_id: str | None = None
     members: dict[str, Literal[tuple(PROJECT_ROLES)]] = Field(
         description="user id -> project role")
+    teams: dict[str, Literal[tuple(PROJECT_ROLES)]] = Field(
+        default_factory=dict, description="team id -> the project role of its members")
     metric: str | None = None
     time_budget_seconds: int | None = None
     algorithms: list[str]
@@ -611,6 +614,67 @@ def depth_of(value, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
+
+# -- teams (resources and bodies) --------------------------------------------------------------
+
+class TeamMember(Resource):
+    user: User
+    role: Literal[tuple(TEAM_ROLES)]
+    source: Literal["local", "sso"] = Field(
+        description="local: added by an admin or lead; sso: mapped from the sign-on claim")
+
+
+class Team(Resource):
+    id: Id
+    name: str
+    slug: str
+    description: str
+    member_count: int = Field(ge=0)
+    created_at: Time
+    members: list[TeamMember] = Field(None, description="in the answer for one team")
+
+
+class TeamRef(Resource):
+    id: Id
+    name: str
+    slug: str
+
+
+class ProjectTeam(Resource):
+    team: TeamRef
+    role: Literal[tuple(PROJECT_ROLES)]
+
+
+class TeamInput(Body):
+    name: Line = Field(max_length=100)
+    description: StrictStr = Field(None, max_length=2000)
+
+
+class TeamUpdate(Body):
+    name: Line = Field(None, max_length=100)
+    description: StrictStr = Field(None, max_length=2000)
+
+
+class TeamMemberInput(Body):
+    email: Text
+    role: Literal[tuple(TEAM_ROLES)] = "member"
+
+
+class ProjectTeamInput(Body):
+    team: Text = Field(description="the team's id or slug")
+    role: Literal[tuple(PROJECT_ROLES)]
+
+
+TEAM_MODELS: tuple[type[BaseModel], ...] = (
+    TeamMember, Team, TeamRef, ProjectTeam, TeamInput, TeamUpdate, TeamMemberInput,
+    ProjectTeamInput, create_model("TeamPage", __base__=Resource, items=(list[Team], ...),
+                                   page=(int, Field(ge=1)), per_page=(int, Field(ge=1)),
+                                   total=(int, Field(ge=0))),
+    create_model("TeamMemberPage", __base__=Resource, items=(list[TeamMember], ...),
+                 page=(int, Field(ge=1)), per_page=(int, Field(ge=1)),
+                 total=(int, Field(ge=0))))
+
+
 #: every model the OpenAPI document's components hold
 MODELS: tuple[type[BaseModel], ...] = (
     Error, User, Session, Column, BatchSchema, Project, FolderListing, Uploaded, Moved, Folder,
@@ -618,6 +682,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Usage, Member, Token, CreatedToken, AuditEvent, MailMessage, Message, *PAGES.values(),
     Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
     PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput)
+MODELS += TEAM_MODELS
 
 
 def components() -> dict[str, dict]:

@@ -9,9 +9,15 @@
     trainyard predict PROJECT [--csv FILE [--out FILE]] [--download DEST] [--follow]
     trainyard download PROJECT PATH DEST
     trainyard logs PROJECT EXECUTION [--follow]
+    trainyard teams
+    trainyard team TEAM
+    trainyard team-create NAME [--description TEXT]
+    trainyard team-add TEAM EMAIL [--role member|lead]
+    trainyard team-remove TEAM EMAIL
+    trainyard project-team PROJECT TEAM [--role viewer|editor|owner | --remove]
 
-PROJECT is a project's id or slug. Errors print ``trainyard: <message>`` on stderr and exit with
-1 (2 for a usage error or when not logged in).
+PROJECT is a project's id or slug, TEAM a team's id or slug. Errors print ``trainyard:
+<message>`` on stderr and exit with 1 (2 for a usage error or when not logged in).
 """
 
 from __future__ import annotations
@@ -405,6 +411,55 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_teams(args) -> int:
+    teams = _client().teams.list()
+    if not teams:
+        _out("No teams yet (admins create them).")
+        return 0
+    for team in teams:
+        _out(f"{team['slug']}  {team['member_count']} members  {team['name']}")
+    return 0
+
+
+def cmd_team(args) -> int:
+    team = _client().teams.get(args.team)
+    _out(f"{team['name']} ({team['slug']})")
+    for member in team.get("members") or []:
+        source = " (single sign-on)" if member.get("source") == "sso" else ""
+        _out(f"  {member['role']:<6}  {member['user']['email']}{source}")
+    return 0
+
+
+def cmd_team_create(args) -> int:
+    team = _client().teams.create(args.name, args.description or "")
+    _out(f"Created team {team['slug']} ({team['id']})")
+    return 0
+
+
+def cmd_team_add(args) -> int:
+    added = _client().teams.add_member(args.team, args.email, args.role)
+    _out(f"{added['user']['email']} is {added['role']} of {args.team}")
+    return 0
+
+
+def cmd_team_remove(args) -> int:
+    _client().teams.remove_member(args.team, args.email)
+    _out(f"{args.email} is no longer in {args.team}")
+    return 0
+
+
+def cmd_project_team(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    if args.remove:
+        client.teams.unshare_project(project, args.team)
+        _out(f"The team {args.team} no longer holds a role on {project['slug']}")
+        return 0
+    given = client.teams.share_project(project, args.team, args.role)
+    _out(f"Every member of {given['team']['slug']} is {given['role']} on {project['slug']}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,6 +534,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("models", cmd_models, "list a project's model versions (* = active)")
     p.add_argument("project", help="project id or slug")
+
+    command("teams", cmd_teams, "list the teams")
+    p = command("team", cmd_team, "show a team and its members")
+    p.add_argument("team", help="team id or slug")
+    p = command("team-create", cmd_team_create, "create a team (admins)")
+    p.add_argument("name", help="the team's name")
+    p.add_argument("--description", help="what the team does")
+    p = command("team-add", cmd_team_add,
+                "add someone to a team or change their role (admins and the team's leads)")
+    p.add_argument("team", help="team id or slug")
+    p.add_argument("email", help="the e-mail of an existing account")
+    p.add_argument("--role", choices=("member", "lead"), default="member",
+                   help="member (default) or lead (admins only)")
+    p = command("team-remove", cmd_team_remove, "take someone out of a team")
+    p.add_argument("team", help="team id or slug")
+    p.add_argument("email", help="their e-mail (or user id)")
+    p = command("project-team", cmd_project_team,
+                "give every member of a team a role on a project, or take it off (owners)")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("team", help="team id or slug")
+    p.add_argument("--role", choices=("viewer", "editor", "owner"), default="viewer",
+                   help="the role the team's members get (default viewer)")
+    p.add_argument("--remove", action="store_true", help="take the team's role off instead")
     return parser
 
 

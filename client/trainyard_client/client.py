@@ -106,9 +106,10 @@ class Client:
         timeout: seconds to wait for the server to answer (connecting takes at most 10).
         session: a ``requests.Session`` to use (a new one by default).
 
-    The parts of the API are attributes: :attr:`projects`, :attr:`files`, :attr:`executions`
-    and :attr:`models`. Every error of the server raises :class:`~trainyard_client.ApiError`;
-    a server that cannot be reached raises :class:`~trainyard_client.ConnectionFailed`.
+    The parts of the API are attributes: :attr:`projects`, :attr:`files`, :attr:`executions`,
+    :attr:`models` and :attr:`teams`. Every error of the server raises
+    :class:`~trainyard_client.ApiError`; a server that cannot be reached raises
+    :class:`~trainyard_client.ConnectionFailed`.
     """
 
     def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 300,
@@ -132,6 +133,7 @@ class Client:
         self.files = Files(self)
         self.executions = Executions(self)
         self.models = Models(self)
+        self.teams = Teams(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -573,3 +575,58 @@ class Models(_Part):
     def delete(self, project: Ref, version: int) -> None:
         """Delete a version that is not the active one, with its files."""
         self.client.call("DELETE", f"/projects/{_id(project)}/models/{int(version)}")
+
+
+class Teams(_Part):
+    """Teams, and the roles teams hold on projects: ``client.teams``. A team is named by its
+    id or its slug."""
+
+    def list(self) -> list[dict]:
+        """Every team (``id``, ``name``, ``slug``, ``description``, ``member_count``)."""
+        return list(self.client.paginate("/teams"))
+
+    def get(self, team: Ref) -> dict:
+        """One team with its ``members`` (``user``, ``role``: lead or member, ``source``)."""
+        return self.client.call("GET", f"/teams/{quote(_id(team, 'team'), safe='')}")
+
+    def create(self, name: str, description: str = "") -> dict:
+        """Create a team (admins)."""
+        return self.client.call("POST", "/teams", json={"name": name,
+                                                        "description": description})
+
+    def update(self, team: Ref, **fields) -> dict:
+        """Rename a team or change its ``description`` (admins)."""
+        return self.client.call("PATCH", f"/teams/{quote(_id(team, 'team'), safe='')}",
+                                json=fields)
+
+    def delete(self, team: Ref) -> None:
+        """Delete a team (admins): its members lose the roles it held at once."""
+        self.client.call("DELETE", f"/teams/{quote(_id(team, 'team'), safe='')}")
+
+    def add_member(self, team: Ref, email: str, role: str = "member") -> dict:
+        """Add someone to a team or change their role (admins and the team's leads; only
+        admins name leads)."""
+        return self.client.call("PUT", f"/teams/{quote(_id(team, 'team'), safe='')}/members",
+                                json={"email": email, "role": role})
+
+    def remove_member(self, team: Ref, user: Ref) -> None:
+        """Take someone (their user id, their e-mail, or a user object) out of a team."""
+        found = self.get(team)
+        ref = _id(user, "user")
+        for member in found.get("members") or []:
+            if ref in (member["user"]["id"], member["user"]["email"]):
+                ref = member["user"]["id"]
+                break
+        self.client.call("DELETE", f"/teams/{quote(found['id'], safe='')}/members/"
+                                   f"{quote(ref, safe='')}")
+
+    def share_project(self, project: Ref, team: Ref, role: str) -> dict:
+        """Give every member of ``team`` the ``role`` (viewer, editor, owner) on a project
+        (owners)."""
+        return self.client.call("PUT", f"/projects/{_id(project)}/teams",
+                                json={"team": _id(team, "team"), "role": role})
+
+    def unshare_project(self, project: Ref, team: Ref) -> None:
+        """Take a team's role off a project (owners)."""
+        self.client.call("DELETE", f"/projects/{_id(project)}/teams/"
+                                   f"{quote(self.get(team)['id'], safe='')}")

@@ -194,3 +194,56 @@ def test_a_role_that_still_allows_watching_is_checked_and_rejoined(app, live_ser
         assert not watcher.errors
     finally:
         watcher.close()
+
+
+# -- access through a team (issue 23) ----------------------------------------------------------
+
+def _team_scene(app, live_server) -> tuple[Scene, str]:
+    """The watcher reaches the project only through a team that holds viewer there."""
+    scene = _scene(app, live_server, admin_role=True)  # no personal membership
+    url, pid = scene.url, scene.project["id"]
+    services = app.extensions["trainyard"]
+    user = scene.user
+    user.role = "member"
+    services.db.users.save(user)
+    team = scene.admin.post(f"{url}/api/v1/teams", json={"name": "Watchers"}, timeout=30).json()
+    assert scene.admin.put(f"{url}/api/v1/teams/{team['id']}/members", timeout=30,
+                           json={"email": user.email}).status_code == 200
+    assert scene.admin.put(f"{url}/api/v1/projects/{pid}/teams", timeout=30,
+                           json={"team": team["id"], "role": "viewer"}).status_code == 200
+    return scene, team["id"]
+
+
+TEAM_WAYS = {
+    "removed from the team": lambda s, tid: s.admin.delete(
+        f"{s.url}/api/v1/teams/{tid}/members/{s.user.id}", timeout=30),
+    "team taken off the project": lambda s, tid: s.admin.delete(
+        f"{s.url}/api/v1/projects/{s.project['id']}/teams/{tid}", timeout=30),
+    "team deleted": lambda s, tid: s.admin.delete(f"{s.url}/api/v1/teams/{tid}", timeout=30),
+}
+
+
+@pytest.mark.parametrize("way, with_token", [(way, False) for way in TEAM_WAYS] +
+                         [("removed from the team", True)])
+def test_a_socket_that_watches_through_a_team_stops_when_the_team_access_ends(
+        app, live_server, way, with_token):
+    scene, team_id = _team_scene(app, live_server)
+    pid = scene.project["id"]
+    watcher = Watcher(scene.url, pid, cookies=None if with_token else _cookies(scene.http),
+                      token=scene.token if with_token else None)
+    try:
+        wait_until(lambda: scene.line("before") or "before" in watcher.lines, timeout=10,
+                   message="the watcher in the room through its team")
+        assert TEAM_WAYS[way](scene, team_id).status_code == 204
+        scene.line("after")  # published as soon as the call that ended access has answered
+        wait_until(lambda: watcher.errors, timeout=10, message="the refused rejoin")
+        assert watcher.errors == ["No such project."] and watcher.changes == 1
+        assert "after" not in watcher.lines
+        assert scene.http.get(f"{scene.url}/api/v1/projects/{pid}", timeout=30).status_code \
+            == 404
+        if with_token:  # the token's recently read user is forgotten with its old teams
+            answer = requests.get(f"{scene.url}/api/v1/projects/{pid}", timeout=30,
+                                  headers={"Authorization": f"Bearer {scene.token}"})
+            assert answer.status_code == 404
+    finally:
+        watcher.close()

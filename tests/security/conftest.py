@@ -1,6 +1,8 @@
-"""A module-wide app with one user per persona (anonymous, viewer, editor, owner, admin and an
-outsider), each logged in through the real login page, and a builder of fresh target projects
-(files, executions, model versions and log lines written directly, no training needed)."""
+"""A module-wide app with one user per persona (anonymous, viewer, editor, owner, admin, an
+outsider, a teammate who reaches every target project as an editor through a team only, and a
+non-member who is in another team, one without a role on the targets), each logged in through
+the real login page, and a builder of fresh target projects (files, executions, model versions
+and log lines written directly, no training needed)."""
 
 from __future__ import annotations
 
@@ -25,8 +27,12 @@ from project_library.model_artifacts import save_model_version
 from tests.conftest import ADMIN, LiveServer
 
 PASSWORD = "matrix password 2026"
-PERSONAS = ("anonymous", "viewer", "editor", "owner", "admin", "outsider")
+PERSONAS = ("anonymous", "viewer", "editor", "owner", "admin", "outsider", "teammate",
+            "non_member")
 MEMBER_ROLES = {"viewer": "viewer", "editor": "editor", "owner": "owner"}
+#: the role the teammate's team holds on every target project (the teammate has none of their
+#: own); the non-member's team holds none
+TEAM_ROLE = "editor"
 SCHEMA = {"filename_pattern": r"^data_\d{8}_\d{6}\.csv$",
           "columns": [{"name": "a", "type": "integer"}, {"name": "b", "type": "integer"},
                       {"name": "y", "type": "category"}],
@@ -138,7 +144,8 @@ class World:
     # -- projects ------------------------------------------------------------------------
 
     def new_project(self, *, owner: User, members: dict[str, str] | None = None,
-                    active: bool = False, name: str | None = None) -> Target:
+                    active: bool = False, name: str | None = None,
+                    teams: dict[str, str] | None = None) -> Target:
         """A project with a batch file, a document, a succeeded training (v2 active, v1 to
         promote, roll back to or delete), a succeeded prediction with its output and log
         lines; ``active`` adds a queued execution that holds the project."""
@@ -147,7 +154,7 @@ class World:
         project = Project(name=name, slug=re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
                           problem_type="classification", owner_id=owner.id,
                           schema=BatchSchema.from_dict(SCHEMA), members=dict(members or {}),
-                          description="original description")
+                          teams=dict(teams or {}), description="original description")
         db.projects.add(project)
         files = self.services.resolver.files(project)
         files.ensure_layout()
@@ -187,11 +194,26 @@ class World:
                       predict_id=predict.id, queued_id=queued_id, output_path=output)
 
     def target(self, *, active: bool = False) -> Target:
-        """A fresh project where viewer, editor and owner are members with those roles."""
+        """A fresh project where viewer, editor and owner are members with those roles, and
+        the teammate's team holds :data:`TEAM_ROLE`."""
         members = {self.user(p).id: role for p, role in MEMBER_ROLES.items()}
         members[self.personas["bystander"].user.id] = "viewer"
         return self.new_project(owner=self.personas["creator"].user, members=members,
-                                active=active)
+                                active=active, teams={self.team.id: TEAM_ROLE})
+
+    # -- teams ---------------------------------------------------------------------------
+
+    def new_team(self, *, lead: User | None = None, members: tuple[User, ...] = ()):
+        """A fresh team (made directly, no route involved)."""
+        from entity.team import Team, TeamMembership, team_slug
+
+        name = unique("Team ")
+        team = self.db.teams.add(Team(name=name, slug=team_slug(name)))
+        if lead is not None:
+            self.db.teams.put_member(TeamMembership(team.id, lead.id, "lead"))
+        for user in members:
+            self.db.teams.put_member(TeamMembership(team.id, user.id, "member"))
+        return team
 
     # -- state -------------------------------------------------------------------------------
 
@@ -214,7 +236,7 @@ def build_world(app) -> World:
     admin = world.db.users.get_by_email(ADMIN["email"])
     world.personas["admin"] = Persona("admin", admin, client)
     world.personas["anonymous"] = Persona("anonymous", None, anonymous_client(app))
-    for name in ("viewer", "editor", "owner", "outsider"):
+    for name in ("viewer", "editor", "owner", "outsider", "teammate", "non_member"):
         user = world.add_user(name)
         world.personas[name] = Persona(name, user, login_client(app, user.email))
     # not personas: the creator of the target projects, and a member that routes act upon
@@ -229,6 +251,9 @@ def build_world(app) -> World:
                                            headers={"X-CSRFToken": persona.client.csrf_token})
             assert response.status_code == 201, response.get_json()
             setattr(persona, f"{scope}_token", response.get_json()["token"])
+    # the teammate's team holds a role on every target; the non-member's team on none
+    world.team = world.new_team(members=(world.user("teammate"),))
+    world.other_team = world.new_team(members=(world.user("non_member"),))
     # the outsider has a project of their own, where the others have no role
     world.outsider_project = world.new_project(owner=world.user("outsider"))
     return world

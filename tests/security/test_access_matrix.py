@@ -1,6 +1,8 @@
 """Who may call what: every route of the app and the Socket.IO ``join`` event, tried by every
-persona (anonymous, viewer, editor, owner, admin, and an outsider who is a member of another
-project only), through cookie sessions with CSRF tokens and through API bearer tokens.
+persona (anonymous, viewer, editor, owner, admin, an outsider who is a member of another
+project only, a teammate who reaches the target projects as an editor through a team only, and
+a non-member who is in a team without a role there), through cookie sessions with CSRF tokens
+and through API bearer tokens.
 
 The table ``ROUTES`` names every (method, rule) of ``app.url_map``; a route missing from it fails
 ``test_every_route_is_in_the_table``, so a new route cannot ship without its expectations.
@@ -26,6 +28,7 @@ from tests.security.conftest import (
     DOC_FILE,
     PERSONAS,
     SCHEMA,
+    TEAM_ROLE,
     Persona,
     World,
     anonymous_client,
@@ -36,7 +39,12 @@ from tests.security.conftest import (
 
 START_RULE = "/projects/<slug>/<execution_kind:kind>"
 RANK = {"viewer": 1, "editor": 2, "owner": 3}
-LOGGED_IN = ("viewer", "editor", "owner", "admin", "outsider")
+LOGGED_IN = ("viewer", "editor", "owner", "admin", "outsider", "teammate", "non_member")
+#: personas with no role on the target projects, who find them absent
+STRANGERS = ("outsider", "non_member")
+#: the project role each persona holds on the target projects (the teammate's through a team)
+PROJECT_ROLE = {"viewer": "viewer", "editor": "editor", "owner": "owner",
+                "teammate": TEAM_ROLE}
 
 
 @dataclass
@@ -52,7 +60,7 @@ class Call:
 class Route:
     method: str
     rule: str
-    access: str  # public | login | viewer | editor | owner | admin
+    access: str  # public | login | viewer | editor | owner | admin | lead (admins, team leads)
     ok: int  # status of an allowed call
     build: Callable[[World, object, str], Call]  # (world, target, persona) -> Call
     variant: str = ""
@@ -222,10 +230,10 @@ def _remove_member(world, target, persona):
 
 
 def _connection(world: World, *, granted_to: str | None = None,
-                available_to_all: bool = False):
+                available_to_all: bool = False, team=None):
     """A fresh local-disk storage connection (made directly, no route involved), granted to
-    the persona ``granted_to`` (if any)."""
-    from entity.storage_connection import StorageConnection, user_principal
+    the persona ``granted_to`` (if any) and to ``team`` (if any)."""
+    from entity.storage_connection import StorageConnection, team_principal, user_principal
 
     folder = Path(world.app.config["DATA_DIR"]) / unique("elsewhere")
     folder.mkdir(parents=True)
@@ -233,7 +241,8 @@ def _connection(world: World, *, granted_to: str | None = None,
     return world.db.storage_connections.add(StorageConnection(
         name=unique("Disk "), kind="local", settings={"directory": str(folder)},
         secrets=world.services.box.encrypt({}), available_to_all=available_to_all,
-        grants=[user_principal(user.id)] if user else []))
+        grants=([user_principal(user.id)] if user else []) +
+        ([team_principal(team.id)] if team else [])))
 
 
 def _connection_call(url: str, body_key: str | None = None, body: dict | None = None,
@@ -263,6 +272,60 @@ def _new_connection_call(url: str, *, api: bool) -> Callable:
         return Call(url, {"json": body} if api else {"data": body},
                     lambda: any(c.name == name for c in world.db.storage_connections.list()))
     return build
+
+
+def _team_probe(world: World, team_id: str, what: str = "exists") -> Callable:
+    def state():
+        team = world.db.teams.get(team_id)
+        if what == "exists" or team is None:
+            return team is not None
+        if what == "name":
+            return team.name
+        return sorted((m.user_id, m.role) for m in world.db.teams.members(team_id))
+    return state
+
+
+def _team_call(url: str, *, body_key: str | None = None, body: dict | None = None,
+               probe: str | None = "exists", path_of=lambda team: team.id) -> Callable:
+    """A call on a fresh team led by the teammate, with the bystander and the viewer as plain
+    members; ``body`` may name ``"@newcomer"`` (the newcomer's e-mail) or ``None`` (a fresh
+    name); ``url`` may name ``{tid}`` (the team's id, or what ``path_of`` gives) and
+    ``{uid}`` (the bystander's id)."""
+    def build(world, target, persona):
+        team = world.new_team(lead=world.user("teammate"),
+                              members=(world.personas["bystander"].user, world.user("viewer")))
+        fields = {k: (unique("Renamed ") if v is None else
+                      world.personas["newcomer"].user.email if v == "@newcomer" else v)
+                  for k, v in (body or {}).items()}
+        kwargs = {body_key: fields} if body_key else {}
+        return Call(url.format(tid=path_of(team), uid=world.personas["bystander"].user.id),
+                    kwargs, _team_probe(world, team.id, probe) if probe else None)
+    return build
+
+
+def _new_team_call(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        name = unique("New team ")
+        body = {"name": name, "description": "made by the matrix"}
+        return Call(url, {"json": body} if api else {"data": body},
+                    lambda: any(t.name == name for t in world.db.teams.list()))
+    return build
+
+
+def _project_teams_probe(world: World, target) -> Callable:
+    return lambda: world.project(target).teams
+
+
+def _set_project_team(world, target, persona):
+    team = world.new_team()
+    return Call(f"/api/v1/projects/{target.id}/teams",
+                {"json": {"team": team.slug, "role": "viewer"}},
+                _project_teams_probe(world, target))
+
+
+def _remove_project_team(world, target, persona):
+    return Call(f"/api/v1/projects/{target.id}/teams/{world.team.id}", {},
+                _project_teams_probe(world, target))
 
 
 def _signed_download(world, target, persona):
@@ -525,6 +588,35 @@ ROUTES: list[Route] = [
           _remove_member),
     Route("DELETE", "/api/v1/projects/<project_id>", "owner", 204,
           lambda w, t, p: Call(f"/api/v1/projects/{t.id}", {}, _project_probe(w, t))),
+    # -- teams -----------------------------------------------------------------------------
+    Route("GET", "/teams", "login", 200, _get("/teams")),
+    Route("POST", "/teams", "admin", 303, _new_team_call("/teams", api=False)),
+    Route("GET", "/teams/<slug>", "login", 200,
+          _team_call("/teams/{tid}", probe=None, path_of=lambda team: team.slug)),
+    Route("POST", "/teams/<slug>", "lead", 303,
+          _team_call("/teams/{tid}", body_key="data", body={"email": "@newcomer"},
+                     probe="members", path_of=lambda team: team.slug)),
+    Route("POST", "/teams/<slug>/delete", "admin", 303,
+          _team_call("/teams/{tid}/delete", path_of=lambda team: team.slug)),
+    Route("GET", "/api/v1/teams", "login", 200, _get("/api/v1/teams")),
+    Route("POST", "/api/v1/teams", "admin", 201, _new_team_call("/api/v1/teams", api=True)),
+    Route("GET", "/api/v1/teams/<team_id>", "login", 200,
+          _team_call("/api/v1/teams/{tid}", probe=None)),
+    Route("PATCH", "/api/v1/teams/<team_id>", "admin", 200,
+          _team_call("/api/v1/teams/{tid}", body_key="json", body={"name": None},
+                     probe="name")),
+    Route("DELETE", "/api/v1/teams/<team_id>", "admin", 204,
+          _team_call("/api/v1/teams/{tid}")),
+    Route("GET", "/api/v1/teams/<team_id>/members", "login", 200,
+          _team_call("/api/v1/teams/{tid}/members", probe=None)),
+    Route("PUT", "/api/v1/teams/<team_id>/members", "lead", 200,
+          _team_call("/api/v1/teams/{tid}/members", body_key="json",
+                     body={"email": "@newcomer", "role": "member"}, probe="members")),
+    Route("DELETE", "/api/v1/teams/<team_id>/members/<user_id>", "lead", 204,
+          _team_call("/api/v1/teams/{tid}/members/{uid}", probe="members")),
+    Route("PUT", "/api/v1/projects/<project_id>/teams", "owner", 200, _set_project_team),
+    Route("DELETE", "/api/v1/projects/<project_id>/teams/<team_id>", "owner", 204,
+          _remove_project_team),
 ]
 
 
@@ -536,9 +628,11 @@ def allowed(route: Route, persona: str) -> bool:
         return False
     if route.access == "login" or persona == "admin":
         return True
-    if route.access == "admin" or persona == "outsider":
+    if route.access == "lead":  # the team a lead route acts on is led by the teammate
+        return persona == "teammate"
+    if route.access == "admin" or persona in STRANGERS:
         return False
-    return RANK[persona] >= RANK[route.access]
+    return RANK[PROJECT_ROLE[persona]] >= RANK[route.access]
 
 
 def expected_status(route: Route, persona: str) -> int:
@@ -547,7 +641,7 @@ def expected_status(route: Route, persona: str) -> int:
         return route.ok
     if persona == "anonymous":
         return 401 if route.api else 302  # to the login page
-    if persona == "outsider" and route.project:
+    if persona in STRANGERS and route.project:
         return 404  # a project you have no role on looks absent
     return 403
 
@@ -687,7 +781,7 @@ def test_listings_show_exactly_the_visible_projects(world, persona):
         if page * 200 >= body["total"]:
             break
         page += 1
-    sees = persona != "outsider"
+    sees = persona not in STRANGERS
     assert (target.project.name in html) is sees
     assert (target.id in listed) is sees
     own = world.outsider_project
@@ -753,11 +847,11 @@ def test_model_version_folders_are_read_only_for_everyone(world, model_target, p
     response = _send(client, method, Call(url.format(t=model_target), kwargs), headers)
     if persona == "anonymous":
         assert response.status_code == (302 if page else 401)
-    elif persona == "outsider":
+    elif persona in STRANGERS:
         assert response.status_code == 404
     else:
         assert response.status_code == 403, response.get_data(as_text=True)[:300]
-        if persona in ("editor", "owner", "admin"):
+        if persona in ("editor", "owner", "admin", "teammate"):
             error = response.get_json()["error"]
             assert error["code"] == "read_only_folder", error
             assert "deleted whole, through the model registry" in error["message"]
@@ -768,24 +862,28 @@ def test_model_version_folders_are_read_only_for_everyone(world, model_target, p
 def test_model_version_folders_are_readable_by_the_project(world, model_target, persona):
     client = world.personas[persona].client
     response = client.get(f"/api/v1/projects/{model_target.id}/files/content?path={MODEL_FILE}")
-    expected = {"anonymous": 401, "outsider": 404}.get(persona, 200)
+    expected = {"anonymous": 401, "outsider": 404, "non_member": 404}.get(persona, 200)
     assert response.status_code == expected
 
 
 # -- storage connections, granted and not --------------------------------------------------
 
-GRANTS = ("granted", "not granted", "available to all")
+GRANTS = ("granted", "not granted", "available to all", "granted to the teammate's team")
 
 
 @pytest.mark.parametrize("grant", GRANTS)
 @pytest.mark.parametrize("persona", LOGGED_IN)
 def test_storage_connections_are_usable_and_shown_only_where_granted(world, persona, grant):
     """The connection shows on /projects/new, takes a new project (page and API) and is a
-    move target exactly for admins, the users it is granted to, and everyone when it is
-    available to all projects; to the others it looks absent."""
+    move target exactly for admins, the users it is granted to (themselves or through a
+    team), and everyone when it is available to all projects; to the others it looks
+    absent."""
+    to_team = grant == "granted to the teammate's team"
     disk = _connection(world, granted_to=persona if grant == "granted" else None,
-                       available_to_all=grant == "available to all")
-    usable = grant != "not granted" or persona == "admin"
+                       available_to_all=grant == "available to all",
+                       team=world.team if to_team else None)
+    usable = (grant not in ("not granted", "granted to the teammate's team")
+              or persona == "admin" or (to_team and persona == "teammate"))
     client = world.personas[persona].client
     headers = {"X-CSRFToken": client.csrf_token}
     page = client.get("/projects/new").get_data(as_text=True)
@@ -806,7 +904,7 @@ def test_storage_connections_are_usable_and_shown_only_where_granted(world, pers
     on_disk = [p.name for p in world.db.projects.list() if p.storage_connection_id == disk.id]
     assert (name in on_disk) is usable and len(on_disk) == (2 if usable else 0)
 
-    if persona in ("owner", "admin"):  # the roles that may move a project
+    if persona in ("owner", "admin") and not to_team:  # the roles that may move a project
         target = world.target()
         moved = client.post(f"/api/v1/projects/{target.id}/executions", headers=headers,
                             json={"kind": "move", "target_connection_id": disk.id})
@@ -888,7 +986,7 @@ def test_socketio_join(socket_sessions, persona):
     result = socket_sessions[persona]
     if persona == "anonymous":
         assert result["refused"], "an anonymous socket was accepted"
-    elif persona == "outsider":
+    elif persona in STRANGERS:
         assert result["refused"] is None
         assert [e["message"] for e in result["join_error"]] == ["No such project."]
         assert not result["log"] and not result["execution"]

@@ -119,7 +119,8 @@ def _path_values(world, caller: str) -> dict[str, str]:
     token, _ = world.issue_token(owner)
     return {"project_id": target.id, "execution_id": target.predict_id, "version": "1",
             "user_id": world.add_user("fuzzed", password=None).id, "token_id": token.id,
-            "connection_id": connection.id}
+            "connection_id": connection.id,
+            "team_id": world.new_team(lead=world.user("teammate")).id}
 
 
 def _url(rule: str, values: dict[str, str]) -> str:
