@@ -15,7 +15,9 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m app`` (the deployment files' commands are checked
+    against it)."""
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
     parser.add_argument("command", nargs="?", default="run",
                         choices=["run", "worker", "generate-key", "rotate-secrets"],
@@ -26,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", default=None, metavar="NAMES",
                         help="worker: the execution queues it takes work from, comma-separated "
                              "(train, predict, monitor; default: WORKER_QUEUES, or all)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     load_dotenv(Path.cwd() / ".env")
     if args.command == "generate-key":
         from integration.credentials import SecretBox
