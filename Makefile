@@ -6,7 +6,7 @@ BOOTSTRAP := bash scripts/bootstrap.sh
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k storage -x"`.
 PYTEST_ARGS ?=
 # What `make test-fast` leaves out (see the markers in pyproject.toml and tests/conftest.py).
-FAST_MARKERS := not slow and not browser and not emulator
+FAST_MARKERS := not slow and not browser and not emulator and not database
 # pytest-xdist workers (one per core of the 2-core reference machine); each file's tests stay on
 # one worker, so a module's fixtures are built once. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2

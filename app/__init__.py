@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
-from app.config import load_config
+from app.config import database_reached, load_config
 from app.extensions import csrf, login_manager, mail, socketio
 from controllers import admin, api, auth, health, pages, team_pages
 from controllers.live import client_manager, register_live_events
@@ -69,7 +69,8 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         start_runner: start the background execution threads (scripts that only read the
             database pass False).
     Raises:
-        app.config.ConfigError: a setting has a value that cannot be used.
+        app.config.ConfigError: a setting has a value that cannot be used (or DATABASE_URL
+            a server that cannot be reached).
         entity.migrations.SchemaVersionError: the database is newer than this code.
     """
     settings = load_config(overrides=config)
@@ -86,7 +87,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     adapters.check_all()
 
     db = Database.from_url(settings["DATABASE_URL"])
-    db.upgrade()  # before the indexes: a new index may need the migrated documents
+    database_reached(db.upgrade)  # before the indexes: one may need the migrated documents
     db.ensure_indexes()
     box = SecretBox(settings["SECRETS_KEYS"])
     resolver = StorageResolver(settings["STORAGE_URI"], db.storage_connections, box)

@@ -68,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
 def _upgrade_database(url: str) -> None:
     """Migrate the database before serving, so that a database too new for this code stops
     start-up here with one line rather than in the server's worker with a traceback."""
+    from app.config import database_reached
     from entity.database import Database
 
     database = Database.from_url(url)
     try:
-        database.upgrade()
+        database_reached(database.upgrade)
     finally:
         database.close()
 

@@ -75,7 +75,8 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "DATA_DIR": (_text, "data", "Folder for the embedded database and local storage."),
     "INSTANCE_DIR": (_text, "instance", "Folder for generated secrets (mode 0600)."),
     "DATABASE_URL": (_text, None,
-                     "sqlite:///path.db (default: DATA_DIR/trainyard.db) or mongodb://..."),
+                     "sqlite:///path.db (default: DATA_DIR/trainyard.db), "
+                     "postgresql://user:password@host/db or mongodb://..."),
     "STORAGE_URI": (_text, None, "Default storage of projects (default: file://DATA_DIR/storage)."),
     "SECRET_KEY": (_text, None, "Signs sessions; generated into INSTANCE_DIR when unset."),
     "SECRETS_KEY": (_text, None,
@@ -199,6 +200,22 @@ def load_config(environ: Mapping[str, str] | None = None,
         config["SECRET_KEY"] = instance_secret(config["INSTANCE_DIR"], "secret_key")
     config["SECRETS_KEYS"] = _fernet_keys(config["SECRETS_KEY"], config["INSTANCE_DIR"])
     return config
+
+
+def database_reached(upgrade: Callable[[], int]) -> int:
+    """Run ``upgrade`` (the database's first use at start-up); a database server that cannot be
+    reached stops start-up here, with a message naming DATABASE_URL.
+
+    Raises:
+        ConfigError: the server of DATABASE_URL cannot be reached.
+    """
+    from entity.store import StoreUnreachable
+
+    try:
+        return upgrade()
+    except StoreUnreachable as exc:
+        raise ConfigError(f"DATABASE_URL={exc}; check the address, the credentials and that "
+                          "the database server is running.") from None
 
 
 def _fernet_keys(value: str | None, instance_dir: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The document store behind the repositories: one small contract, two backends.
+"""The document store behind the repositories: one small contract, three backends (SQLite,
+PostgreSQL, MongoDB).
 
 The contract is a subset of MongoDB's: documents are JSON-like dicts with a string ``_id``;
 filters match top-level fields by equality (``None`` matches a missing field too) or with the
@@ -124,8 +125,14 @@ class DocumentStore(ABC):
         """Release connections held by this process."""
 
 
+class StoreUnreachable(RuntimeError):
+    """The database server cannot be reached (first use of a store); the message says which
+    address (without its password) and why."""
+
+
 def open_store(url: str) -> DocumentStore:
-    """Open the store for a ``DATABASE_URL``: ``sqlite:///path`` or ``mongodb://...``.
+    """Open the store for a ``DATABASE_URL``: ``sqlite:///path``, ``postgresql://...`` or
+    ``mongodb://...``.
 
     Nothing connects here; connections are made on first use.
     """
@@ -133,8 +140,12 @@ def open_store(url: str) -> DocumentStore:
         from entity.sqlite_store import SqliteStore
 
         return SqliteStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from entity.postgres_store import PostgresStore
+
+        return PostgresStore(url)
     if url.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
         from entity.mongo_store import MongoStore
 
         return MongoStore(url)
-    raise ValueError("DATABASE_URL must start with sqlite:/// or mongodb://")
+    raise ValueError("DATABASE_URL must start with sqlite:///, postgresql:// or mongodb://")

@@ -3,12 +3,14 @@
 #
 #   python   .venv (python3 -m venv) with requirements.txt          (used by `make run`)
 #   dev      .venv with requirements-dev.txt (includes the above)   (used by `make test`)
+#            and Debian's postgresql where initdb is missing (the tests' own server)
 #   node     node_modules/ from package.json + package-lock.json    (azurite, for storage tests)
 #   browser  Debian's chromium at /usr/bin/chromium                  (for browser tests)
 #
 # Each step keeps a stamp (sha256 of its input files) and does nothing, without touching the
-# network, while the stamp matches. Missing system packages (python3-venv, npm, chromium) are
-# installed with apt-get when running as root; otherwise the script says what to install.
+# network, while the stamp matches. Missing system packages (python3-venv, npm, chromium,
+# postgresql) are installed with apt-get when running as root; otherwise the script says what
+# to install.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,7 +80,16 @@ step_python() {
     pip_install requirements requirements.txt
 }
 
+# PostgreSQL's initdb and pg_ctl, with which the tests start a server of their own (never the
+# machine's): on PATH or in Debian's /usr/lib/postgresql/<version>/bin.
+ensure_postgres_binaries() {
+    command -v initdb >/dev/null 2>&1 && return
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return
+    apt_install postgresql
+}
+
 step_dev() {
+    ensure_postgres_binaries
     pip_install requirements-dev requirements-dev.txt requirements.txt
     # The dev set includes requirements.txt: the runtime set is installed too.
     fingerprint requirements.txt > "$VENV/.trainyard-requirements.sha256"

@@ -28,15 +28,20 @@ def free_port() -> int:
 MARKER_OF_FIXTURE = {"moto_server": "emulator", "azurite_server": "emulator",
                      "gcs_server": "emulator", "browser_page": "browser", "redis_url": "slow",
                      "fuzz_app": "slow",  # schemathesis: examples against every operation
-                     "crowded_storage": "slow"}  # 1,105 objects written before the first test
+                     "crowded_storage": "slow",  # 1,105 objects written before the first test
+                     # tests/databases.py: PostgreSQL and SecantusDB servers
+                     "postgres_server": "database", "mongodb_server": "database"}
 
 
 def pytest_sessionfinish(session):
-    """Stop the emulators this process started, after every session fixture's teardown (the
-    emulator fixtures leave their servers running for the fixtures set up before them)."""
+    """Stop the emulators and database servers this process started, after every session
+    fixture's teardown (the emulator fixtures leave their servers running for the fixtures set
+    up before them)."""
+    from tests import databases
     from tests.emulators import stop_all
 
     stop_all()
+    databases.stop_all()
 
 
 def pytest_collection_modifyitems(items):

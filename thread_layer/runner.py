@@ -138,7 +138,13 @@ class ExecutionRunner:
         self._threads.append(sweeper)
 
     def shutdown(self) -> None:
-        """Stop: kill running workers and mark this process's executions interrupted."""
+        """Stop: kill running workers and mark this process's executions interrupted.
+
+        Once only: the app's owner may stop it before the call registered for the process's
+        exit, when its database may be gone (a test's server, stopped at the session's end).
+        """
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         for _ in range(self.max_workers):
             self._queue.put(_STOP)

@@ -56,6 +56,27 @@ def test_a_bad_setting_stops_the_factory(app_config):
         create_app({**app_config, "MAIL_USE_TLS": True, "MAIL_USE_SSL": True})
 
 
+def test_a_database_server_that_cannot_be_reached_stops_the_factory_naming_the_variable(
+        app_config, capsys, monkeypatch, tmp_path):
+    from app.__main__ import main
+    from tests.conftest import free_port
+
+    url = f"postgresql://trainyard:s3cret-pw@127.0.0.1:{free_port()}/trainyard"  # no server
+    with pytest.raises(ConfigError) as refused:
+        create_app({**app_config, "DATABASE_URL": url}, start_runner=False)
+    message = str(refused.value)
+    assert message.startswith("DATABASE_URL=postgresql://trainyard:***@127.0.0.1:")
+    assert "cannot be reached" in message and "s3cret-pw" not in message
+    monkeypatch.chdir(tmp_path)  # the server command says the same, in one line
+    for name in ("DATA_DIR", "INSTANCE_DIR"):
+        monkeypatch.setenv(name, app_config[name])
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["run"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("Trainyard cannot start: DATABASE_URL=postgresql://trainyard:***@")
+    assert "s3cret-pw" not in error and len(error.strip().splitlines()) == 1
+
+
 def test_without_start_runner_no_execution_thread_runs(built):
     import threading
 

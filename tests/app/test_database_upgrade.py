@@ -1,5 +1,7 @@
 """Upgrading a database: one written by the version before schema versions (no version record)
-starts under today's code with its data intact, and a newer one refuses to start."""
+starts under today's code with its data intact, and a newer one refuses to start; on SQLite,
+on a real PostgreSQL and a real MongoDB wire server (SecantusDB) the tests start, and on
+mongomock."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from werkzeug.security import generate_password_hash
 from app import create_app
 from entity.migrations import COLLECTION, SCHEMA_VERSION, VERSION_ID, SchemaVersionError
 from entity.store import open_store
+from tests import databases
 
 PASSWORD = "correct horse battery"
 EXECUTION = "20261120T100000-a1b2c3d4"
@@ -66,12 +69,21 @@ def baseline_documents(password_hash: str) -> dict[str, list[dict]]:
     }
 
 
-@pytest.fixture(params=["sqlite", "mongomock"])
+@pytest.fixture(params=["sqlite", databases.POSTGRESQL, "mongomock", databases.MONGODB])
 def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'previous.db'}"
         return
-    url = f"mongomock://localhost/trainyard_upgrade_{secrets.token_hex(6)}"
+    if request.param == "postgresql":  # a real server the tests start
+        url, schema = databases.postgres().fresh_url()
+        yield url
+        databases.postgres().drop(schema)
+        return
+    if request.param == "mongodb":  # SecantusDB, a MongoDB wire server the tests start
+        url = databases.mongodb_url(databases.mongodb().base_url,
+                                    f"trainyard_upgrade_{secrets.token_hex(6)}")
+    else:
+        url = f"mongomock://localhost/trainyard_upgrade_{secrets.token_hex(6)}"
     yield url
     store = open_store(url)  # the in-memory server outlives the test: drop what it wrote
     store.client().drop_database(store.db_name)

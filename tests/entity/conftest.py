@@ -2,10 +2,16 @@
 
 Backends:
 - ``sqlite``: a file in the test's ``tmp_path`` (``sqlite:////abs/path``);
+- ``postgresql``: a real PostgreSQL server the tests start (``tests/databases.py``, one per
+  test process), a fresh schema per test, dropped afterwards;
 - ``mongomock``: mongomock behind :class:`MongoStore`, a fresh database per test, dropped
-  afterwards;
-- ``mongodb``: a real server named by ``TEST_MONGODB_URI``, a unique database dropped afterwards
-  (skipped when the variable is unset: no MongoDB server can run on the build machine).
+  afterwards (kept for what a wire server cannot show: see ``test_store_contract.py``);
+- ``mongodb``: a real MongoDB wire server, a unique database dropped afterwards: the server
+  named by ``TEST_MONGODB_URI`` when it is set (a real ``mongod``), else SecantusDB started by
+  the tests (``tests/databases.py``; what it lacks is in ``SECANTUS_LACKS`` there).
+
+The ``postgresql`` and ``mongodb`` variants are marked ``database``: ``make test-fast`` leaves
+them out.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -23,9 +28,9 @@ from entity.database import Database
 from entity.project import BatchSchema, ColumnSpec, Project
 from entity.store import DocumentStore, open_store
 from entity.user import User
+from tests import databases
 
-BACKENDS = ("sqlite", "mongomock", "mongodb")
-MONGODB_SKIP = "set TEST_MONGODB_URI to run against a real MongoDB"
+BACKENDS = ("sqlite", databases.POSTGRESQL, "mongomock", databases.MONGODB)
 
 
 @dataclass
@@ -39,29 +44,47 @@ def _unique_db_name() -> str:
     return f"trainyard_test_{secrets.token_hex(6)}"
 
 
-def _mongodb_url(base: str, db_name: str) -> str:
-    parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + db_name, parts.query, parts.fragment))
-
-
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path):
-    """A fresh, empty store of each backend (closed and, for MongoDB, dropped afterwards)."""
-    name = request.param
+    """A fresh, empty store of each backend (closed and, on a server, dropped afterwards)."""
+    name, schema = request.param, None
     if name == "sqlite":
         url = f"sqlite:///{tmp_path / 'trainyard.db'}"  # tmp_path is absolute: four slashes
+    elif name == "postgresql":
+        url, schema = databases.postgres().fresh_url()
     elif name == "mongomock":
         url = f"mongomock://localhost/{_unique_db_name()}"
     else:
-        base = os.environ.get("TEST_MONGODB_URI")
-        if not base:
-            pytest.skip(MONGODB_SKIP)
-        url = _mongodb_url(base, _unique_db_name())
+        base = os.environ.get("TEST_MONGODB_URI") or databases.mongodb().base_url
+        url = databases.mongodb_url(base, _unique_db_name())
     store = open_store(url)
     yield Backend(name, url, store)
-    if name != "sqlite":  # mongomock's one in-memory server lives as long as the process
-        store.client().drop_database(store.db_name)
     store.close()
+    if name == "postgresql":
+        databases.postgres().drop(schema)
+    elif name != "sqlite":  # mongomock's one in-memory server lives as long as the process
+        store.client().drop_database(store.db_name)
+        store.close()
+
+
+@pytest.fixture
+def shared_url(request, tmp_path):
+    """A database URL that other processes can open too (mongomock lives in one process), for
+    ``@pytest.mark.parametrize("shared_url", databases.SHARED_BACKENDS, indirect=True)``."""
+    kind = request.param
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+    elif kind == "postgresql":
+        url, schema = databases.postgres().fresh_url()
+        yield url
+        databases.postgres().drop(schema)
+    else:
+        base = os.environ.get("TEST_MONGODB_URI") or databases.mongodb().base_url
+        url = databases.mongodb_url(base, _unique_db_name())
+        yield url
+        store = open_store(url)
+        store.client().drop_database(store.db_name)
+        store.close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from entity.migrations import (
     upgrade,
 )
 from entity.store import open_store
+from tests import databases
 from tests.conftest import wait_until
 
 
@@ -150,8 +151,9 @@ def test_a_long_migration_keeps_renewing_its_claim(store):
 
 
 @pytest.mark.slow  # spawns 4 Python processes
-def test_upgrades_raced_by_4_processes_on_one_sqlite_file_run_each_migration_once(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("shared_url", databases.SHARED_BACKENDS, indirect=True)
+def test_upgrades_raced_by_4_processes_on_one_database_run_each_migration_once(shared_url):
+    url = shared_url
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(4), ctx.Queue()
     workers = [ctx.Process(target=upgrade_in_own_process, args=(url, barrier, results))

@@ -1,9 +1,16 @@
 """The document-store contract (``entity/store.py``), held against every backend.
 
-Each test runs on SQLite, on mongomock and, when ``TEST_MONGODB_URI`` is set, on a real MongoDB.
-mongomock is a test double: its updates are serialised by ``MongoStore.write_lock``, so the
-concurrency tests show that the store honours the contract through that lock; MongoDB's own
-atomicity (single-document updates, unique indexes) is exercised only with ``TEST_MONGODB_URI``.
+Each test runs on SQLite, on a real PostgreSQL server, on a real MongoDB wire server and on
+mongomock (see ``conftest.py``). The MongoDB server is SecantusDB, started by the tests, unless
+``TEST_MONGODB_URI`` names a real ``mongod``. SecantusDB is single-node only: it lacks replica
+sets, sharding and transactions across nodes, none of which the store uses; every test here
+passes on it, so MongoDB's own atomicity (single-document updates raced by threads and by
+processes, unique indexes) is exercised over the wire.
+
+mongomock stays for what no server here shows: the store's serialising ``MongoStore.write_lock``
+(the concurrency tests show that mongomock, whose updates are not atomic, honours the contract
+through it), and the ``mongomock://`` URL the app tests use to start an app on a MongoDB store in
+one process.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from entity.project import BatchSchema, ColumnSpec, Project
 from entity.sqlite_store import SqliteStore
 from entity.store import open_store
 from exception_layer import DuplicateKey
+from tests import databases
 
 PEOPLE = [
     {"_id": "p1", "name": "ada", "age": 36, "team": "red", "admin": True},
@@ -212,6 +220,24 @@ def test_sort_on_two_fields(people):
     # booleans sort false before true, as in MongoDB
     assert ids(people.find(sort=[("admin", -1), ("name", -1)])) == ["p5", "p1", "p4", "p3", "p2"]
     assert ids(people.find(sort=[("admin", 1), ("name", 1)])) == ["p2", "p3", "p4", "p1", "p5"]
+
+
+def test_null_and_missing_fields_sort_first_ascending_and_last_descending(people):
+    assert ids(people.find(sort=[("team", 1), ("name", 1)])) == ["p4", "p5", "p2", "p1", "p3"]
+    assert ids(people.find(sort=[("team", -1), ("name", 1)])) == ["p1", "p3", "p2", "p4", "p5"]
+
+
+def test_strings_sort_and_compare_byte_by_byte_whatever_the_databases_collation(store):
+    """The test PostgreSQL database has an ICU collation, where "a" < "B" and punctuation is
+    ignored; MongoDB and SQLite compare UTF-8 bytes, and so must every backend."""
+    coll = store.collection("words")
+    for n, word in enumerate(["a", "B", "ä", "_x", "Z", "a-b", "ab"]):
+        coll.insert({"_id": f"w{n}", "word": word})
+    words = [d["word"] for d in coll.find(sort=[("word", 1)])]
+    assert words == ["B", "Z", "_x", "a", "a-b", "ab", "ä"]
+    assert [d["word"] for d in coll.find(sort=[("word", -1)])] == list(reversed(words))
+    assert sorted(d["word"] for d in coll.find({"word": {"$gt": "Z", "$lt": "a"}})) == ["_x"]
+    assert coll.count({"word": {"$gte": "a"}}) == 4
 
 
 def test_skip_and_limit_page_through_a_sorted_result(people):
@@ -416,15 +442,15 @@ def test_update_many_racing_threads_lose_no_write(store):
 
 
 @pytest.mark.slow  # spawns 4 Python processes
-def test_claim_raced_by_4_processes_on_one_sqlite_file_has_exactly_one_winner(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    database = Database.from_url(url)
+@pytest.mark.parametrize("shared_url", databases.SHARED_BACKENDS, indirect=True)
+def test_claim_raced_by_4_processes_on_one_database_has_exactly_one_winner(shared_url):
+    database = Database.from_url(shared_url)
     database.ensure_indexes()
     project = database.projects.add(_project())
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(4), ctx.Queue()
     workers = [ctx.Process(target=claim_in_own_process,
-                           args=(url, project.id, f"proc-{n}", barrier, results))
+                           args=(shared_url, project.id, f"proc-{n}", barrier, results))
                for n in range(4)]
     for worker in workers:
         worker.start()
@@ -471,8 +497,8 @@ def test_sqlite_url_must_name_a_file(url):
 
 
 def test_unknown_database_url_is_refused():
-    with pytest.raises(ValueError, match="sqlite:/// or mongodb://"):
-        open_store("postgres://localhost/x")
+    with pytest.raises(ValueError, match="sqlite:///, postgresql:// or mongodb://"):
+        open_store("mysql://localhost/x")
 
 
 def test_sqlite_store_reopens_its_connection_after_close(tmp_path):
