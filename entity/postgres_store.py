@@ -168,6 +168,22 @@ class PostgresCollection(Collection):
         self._run(f"INSERT INTO {self.table} (_id, doc) VALUES (%s, %s)",
                   (doc["_id"], Jsonb(doc)))
 
+    def insert_many(self, docs: Sequence[dict]) -> None:
+        # One transaction, the statements pipelined (psycopg's executemany): all or none.
+        from psycopg import errors
+        from psycopg.types.json import Jsonb
+
+        if not docs:
+            return
+        self.store.ensure_table(self.name)
+        with self.store.pool().connection() as conn:
+            try:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(f"INSERT INTO {self.table} (_id, doc) VALUES (%s, %s)",
+                                       [(doc["_id"], Jsonb(doc)) for doc in docs])
+            except errors.UniqueViolation as exc:
+                raise DuplicateKey() from exc
+
     def get(self, doc_id: str) -> dict | None:
         rows, _ = self._run(f"SELECT doc FROM {self.table} WHERE _id = %s", (doc_id,))
         return rows[0][0] if rows else None

@@ -48,7 +48,8 @@ class Collection(ABC):
     def insert_many(self, docs: Sequence[dict]) -> None:
         """Insert every document of ``docs`` (each with an ``_id``), in one round trip where
         the backend can. Raises ``DuplicateKey`` on a taken key; which of the others were
-        inserted then is the backend's (SQLite: none, MongoDB: all but the taken ones)."""
+        inserted then is the backend's (SQLite and PostgreSQL: none, MongoDB: all but the
+        taken ones)."""
         for doc in docs:
             self.insert(doc)
 
