@@ -28,7 +28,16 @@ import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from entity.store import OPERATORS, Collection, DocumentStore, Sort, StoreUnreachable
+from entity.store import (
+    OPERATORS,
+    SCAN_BATCH,
+    Collection,
+    DocumentStore,
+    Path,
+    Sort,
+    StoreUnreachable,
+    path_of,
+)
 from exception_layer import DuplicateKey
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -197,6 +206,26 @@ class PostgresCollection(Collection):
             params = [*params, limit or None, skip]
         rows, _ = self._run(sql, params)
         return [row[0] for row in rows]
+
+    def scan(self, filter, fields: Sequence[Path], *, batch: int = SCAN_BATCH):
+        # The server sends only the values at the paths (jsonb #> text[]), paged by the
+        # primary key: each batch is one indexed read.
+        paths = [list(path_of(f)) for f in fields]
+        where = _Where(filter)
+        columns = ", ".join("doc #> %s" for _ in paths)
+        after = (where.sql + " AND" if where.sql else " WHERE") + " _id > %s"
+        last = None
+        while True:
+            sql = (f"SELECT _id, {columns} FROM {self.table}"
+                   f"{where.sql if last is None else after} ORDER BY _id LIMIT %s")
+            params = [*paths, *where.params, *([] if last is None else [last]), batch]
+            rows, _ = self._run(sql, params)
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [tuple(row[1:]) for row in rows]
+            if len(rows) < batch:
+                return
 
     def count(self, filter=None) -> int:
         where = _Where(filter)
