@@ -37,6 +37,7 @@ from thread_layer.housekeeping import Housekeeper, Retention
 from thread_layer.model_server import ModelServer
 from thread_layer.monitoring import Monitor
 from thread_layer.runner import ExecutionRunner
+from thread_layer.scheduler import RetrainingScheduler
 
 ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in
@@ -161,11 +162,17 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                       every_seconds=settings["MONITORING_MINUTES"] * 60,
                       window_hours=settings["MONITORING_WINDOW_HOURS"], context=app.app_context)
     app.extensions["monitoring"] = monitor
+    scheduler = RetrainingScheduler(db, runner, tick_seconds=settings["SCHEDULER_SECONDS"],
+                                    lease_seconds=settings["SCHEDULER_LEASE_SECONDS"],
+                                    context=app.app_context)
+    app.extensions["scheduler"] = scheduler
     if start_runner:
         runner.start()
         housekeeper.start()
         monitor.start()
+        scheduler.start()
         atexit.register(monitor.shutdown)
+        atexit.register(scheduler.shutdown)
         atexit.register(housekeeper.shutdown)
         atexit.register(runner.shutdown)
         atexit.register(model_server.close)  # the last seconds of prediction counters

@@ -145,6 +145,13 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "MONITORING_WINDOW_HOURS": (_int(1, 720), 24,
                                 "The rolling window of live monitoring, unless a project sets "
                                 "its own."),
+    # -- the retraining scheduler (thread_layer/scheduler.py) --
+    "SCHEDULER_SECONDS": (_int(1, 3600), 30,
+                          "How often each process's retraining scheduler looks for due "
+                          "schedules and labels triggers (and renews its lease)."),
+    "SCHEDULER_LEASE_SECONDS": (_int(2, 86400), 120,
+                                "How long the scheduler's lease lasts unrenewed: another "
+                                "process takes over this long after its holder died."),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Server log level."),
     "SESSION_COOKIE_SECURE": (_bool, False, "Send the session cookie over HTTPS only."),
     "TRUSTED_PROXY_HOPS": (_int(0, 10), 0,

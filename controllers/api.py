@@ -49,6 +49,7 @@ from exception_layer import AccessDenied, BadRequest, PayloadTooLarge
 from services import (
     accounts,
     administration,
+    challengers,
     executions,
     files,
     members,
@@ -56,6 +57,7 @@ from services import (
     predictions,
     projects,
     resources,
+    schedules,
     teams,
 )
 from services import storage_connections as sc
@@ -506,6 +508,92 @@ def promote_model(project_id, version):
     project = load_project(project_id=project_id, need="editor")
     promoted = models.promote(context(), project, version)
     return jsonify(_show(resources.ModelVersion, promoted.to_public() | {"active": True}))
+
+
+# -- retraining schedules and challengers ----------------------------------------------------
+
+@bp.get("/projects/<project_id>/schedules")
+@spec("Retraining", responses={200: "ScheduleList"})
+def list_schedules(project_id):
+    """The project's retraining schedules with their next run and last outcome."""
+    project = load_project(project_id=project_id)
+    return jsonify(_show(resources.ScheduleList, {"items": [
+        s.to_public() for s in schedules.list_for_project(context(), project)]}))
+
+
+@bp.post("/projects/<project_id>/schedules")
+@spec("Retraining", request="ScheduleInput", responses={201: "Schedule"}, errors=(409, 422))
+def create_schedule(project_id):
+    """Add a schedule: {"cron": "0 3 * * *", "timezone": "Europe/Paris"} (editors; 422 names
+    an invalid cron expression or unknown time zone)."""
+    project = load_project(project_id=project_id, need="editor")
+    schedule = schedules.create(context(), project, _body(resources.ScheduleInput))
+    return jsonify(_show(resources.Schedule, schedule.to_public())), 201
+
+
+@bp.get("/projects/<project_id>/schedules/<schedule_id>")
+@spec("Retraining", responses={200: "Schedule"})
+def get_schedule(project_id, schedule_id):
+    """Read a schedule."""
+    project = load_project(project_id=project_id)
+    return jsonify(_show(resources.Schedule,
+                         schedules.load(context(), project, schedule_id).to_public()))
+
+
+@bp.patch("/projects/<project_id>/schedules/<schedule_id>")
+@spec("Retraining", request="ScheduleInput", responses={200: "Schedule"}, errors=(422,))
+def update_schedule(project_id, schedule_id):
+    """Change a schedule (a new cron or zone recomputes its next run; editors)."""
+    project = load_project(project_id=project_id, need="editor")
+    ctx = context()
+    schedule = schedules.load(ctx, project, schedule_id)
+    changed = schedules.update(ctx, project, schedule, _body(resources.ScheduleInput))
+    return jsonify(_show(resources.Schedule, changed.to_public()))
+
+
+@bp.delete("/projects/<project_id>/schedules/<schedule_id>")
+@spec("Retraining", responses={204: NO_CONTENT})
+def delete_schedule(project_id, schedule_id):
+    """Delete a schedule (editors)."""
+    project = load_project(project_id=project_id, need="editor")
+    ctx = context()
+    schedules.delete(ctx, project, schedules.load(ctx, project, schedule_id))
+    return "", 204
+
+
+@bp.get("/projects/<project_id>/challengers")
+@spec("Retraining", query=(query("status", {"type": "string", "enum": [
+    "pending", "promoted", "refused", "approved", "rejected"]},
+    "only the challengers with this outcome"),), responses={200: "ChallengerList"})
+def list_challengers(project_id):
+    """Model versions trained while another was active, with their comparison and outcome
+    (``?status=pending``: those waiting for approval)."""
+    project = load_project(project_id=project_id)
+    status = request.args.get("status") or None
+    if status is not None and status not in ("pending", "promoted", "refused", "approved",
+                                             "rejected"):
+        raise BadRequest("status must be pending, promoted, refused, approved or rejected.")
+    return jsonify(_show(resources.ChallengerList, {"items": [
+        v.to_public() | {"active": v.version == project.active_version}
+        for v in challengers.list_for_project(context(), project, status)]}))
+
+
+@bp.post("/projects/<project_id>/models/<version>/approve")
+@spec("Retraining", responses={200: "ModelVersion"}, errors=(409,))
+def approve_challenger(project_id, version):
+    """Promote a challenger waiting for approval (editors; 409 when it is not waiting)."""
+    project = load_project(project_id=project_id, need="editor")
+    approved = challengers.approve(context(), project, version)
+    return jsonify(_show(resources.ModelVersion, approved.to_public() | {"active": True}))
+
+
+@bp.post("/projects/<project_id>/models/<version>/reject")
+@spec("Retraining", responses={200: "ModelVersion"}, errors=(409,))
+def reject_challenger(project_id, version):
+    """Reject a challenger waiting for approval; the active model stays (editors)."""
+    project = load_project(project_id=project_id, need="editor")
+    rejected = challengers.reject(context(), project, version)
+    return jsonify(_show(resources.ModelVersion, rejected.to_public() | {"active": False}))
 
 
 # -- members -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ TAGS = {
     "Executions": "Trainings, batch predictions and storage moves, with their logs.",
     "Prediction": "Real-time predictions with a trained model.",
     "Models": "The versions of a project's model.",
+    "Retraining": "Retraining schedules, and challengers waiting for approval.",
     "Members": "Who may see and change a project.",
     "Teams": "Groups of users that share projects and listings (admins create them, leads "
              "manage their members).",

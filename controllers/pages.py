@@ -17,12 +17,22 @@ from flask_login import current_user
 from werkzeug.routing import BaseConverter, ValidationError
 
 from controllers.access import load_project, require_admin, require_user, visible_projects
-from controllers.rendering import file_response, overwrite_asked, uploads
+from controllers.rendering import file_response, form_failure, overwrite_asked, uploads
 from controllers.services import context
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES
 from exception_layer import PlatformError, ValidationFailed
 from integration.file_manager import STANDARD_FOLDERS, SYSTEM_FOLDERS
-from services import administration, executions, models, predictions, projects, resources, teams
+from services import (
+    administration,
+    challengers,
+    executions,
+    models,
+    predictions,
+    projects,
+    resources,
+    schedules,
+    teams,
+)
 from services import files as project_files
 from services import members as project_members
 from services import storage_connections as connections
@@ -378,6 +388,92 @@ def promote(slug, version):
     promoted = models.promote(context(), project, version)
     flash(f"Model v{promoted.version} is now active.", "success")
     return redirect(url_for("pages.project", slug=slug)), 303
+
+
+# -- retraining: schedules and challengers ---------------------------------------------------
+
+def _retraining_page(project, *, errors: dict | None = None, form: dict | None = None,
+                     status: int = 200):
+    ctx = context()
+    return render_template("projects/retraining.html", project=project,
+                           schedules=schedules.list_for_project(ctx, project),
+                           challengers=challengers.list_for_project(ctx, project),
+                           can_edit=project.has_role(current_user, "editor"),
+                           errors=errors or {}, form=form or {}), status
+
+
+@bp.get("/projects/<slug>/retraining")
+def retraining(slug):
+    """The project's retraining schedules and triggers, and its challengers."""
+    return _retraining_page(load_project(slug=slug))
+
+
+@bp.post("/projects/<slug>/models/<version>/approve")
+def approve_challenger(slug, version):
+    """Promote a challenger waiting for approval (editors)."""
+    project = load_project(slug=slug, need="editor")
+    try:
+        approved = challengers.approve(context(), project, version)
+        flash(f"Challenger v{approved.version} approved: it is now the active model.",
+              "success")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return redirect(url_for("pages.retraining", slug=slug)), 303
+
+
+@bp.post("/projects/<slug>/models/<version>/reject")
+def reject_challenger(slug, version):
+    """Reject a challenger waiting for approval (editors)."""
+    project = load_project(slug=slug, need="editor")
+    try:
+        rejected = challengers.reject(context(), project, version)
+        flash(f"Challenger v{rejected.version} rejected; the active model stays.", "info")
+    except PlatformError as exc:
+        flash(exc.message, "danger")
+    return redirect(url_for("pages.retraining", slug=slug)), 303
+
+
+@bp.post("/projects/<slug>/schedules")
+def create_schedule(slug):
+    """Add a retraining schedule (editors)."""
+    project = load_project(slug=slug, need="editor")
+    form = {k: v for k, v in request.form.items() if k in ("cron", "timezone", "description")}
+    try:
+        schedules.create(context(), project, form, strict=False)
+    except PlatformError as exc:
+        errors, status = form_failure(exc)
+        return _retraining_page(project, errors=errors, form=form, status=status)
+    flash("Schedule added.", "success")
+    return redirect(url_for("pages.retraining", slug=slug)), 303
+
+
+@bp.post("/projects/<slug>/schedules/<schedule_id>")
+def update_schedule(slug, schedule_id):
+    """Change a schedule: its rule, zone, description, or switch it on or off (editors)."""
+    project = load_project(slug=slug, need="editor")
+    ctx = context()
+    schedule = schedules.load(ctx, project, schedule_id)
+    form = {k: v for k, v in request.form.items()
+            if k in ("cron", "timezone", "description", "enabled")}
+    try:
+        schedules.update(ctx, project, schedule, form, strict=False)
+    except PlatformError as exc:
+        errors, status = form_failure(exc)
+        return _retraining_page(project, errors={f"{schedule_id}.{k}": v
+                                                 for k, v in errors.items()},
+                                form=form, status=status)
+    flash("Schedule saved.", "success")
+    return redirect(url_for("pages.retraining", slug=slug)), 303
+
+
+@bp.post("/projects/<slug>/schedules/<schedule_id>/delete")
+def delete_schedule(slug, schedule_id):
+    """Delete a schedule (editors)."""
+    project = load_project(slug=slug, need="editor")
+    ctx = context()
+    schedules.delete(ctx, project, schedules.load(ctx, project, schedule_id))
+    flash("Schedule deleted.", "info")
+    return redirect(url_for("pages.retraining", slug=slug)), 303
 
 
 # -- administration ----------------------------------------------------------------------

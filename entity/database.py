@@ -12,6 +12,7 @@ from entity.monitoring import AlertRuleRepository, IncidentRepository, MonitorPo
 from entity.prediction_record import PredictionRecordRepository
 from entity.prediction_usage import PredictionUsageRepository
 from entity.project import ProjectRepository
+from entity.retraining_schedule import RetrainingScheduleRepository
 from entity.security import (
     ApiTokenRepository,
     AuditRepository,
@@ -57,6 +58,9 @@ class Database:
         self.incidents = IncidentRepository(store.collection("incidents"))
         self.webhooks = WebhookRepository(store.collection("webhooks"))
         self.webhook_deliveries = DeliveryRepository(store.collection("webhook_deliveries"))
+        # retraining schedules (thread_layer/scheduler.py)
+        self.retraining_schedules = RetrainingScheduleRepository(
+            store.collection("retraining_schedules"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -67,7 +71,8 @@ class Database:
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
                 self.prediction_usage, self.job_schedule, self.prediction_records,
-                self.teams, *self.monitoring_repositories()]
+                self.teams, *self.monitoring_repositories(),
+                self.retraining_schedules]
 
     def monitoring_repositories(self) -> list:
         return [self.monitor_points, self.alert_rules, self.incidents, self.webhooks,

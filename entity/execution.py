@@ -74,7 +74,8 @@ class Execution:
             progress=doc.get("progress", 0), error=doc.get("error"),
             result=doc.get("result") or {}, options=doc.get("options") or {},
             runner=doc.get("runner") or {},
-            trigger=doc.get("trigger") or legacy_trigger(doc.get("started_by")),
+            trigger=(doc.get("trigger") or {}) if "trigger" in doc
+            else legacy_trigger(doc.get("started_by")),
             created_at=from_iso(doc["created_at"]),
             started_at=from_iso(doc.get("started_at")),
             finished_at=from_iso(doc.get("finished_at")),

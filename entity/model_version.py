@@ -8,6 +8,10 @@ from datetime import datetime
 from entity.base import from_iso, to_iso, utcnow
 from entity.store import Collection
 
+#: a challenger's outcomes: waiting for a person, promoted or refused by the policy, approved or
+#: rejected by a person
+CHALLENGE_STATUSES = ("pending", "promoted", "refused", "approved", "rejected")
+
 
 @dataclass
 class ModelVersion:
@@ -31,6 +35,13 @@ class ModelVersion:
     plots: list = field(default_factory=list)
     problem_type: str = ""
     created_at: datetime = field(default_factory=utcnow)
+    #: as a challenger of the active version: ``{"status": CHALLENGE_STATUSES, "policy",
+    #: "comparison", "reason", "decided_at", "decided_by"?}`` (empty: it never challenged)
+    challenge: dict = field(default_factory=dict)
+
+    @property
+    def challenge_status(self) -> str | None:
+        return self.challenge.get("status") if self.challenge else None
 
     @property
     def id(self) -> str:
@@ -47,12 +58,16 @@ class ModelVersion:
                 "schema": self.schema, "data_fingerprint": self.data_fingerprint,
                 "library_versions": self.library_versions, "artifacts": self.artifacts,
                 "plots": self.plots, "problem_type": self.problem_type,
-                "created_at": to_iso(self.created_at)}
+                "created_at": to_iso(self.created_at), "challenge": self.challenge,
+                # top level as well, for the conditional update of a decision
+                "challenge_status": self.challenge_status}
 
     @classmethod
     def from_document(cls, doc: dict) -> ModelVersion:
-        fields = {k: v for k, v in doc.items() if k not in ("_id", "created_at")}
-        return cls(created_at=from_iso(doc["created_at"]), **fields)
+        fields = {k: v for k, v in doc.items()
+                  if k not in ("_id", "created_at", "challenge", "challenge_status")}
+        return cls(created_at=from_iso(doc["created_at"]), challenge=doc.get("challenge") or {},
+                   **fields)
 
     def to_public(self) -> dict:
         doc = self.to_document()
@@ -77,6 +92,25 @@ class ModelVersionRepository:
 
     def list_for_project(self, project_id: str) -> list[ModelVersion]:
         docs = self.collection.find({"project_id": project_id}, sort=[("version", -1)])
+        return [ModelVersion.from_document(d) for d in docs]
+
+    def set_challenge(self, project_id: str, version: int, challenge: dict, *,
+                      expected_status: str | None = None) -> bool:
+        """Record ``version``'s outcome as a challenger; with ``expected_status``, only while
+        its status is still that one (two approvals racing: one wins). True if recorded."""
+        query = {"_id": f"{project_id}:v{version}"}
+        if expected_status is not None:
+            query["challenge_status"] = expected_status
+        return self.collection.update_one(query, {"challenge": challenge,
+                                                  "challenge_status": challenge.get("status")})
+
+    def list_challengers(self, project_id: str, status: str | None = None
+                         ) -> list[ModelVersion]:
+        """The project's versions that challenged the active one (with ``status``), newest
+        first."""
+        query: dict = {"project_id": project_id}
+        query["challenge_status"] = status if status else {"$ne": None}
+        docs = self.collection.find(query, sort=[("version", -1)])
         return [ModelVersion.from_document(d) for d in docs]
 
     def delete(self, project_id: str, version: int) -> bool:

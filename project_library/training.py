@@ -756,7 +756,8 @@ def save(files: ProjectFiles, *, version: int, execution_id: str, problem_type: 
 
 
 def train_project(files: ProjectFiles, *, project: Project, execution_id: str, version: int,
-                  reporter: Reporter, candidates: Sequence[str] | None = None) -> dict:
+                  reporter: Reporter, candidates: Sequence[str] | None = None,
+                  challenge: Callable[[PreparedData, object], dict] | None = None) -> dict:
     """Train, evaluate and save model version ``version`` of ``project``, stage by stage:
     :func:`load_and_validate`, :func:`preprocess`, :func:`search`, :func:`ensemble`,
     :func:`refit`, :func:`evaluate`, :func:`save`. Each stage logs the seconds it took;
@@ -774,6 +775,9 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         reporter: receives log lines and progress.
         candidates: restrict the algorithms tried to these names (default: all that suit the
             problem type and the data size).
+        challenge: called with the prepared data (its held-out rows) and the saved model
+            once the version is saved; its answer is the result's ``comparison`` (the
+            champion/challenger comparison of ``project_library.challenger``).
 
     Returns:
         ``{"algorithm", "metrics", "leaderboard", "params", "schema", "data_fingerprint",
@@ -809,12 +813,14 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
                  schema=schema, chosen=chosen, leaderboard=found.leaderboard, scored=scored,
                  data=data, fingerprint=loaded.fingerprint, run=run)
     metrics["stage_seconds"] = dict(run.seconds)
+    comparison = challenge(data, chosen.model) if challenge is not None else None
     return {"algorithm": chosen.algorithm, "metrics": metrics, "leaderboard": found.leaderboard,
             "params": saved.params, "schema": schema.to_dict(),
             "data_fingerprint": loaded.fingerprint, "library_versions": saved.library_versions,
             "artifacts": saved.artifacts, "plots": sorted(scored.plots),
             "validation": [r.to_dict() for r in loaded.reports], "problem_type": problem_type,
-            "features": saved.features, "split": data.split}
+            "features": saved.features, "split": data.split,
+            **({"comparison": comparison} if comparison is not None else {})}
 
 
 def _plan_summary(plan: FeaturePlan) -> str:

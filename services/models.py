@@ -34,6 +34,10 @@ def promote(ctx: Context, project: Project, number) -> ModelVersion:
         NotFound: no such version. ArtifactIntegrityError (409): a file is missing or changed.
     """
     version = load(ctx, project, number)
+    if version.challenge_status == "pending":  # promoting a waiting challenger approves it
+        from services import challengers
+
+        return challengers.approve(ctx, project, version.version)
     verify_version_files(ctx.platform.resolver.files(project), version)
     ctx.db.projects.set_versions(project.id, active_version=version.version)
     ctx.audit("model.promote", project.slug, details={"version": version.version})

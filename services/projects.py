@@ -234,6 +234,7 @@ def delete(ctx: Context, project: Project) -> None:
     s.db.model_versions.delete_for_project(project.id)
     for repository in s.db.monitoring_repositories():  # points, rules, incidents, webhook
         repository.delete_for_project(project.id)
+    s.db.retraining_schedules.delete_for_project(project.id)
     s.db.projects.delete(project.id)
     s.model_server.forget(project.id)
     ctx.audit("project.delete", project.slug)

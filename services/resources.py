@@ -146,6 +146,17 @@ class ProjectSettings(BaseModel):
     incident_reminder_hours: int | None = Field(
         None, ge=0, le=720, description="Hours between reminder mails while an incident stays "
         "open (default 24; 0: no reminders).")
+    # -- champion and challenger (thread_layer/promotion.py) ---------------------------------
+    promotion_policy: Literal["auto", "manual"] = Field("auto", description=(
+        "What happens to a model trained while another one is active: auto promotes it if it "
+        "scores better on the same rows (by the margin below), manual waits for a person's "
+        "approval."))
+    promotion_margin: float = Field(0.0, ge=0, le=1_000_000, description=(
+        "How much better, in the selection metric's units, a challenger must score to be "
+        "promoted automatically (0: at least as well)."))
+    comparison_window_days: int = Field(30, ge=1, le=365, description=(
+        "Days of labeled predictions the challenger and the active model are compared on "
+        "(without labels: the held-out training rows)."))
 
 
 class Project(ProjectSettings, Resource):
@@ -277,6 +288,11 @@ class ModelVersion(Resource):
     problem_type: str = None
     created_at: Time
     active: bool = Field(None, description="the version predictions use")
+    challenge: dict = Field(None, description=(
+        'as a challenger of the active version: {"status": "pending" | "promoted" | "refused" '
+        '| "approved" | "rejected", "metric", "champion_version", "champion_value", '
+        '"challenger_value", "source": "feedback" | "holdout" | "training_metrics", "rows", '
+        '"reason", "decided_at", ...}'))
 
 
 class MetricComparison(Resource):
@@ -675,6 +691,47 @@ TEAM_MODELS: tuple[type[BaseModel], ...] = (
                  total=(int, Field(ge=0))))
 
 
+# -- retraining schedules and challengers (services/schedules.py, services/challengers.py) ---
+
+class Schedule(Resource):
+    """A project's retraining schedule: a training at every slot of ``cron`` in ``timezone``."""
+
+    id: Id
+    project_id: Id
+    cron: str = Field(description="five cron fields (minute hour day-of-month month "
+                                  "day-of-week) or a nickname such as @daily")
+    timezone: str = Field(description="the IANA time zone the cron fields are read in")
+    enabled: bool
+    description: str
+    created_by: str | None = None
+    next_run_at: Time | None = Field(None, description="the next slot, UTC")
+    last_slot: Time | None = Field(None, description="the slot that fired last (or the one "
+                                                     "before the schedule was made or changed)")
+    last_fired_at: Time | None = None
+    last_execution_id: str | None = Field(None, description="the training the last slot "
+                                                            "started")
+    last_outcome: str | None = Field(None, description="why the last slot started nothing")
+    created_at: Time
+    updated_at: Time
+
+
+class ScheduleList(Resource):
+    items: list[Schedule]
+
+
+class ChallengerList(Resource):
+    items: list[ModelVersion]
+
+
+class ScheduleInput(Body):
+    """A schedule to create (``cron`` required) or the fields of one to change."""
+
+    cron: Line = Field(None, max_length=120, description="e.g. 0 3 * * * (03:00 every day)")
+    timezone: Line = Field(None, max_length=64, description="e.g. Europe/Paris (default UTC)")
+    enabled: StrictBool = Field(None, description="off: the schedule fires nothing")
+    description: Line = Field(None, max_length=200, description="shown with the trigger")
+
+
 #: every model the OpenAPI document's components hold
 MODELS: tuple[type[BaseModel], ...] = (
     Error, User, Session, Column, BatchSchema, Project, FolderListing, Uploaded, Moved, Folder,
@@ -683,6 +740,10 @@ MODELS: tuple[type[BaseModel], ...] = (
     Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
     PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput)
 MODELS += TEAM_MODELS
+
+
+#: the retraining schedules' and challengers' models
+MODELS = (*MODELS, Schedule, ScheduleList, ScheduleInput, ChallengerList)
 
 
 def components() -> dict[str, dict]:

@@ -72,6 +72,7 @@ def app(app_config):
     application.extensions["trainyard"].runner.shutdown()
     application.extensions["housekeeping"].shutdown()
     application.extensions["monitoring"].shutdown()
+    application.extensions["scheduler"].shutdown()
     application.extensions["trainyard"].db.close()
 
 

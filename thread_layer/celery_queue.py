@@ -98,6 +98,10 @@ def run_worker(app, concurrency: int, queues: tuple[str, ...], grace_seconds: fl
     consumed = [broker_queue(q) for q in queues]
     if "train" in queues:
         consumed.append(LEGACY_QUEUE)
+    # The retraining scheduler runs here too, under the same database lease as in the web
+    # processes (one fires, whichever holds it): no beat process to deploy, and the schedules
+    # stay per-project documents that every process reads, not a beat schedule file.
+    app.extensions["scheduler"].start()
     # Threads, not prefork: each execution already runs in a process of its own, and the
     # prefork pool's daemonic children could not start one.
     celery.worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency),

@@ -457,6 +457,42 @@ def cmd_project_team(args) -> int:
         return 0
     given = client.teams.share_project(project, args.team, args.role)
     _out(f"Every member of {given['team']['slug']} is {given['role']} on {project['slug']}")
+
+
+def _show_schedule(schedule: dict) -> None:
+    state = "on " if schedule.get("enabled") else "off"
+    last = schedule.get("last_execution_id") or schedule.get("last_outcome") or "-"
+    _out(f"{schedule['id']}  {state}  {schedule['cron']!r} {schedule['timezone']}  next "
+         f"{schedule.get('next_run_at') or '-'}  last {last}  {schedule.get('description') or ''}"
+         .rstrip())
+
+
+def cmd_schedule(args) -> int:
+    """List, add, change or delete a project's retraining schedules."""
+    client = _client()
+    project = _project(client, args.project)
+    if args.action == "list":
+        for schedule in client.schedules.list(project):
+            _show_schedule(schedule)
+        return 0
+    if args.action == "add":
+        if not args.cron:
+            raise TrainyardError("schedule add needs --cron, e.g. --cron '0 3 * * *'")
+        _show_schedule(client.schedules.create(project, args.cron, args.timezone or "UTC",
+                                               description=args.description or ""))
+        return 0
+    if not args.id:
+        raise TrainyardError(f"schedule {args.action} needs the schedule id (--id)")
+    if args.action == "delete":
+        client.schedules.delete(project, args.id)
+        _err(f"Schedule {args.id} deleted.")
+        return 0
+    fields = {name: value for name, value in (("cron", args.cron), ("timezone", args.timezone),
+                                              ("description", args.description))
+              if value is not None}
+    if args.action in ("on", "off"):
+        fields["enabled"] = args.action == "on"
+    _show_schedule(client.schedules.update(project, args.id, **fields))
     return 0
 
 
@@ -557,6 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("viewer", "editor", "owner"), default="viewer",
                    help="the role the team's members get (default viewer)")
     p.add_argument("--remove", action="store_true", help="take the team's role off instead")
+    p = command("schedule", cmd_schedule, "list, add, change or delete retraining schedules")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("action", choices=("list", "add", "set", "on", "off", "delete"))
+    p.add_argument("--id", help="the schedule (set, on, off, delete)")
+    p.add_argument("--cron", help="five cron fields, e.g. '0 3 * * *', or @daily")
+    p.add_argument("--timezone", help="an IANA time zone, e.g. Europe/Paris (default UTC)")
+    p.add_argument("--description", help="shown with the trigger of what it starts")
     return parser
 
 

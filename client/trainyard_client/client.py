@@ -134,6 +134,7 @@ class Client:
         self.executions = Executions(self)
         self.models = Models(self)
         self.teams = Teams(self)
+        self.schedules = Schedules(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -630,3 +631,29 @@ class Teams(_Part):
         """Take a team's role off a project (owners)."""
         self.client.call("DELETE", f"/projects/{_id(project)}/teams/"
                                    f"{quote(self.get(team)['id'], safe='')}")
+
+
+class Schedules(_Part):
+    """Retraining schedules of a project: ``client.schedules``."""
+
+    def list(self, project: Ref) -> list[dict]:
+        """The project's schedules (``cron``, ``timezone``, ``enabled``, ``next_run_at``,
+        ``last_execution_id``, ``last_outcome``...)."""
+        return self.client.call("GET", f"/projects/{_id(project)}/schedules")["items"]
+
+    def create(self, project: Ref, cron: str, timezone: str = "UTC", *,
+               description: str = "", enabled: bool = True) -> dict:
+        """Add a schedule: retrain at every slot of ``cron`` (``0 3 * * *``) in ``timezone``
+        (``Europe/Paris``). An invalid rule or zone raises ApiError 422 naming the field."""
+        return self.client.call("POST", f"/projects/{_id(project)}/schedules", json={
+            "cron": cron, "timezone": timezone, "description": description,
+            "enabled": enabled})
+
+    def update(self, project: Ref, schedule_id: str, **fields) -> dict:
+        """Change ``cron``, ``timezone``, ``description`` or ``enabled`` of a schedule."""
+        return self.client.call("PATCH", f"/projects/{_id(project)}/schedules/{schedule_id}",
+                                json=fields)
+
+    def delete(self, project: Ref, schedule_id: str) -> None:
+        """Delete a schedule."""
+        self.client.call("DELETE", f"/projects/{_id(project)}/schedules/{schedule_id}")

@@ -106,6 +106,7 @@ def upgraded_app(app_config, database_url):
     yield application
     application.extensions["trainyard"].runner.shutdown()
     application.extensions["housekeeping"].shutdown()
+    application.extensions["scheduler"].shutdown()
     application.extensions["trainyard"].db.close()
 
 
@@ -194,4 +195,5 @@ def test_storage_connections_stay_usable_by_the_owners_of_the_projects_on_them(
     finally:
         application.extensions["trainyard"].runner.shutdown()
         application.extensions["housekeeping"].shutdown()
+        application.extensions["scheduler"].shutdown()
         db.close()

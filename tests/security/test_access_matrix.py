@@ -356,6 +356,66 @@ def _move_call(url: str, *, api: bool) -> Callable:
     return build
 
 
+# -- retraining schedules and challengers --------------------------------------------------
+
+def _new_schedule(world: World, target):
+    from entity.base import utcnow
+    from entity.retraining_schedule import RetrainingSchedule
+
+    schedule = RetrainingSchedule(project_id=target.id, cron="0 3 * * *")
+    schedule.reset_slots(utcnow())
+    return world.db.retraining_schedules.add(schedule)
+
+
+def _schedules_probe(world: World, target) -> Callable:
+    return lambda: len(world.db.retraining_schedules.list_for_project(target.id))
+
+
+def _schedule_call(url: str, body: dict | None = None, *, api: bool = True,
+                   probe: str = "cron") -> Callable:
+    """A call on a fresh schedule of the target; ``probe``: its cron, or whether it exists."""
+    def build(world, target, persona):
+        schedule = _new_schedule(world, target)
+
+        def state():
+            found = world.db.retraining_schedules.get(schedule.id)
+            return found is not None if probe == "exists" else found and found.cron
+        kwargs = {} if body is None else ({"json": body} if api else {"data": body})
+        return Call(url.format(t=target, sid=schedule.id), kwargs, state)
+    return build
+
+
+def _create_schedule_call(url: str, *, api: bool) -> Callable:
+    def build(world, target, persona):
+        body = {"cron": "15 4 * * 1", "timezone": "Europe/Paris"}
+        return Call(url.format(t=target), {"json": body} if api else {"data": body},
+                    _schedules_probe(world, target))
+    return build
+
+
+SCHEDULE_ROUTES: list[Route] = [
+    Route("GET", "/projects/<slug>/retraining", "viewer", 200,
+          _get("/projects/{t.slug}/retraining")),
+    Route("POST", "/projects/<slug>/schedules", "editor", 303,
+          _create_schedule_call("/projects/{t.slug}/schedules", api=False)),
+    Route("POST", "/projects/<slug>/schedules/<schedule_id>", "editor", 303,
+          _schedule_call("/projects/{t.slug}/schedules/{sid}", {"cron": "5 5 * * *"},
+                         api=False)),
+    Route("POST", "/projects/<slug>/schedules/<schedule_id>/delete", "editor", 303,
+          _schedule_call("/projects/{t.slug}/schedules/{sid}/delete", probe="exists")),
+    Route("GET", "/api/v1/projects/<project_id>/schedules", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/schedules")),
+    Route("POST", "/api/v1/projects/<project_id>/schedules", "editor", 201,
+          _create_schedule_call("/api/v1/projects/{t.id}/schedules", api=True)),
+    Route("GET", "/api/v1/projects/<project_id>/schedules/<schedule_id>", "viewer", 200,
+          _schedule_call("/api/v1/projects/{t.id}/schedules/{sid}"), changes=False),
+    Route("PATCH", "/api/v1/projects/<project_id>/schedules/<schedule_id>", "editor", 200,
+          _schedule_call("/api/v1/projects/{t.id}/schedules/{sid}", {"cron": "5 5 * * *"})),
+    Route("DELETE", "/api/v1/projects/<project_id>/schedules/<schedule_id>", "editor", 204,
+          _schedule_call("/api/v1/projects/{t.id}/schedules/{sid}", probe="exists")),
+]
+
+
 ROUTES: list[Route] = [
     # -- public ------------------------------------------------------------------------------
     Route("GET", "/login", "public", 200, _get("/login")),
@@ -618,6 +678,7 @@ ROUTES: list[Route] = [
     Route("DELETE", "/api/v1/projects/<project_id>/teams/<team_id>", "owner", 204,
           _remove_project_team),
 ]
+ROUTES += SCHEDULE_ROUTES
 
 
 def allowed(route: Route, persona: str) -> bool:

@@ -117,10 +117,22 @@ def _path_values(world, caller: str) -> dict[str, str]:
         secrets=world.services.box.encrypt({})))
     owner = world.user("admin" if caller == "anonymous" else caller)
     token, _ = world.issue_token(owner)
-    return {"project_id": target.id, "execution_id": target.predict_id, "version": "1",
-            "user_id": world.add_user("fuzzed", password=None).id, "token_id": token.id,
-            "connection_id": connection.id,
-            "team_id": world.new_team(lead=world.user("teammate")).id}
+    values = {"project_id": target.id, "execution_id": target.predict_id, "version": "1",
+              "user_id": world.add_user("fuzzed", password=None).id, "token_id": token.id,
+              "connection_id": connection.id,
+              "team_id": world.new_team(lead=world.user("teammate")).id}
+    values.update(_retraining_values(world, target))
+    return values
+
+
+def _retraining_values(world, target) -> dict[str, str]:
+    """A fresh retraining schedule of the target project."""
+    from entity.base import utcnow
+    from entity.retraining_schedule import RetrainingSchedule
+
+    schedule = RetrainingSchedule(project_id=target.id, cron="0 3 * * *")
+    schedule.reset_slots(utcnow())
+    return {"schedule_id": world.db.retraining_schedules.add(schedule).id}
 
 
 def _url(rule: str, values: dict[str, str]) -> str:

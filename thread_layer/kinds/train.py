@@ -11,26 +11,60 @@ from thread_layer.worker import project_files
 
 
 def run(payload: dict, reporter) -> dict:
-    """In the worker process: train and save model version ``payload["version"]``."""
+    """In the worker process: train and save model version ``payload["version"]``; with a
+    champion in the payload, compare the new model with it on the same rows."""
     from entity.project import Project
     from project_library.training import train_project
 
     project = Project.from_document(payload["project"])
-    return train_project(project_files(payload), project=project,
-                         execution_id=payload["execution_id"], version=payload["version"],
-                         reporter=reporter, candidates=project.algorithms or None)
+    files = project_files(payload)
+    challenge = None
+    if payload.get("champion"):
+        def challenge(data, model) -> dict:
+            return _compare(payload, files, project, data, model, reporter)
+    return train_project(files, project=project, execution_id=payload["execution_id"],
+                         version=payload["version"], reporter=reporter,
+                         candidates=project.algorithms or None, challenge=challenge)
+
+
+def _compare(payload: dict, files, project, data, model, reporter) -> dict:
+    """The champion/challenger comparison (``project_library.challenger``), logged."""
+    from entity.model_version import ModelVersion
+    from project_library import challenger
+
+    champion = ModelVersion.from_document(payload["champion"])
+    comparison = challenger.compare(
+        files=files, champion=champion, challenger_model=model,
+        challenger_schema=project.schema, problem_type=project.problem_type,
+        feedback=payload.get("feedback") or [], holdout=(data.X_test, data.y_test),
+        y_train=data.y_train)
+    comparison["window_days"] = payload.get("comparison_window_days")
+    if comparison.get("error"):
+        reporter.log(f"Could not score the active v{champion.version} on the same rows: "
+                     f"{comparison['error']}", stage="evaluating", level="WARNING")
+    else:
+        where = ("labeled predictions" if comparison["source"] == "feedback"
+                 else "held-out training rows")
+        reporter.log(f"Compared with the active v{champion.version} on the same "
+                     f"{comparison['rows']} {where}.", stage="evaluating")
+    return comparison
 
 
 def payload(runner, execution, project) -> dict:
-    """Reserve the next version number (on the execution, so a failure can clean it up)."""
+    """Reserve the next version number (on the execution, so a failure can clean it up), and
+    hand the worker the champion and the labeled rows to compare the new model on."""
     runner.db.executions.update(execution.id, result={"version": project.next_version})
-    return {"version": project.next_version}
+    return {"version": project.next_version,
+            **promotion.challenger_payload(runner.db, project)}
 
 
 def finalize(runner, execution, project, result: dict, logger) -> dict:
     version = promotion.register_version(runner.db, execution, project, result)
-    return {"version": version.version, "algorithm": version.algorithm,
+    kept = {"version": version.version, "algorithm": version.algorithm,
             "metrics": version.metrics, "validation": result.get("validation", [])}
+    if "comparison" in result:
+        kept["comparison"] = result["comparison"]
+    return kept
 
 
 def discard(runner, execution, project, logger) -> None:
@@ -45,6 +79,13 @@ def success_lines(result: dict) -> list[str]:
     lines: list[str] = []
     if result.get("version"):
         lines.append(f"Model version: v{result['version']} ({result.get('algorithm')})")
+    challenge = result.get("challenge")
+    if challenge:
+        outcome = {"promoted": "promoted: it is now the active model",
+                   "refused": "refused: the active model stays",
+                   "pending": "waiting for approval on the project's Retraining page"}
+        lines.append(f"Challenger {outcome.get(challenge.get('status'), challenge.get('status'))}.")
+        lines.append(challenge.get("reason", ""))
     for name, value in (result.get("metrics") or {}).items():
         if isinstance(value, (int, float)):
             lines.append(f"  {name}: {value:.4g}")
