@@ -393,7 +393,33 @@ def _create_schedule_call(url: str, *, api: bool) -> Callable:
     return build
 
 
+def _challenger_call(url: str, *, probe: str) -> Callable:
+    """A decision on v1 of the target made a waiting challenger of the active v2 (v1 has its
+    files, so approving it passes the checks); ``probe``: the active version, or v1's
+    challenge status."""
+    def build(world, target, persona):
+        world.db.model_versions.set_challenge(target.id, 1, {
+            "status": "pending", "champion_version": 2, "reason": "waiting"})
+
+        def state():
+            if probe == "active":
+                return world.project(target).active_version
+            return world.db.model_versions.get(target.id, 1).challenge_status
+        return Call(url.format(t=target), {}, state)
+    return build
+
+
 SCHEDULE_ROUTES: list[Route] = [
+    Route("GET", "/api/v1/projects/<project_id>/challengers", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/challengers?status=pending")),
+    Route("POST", "/api/v1/projects/<project_id>/models/<version>/approve", "editor", 200,
+          _challenger_call("/api/v1/projects/{t.id}/models/1/approve", probe="active")),
+    Route("POST", "/api/v1/projects/<project_id>/models/<version>/reject", "editor", 200,
+          _challenger_call("/api/v1/projects/{t.id}/models/1/reject", probe="status")),
+    Route("POST", "/projects/<slug>/models/<version>/approve", "editor", 303,
+          _challenger_call("/projects/{t.slug}/models/1/approve", probe="active")),
+    Route("POST", "/projects/<slug>/models/<version>/reject", "editor", 303,
+          _challenger_call("/projects/{t.slug}/models/1/reject", probe="status")),
     Route("GET", "/projects/<slug>/retraining", "viewer", 200,
           _get("/projects/{t.slug}/retraining")),
     Route("POST", "/projects/<slug>/schedules", "editor", 303,
