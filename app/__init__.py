@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, g, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -16,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import cloud_storage.gcs  # noqa: F401 (its adapter, probed at start-up)
 from app.config import database_reached, load_config
 from app.extensions import csrf, login_manager, mail, socketio
-from controllers import admin, api, auth, health, pages, team_pages
+from controllers import admin, api, auth, health, pages, sso, team_pages
 from controllers.live import client_manager, register_live_events
 from controllers.services import services
 from controllers.sessions import session_is_open
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "auth.register", "auth.forgot", "auth.reset",
                     "auth.invite", "static", "health.healthz", "api.login", "api.setup",
-                    "api.forgot", "api.signed_download", "api.openapi_document", "api.docs"}
+                    "api.forgot", "api.signed_download", "api.openapi_document", "api.docs",
+                    "sso.login", "sso.callback"}
 #: endpoints without a CSRF check: they create a session from credentials, not from a cookie
 CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -143,7 +145,8 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     # sent by another site's form).
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
-    for blueprint in (auth.bp, pages.bp, admin.bp, api.bp, health.bp, team_pages.bp):
+    sso.init_app(app)  # the OpenID Connect provider, when OIDC_CLIENT_ID is set
+    for blueprint in (auth.bp, pages.bp, admin.bp, api.bp, health.bp, team_pages.bp, sso.bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(_format_number, "number")
     app.add_template_filter(param_lines, "param_lines")
@@ -234,7 +237,22 @@ def _smtp_sender(app: Flask):
     return send
 
 
+def policy_headers(config) -> tuple[tuple[str, str], ...]:
+    """:data:`SECURITY_HEADERS`, with the single sign-on provider's origin allowed as a form
+    target (logging out redirects the logout form to the provider's end-session page, which
+    browsers check against ``form-action``)."""
+    discovery = config.get("OIDC_DISCOVERY")
+    if not discovery:
+        return SECURITY_HEADERS
+    parts = urlsplit(discovery)
+    policy = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}")
+    return (("Content-Security-Policy", policy),) + SECURITY_HEADERS[1:]
+
+
 def _install_guards(app: Flask, db: Database) -> None:
+    headers = policy_headers(app.config)
+
     @app.before_request
     def limit_uri():
         environ = request.environ
@@ -289,6 +307,6 @@ def _install_guards(app: Flask, db: Database) -> None:
         # Those a view set itself stay. (Headers.setdefault raises and catches an exception per
         # missing header: a tenth of a real-time prediction's cost.)
         present = {name.lower() for name in response.headers.keys()}
-        response.headers.extend([(name, value) for name, value in SECURITY_HEADERS
+        response.headers.extend([(name, value) for name, value in headers
                                  if name.lower() not in present])
         return response

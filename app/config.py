@@ -56,6 +56,19 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _json_object(value: str) -> dict[str, str]:
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ValueError("must be a JSON object") from None
+    if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in parsed.items()):
+        raise ValueError("must be a JSON object of text values (claim value -> team name)")
+    return {k: v.strip() for k, v in parsed.items()}
+
+
 def _names(*choices: str) -> Callable[[str], tuple[str, ...]]:
     def parse(value: str) -> tuple[str, ...]:
         names = tuple(n.strip() for n in value.split(",") if n.strip())
@@ -160,6 +173,34 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                            "The login throttle counts the client address this gives."),
 }
 
+# -- single sign-on (OpenID Connect): off unless OIDC_CLIENT_ID is set -------------------------
+SETTINGS.update({
+    "OIDC_PROVIDER_NAME": (_text, "single sign-on",
+                           "Shown on the login page as \"Sign in with <name>\"."),
+    "OIDC_ISSUER": (_text, None, "The provider's issuer URL; its discovery document is "
+                                 "<issuer>/.well-known/openid-configuration."),
+    "OIDC_DISCOVERY_URL": (_text, None, "The discovery document's URL, when it is not under "
+                                        "OIDC_ISSUER."),
+    "OIDC_CLIENT_ID": (_text, None, "Trainyard's client id at the provider; setting it turns "
+                                    "single sign-on on."),
+    "OIDC_CLIENT_SECRET": (_text, None, "Trainyard's client secret at the provider (never "
+                                        "logged)."),
+    "OIDC_SCOPES": (_text, "openid email profile", "Scopes asked for, space-separated (openid "
+                                                    "is always asked)."),
+    "OIDC_GROUPS_CLAIM": (_text, None, "The claim holding the user's groups (e.g. groups); "
+                                       "unset: no team mapping."),
+    "OIDC_TEAM_MAPPING": (_json_object, {}, "JSON object: claim value -> team name, e.g. "
+                                            "{\"ds-group\": \"Data Science\"}; applied at "
+                                            "every sign-on (teams joined and left)."),
+    "OIDC_CREATE_USERS": (_bool, True, "Create an account at a person's first sign-on."),
+    "OIDC_NEW_USER_ROLE": (_choice("member", "admin"), "member",
+                           "The platform role of accounts created at sign-on."),
+    "OIDC_LINK_EXISTING": (_choice("verified", "never"), "verified",
+                           "An existing local account with the same e-mail is linked at "
+                           "sign-on only when the provider says email_verified (verified), "
+                           "or never."),
+})
+
 
 def load_config(environ: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -202,6 +243,7 @@ def load_config(environ: Mapping[str, str] | None = None,
                           "workers can publish live logs (e.g. the same redis:// URL).")
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL cannot both be true.")
+    _check_single_sign_on(config)
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_MB"] * 1024 * 1024
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = instance_secret(config["INSTANCE_DIR"], "secret_key")
@@ -223,6 +265,25 @@ def database_reached(upgrade: Callable[[], int]) -> int:
     except StoreUnreachable as exc:
         raise ConfigError(f"DATABASE_URL={exc}; check the address, the credentials and that "
                           "the database server is running.") from None
+
+
+def _check_single_sign_on(config: dict[str, Any]) -> None:
+    """Single sign-on is on when OIDC_CLIENT_ID is set; it then needs where the provider is.
+    ``OIDC_DISCOVERY`` is the discovery document's URL (None when sign-on is off)."""
+    config["OIDC_DISCOVERY"] = None
+    if not config["OIDC_CLIENT_ID"]:
+        return
+    discovery = config["OIDC_DISCOVERY_URL"] or (
+        config["OIDC_ISSUER"].rstrip("/") + "/.well-known/openid-configuration"
+        if config["OIDC_ISSUER"] else None)
+    if not discovery:
+        raise ConfigError("OIDC_CLIENT_ID needs OIDC_ISSUER (or OIDC_DISCOVERY_URL): where the "
+                          "provider is.")
+    if not discovery.startswith(("https://", "http://")):
+        raise ConfigError("OIDC_ISSUER and OIDC_DISCOVERY_URL must be http(s):// addresses.")
+    if config["OIDC_TEAM_MAPPING"] and not config["OIDC_GROUPS_CLAIM"]:
+        raise ConfigError("OIDC_TEAM_MAPPING needs OIDC_GROUPS_CLAIM: the claim it reads.")
+    config["OIDC_DISCOVERY"] = discovery
 
 
 def _fernet_keys(value: str | None, instance_dir: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 
 from controllers.access import require_user
 from controllers.rendering import form_failure
@@ -75,10 +75,13 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the session (and, for a single sign-on session, the provider's session too)."""
+    from controllers.sso import ID_TOKEN_KEY, provider_logout
+
+    id_token = session.pop(ID_TOKEN_KEY, None)
     sign_out(audited=True)
     flash("You are logged out.", "info")
-    return redirect(url_for("auth.login"))
+    return provider_logout(id_token) or redirect(url_for("auth.login"))
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -13,6 +13,7 @@ from services.context import Context
 def sign_in(user, *, api_token_id: str | None = None) -> None:
     """Log ``user`` in on this client: a new server-side session named by the cookie (or, for
     a Socket.IO connection opened with a token, tied to that token)."""
+    session.pop("sso_id_token", None)  # a single sign-on login sets its own after this
     session["sid"] = (f"token:{api_token_id}" if api_token_id
                       else accounts.open_session(context(), user))
     login_user(user)

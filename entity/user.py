@@ -26,6 +26,8 @@ class User:
     #: the ids of the user's teams, read from the team memberships whenever the user is read
     #: (not part of the user's document)
     team_ids: frozenset[str] = field(default_factory=frozenset, compare=False)
+    #: ``<issuer> <subject>`` of the single sign-on identity linked to this account, or None
+    sso_subject: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -51,7 +53,7 @@ class User:
         return {"_id": self.id, "email": self.email, "name": self.name,
                 "password_hash": self.password_hash, "role": self.role, "active": self.active,
                 "created_at": to_iso(self.created_at), "last_login_at": to_iso(self.last_login_at),
-                "session_version": self.session_version}
+                "session_version": self.session_version, "sso_subject": self.sso_subject}
 
     @classmethod
     def from_document(cls, doc: dict) -> User:
@@ -59,7 +61,8 @@ class User:
                    password_hash=doc["password_hash"], role=doc.get("role", "member"),
                    active=doc.get("active", True), created_at=from_iso(doc["created_at"]),
                    last_login_at=from_iso(doc.get("last_login_at")),
-                   session_version=doc.get("session_version", 0))
+                   session_version=doc.get("session_version", 0),
+                   sso_subject=doc.get("sso_subject"))
 
     def to_public(self) -> dict:
         """What the API shows (never the password hash)."""
@@ -91,6 +94,7 @@ class UserRepository:
 
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["email"], unique=True)
+        self.collection.ensure_index(["sso_subject"])
 
     def add(self, user: User) -> User:
         """Insert ``user`` (email normalised); raises DuplicateKey if the email is taken."""
@@ -103,6 +107,12 @@ class UserRepository:
 
     def get_by_email(self, email: str) -> User | None:
         return self._loaded(self.collection.find_one({"email": normalise_email(email)}))
+
+    def get_by_sso_subject(self, subject: str) -> User | None:
+        """The account linked to this single sign-on identity (``<issuer> <subject>``)."""
+        if not subject:
+            return None
+        return self._loaded(self.collection.find_one({"sso_subject": subject}))
 
     def list(self) -> list[User]:
         users = [User.from_document(d) for d in self.collection.find(sort=[("email", 1)])]

@@ -30,7 +30,8 @@ MARKER_OF_FIXTURE = {"moto_server": "emulator", "azurite_server": "emulator",
                      "fuzz_app": "slow",  # schemathesis: examples against every operation
                      "crowded_storage": "slow",  # 1,105 objects written before the first test
                      # tests/databases.py: PostgreSQL and SecantusDB servers
-                     "postgres_server": "database", "mongodb_server": "database"}
+                     "postgres_server": "database", "mongodb_server": "database",
+                     "oidc_provider": "slow"}  # a real OpenID Connect provider process
 
 
 def pytest_sessionfinish(session):
@@ -178,6 +179,71 @@ def smtp_server():
     handler.port = controller.port
     yield handler
     controller.stop()
+
+
+class OidcProvider:
+    """A real OpenID Connect provider (oidc-provider-mock) in its own process on a free port of
+    127.0.0.1: ``issuer`` is its address; :meth:`set_user` chooses the claims of a subject;
+    :meth:`authorize` plays the person at its authorization form."""
+
+    def __init__(self, port: int, process):
+        self.port = port
+        self.process = process
+        self.issuer = f"http://127.0.0.1:{port}"
+
+    def set_user(self, sub: str, **claims) -> None:
+        import requests
+
+        answer = requests.put(f"{self.issuer}/users/{sub}", json=claims, timeout=10)
+        assert answer.status_code == 204, answer.text
+
+    def authorize(self, authorize_url: str, sub: str | None, *, deny: bool = False) -> str:
+        """Post the provider's form for ``authorize_url`` (as ``sub``, or denying); answers
+        the path and query of Trainyard's callback the provider redirects to."""
+        from urllib.parse import urlsplit
+
+        import requests
+
+        form = {"action": "deny"} if deny else {"sub": sub}
+        answer = requests.post(authorize_url, data=form, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text[:500]
+        location = urlsplit(answer.headers["Location"])
+        return f"{location.path}?{location.query}"
+
+
+@pytest.fixture
+def oidc_provider(tmp_path):
+    """A real OIDC provider process, stopped by its PID afterwards."""
+    import subprocess
+    import sys
+
+    import requests
+
+    port = free_port()
+    log = open(tmp_path / "oidc-provider.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([sys.executable, "-m", "oidc_provider_mock", "--host",
+                                "127.0.0.1", "--port", str(port)], stdout=log,
+                               stderr=subprocess.STDOUT)
+    provider = OidcProvider(port, process)
+
+    def answers():
+        assert process.poll() is None, (tmp_path / "oidc-provider.log").read_text()
+        try:
+            return requests.get(f"{provider.issuer}/.well-known/openid-configuration",
+                                timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+    try:
+        wait_until(answers, timeout=30, interval=0.1, message="the OIDC provider to start")
+        yield provider
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
 
 
 class ApiClient:

@@ -474,6 +474,11 @@ ROUTES: list[Route] = [
                                {"data": {"password": "z" * 12 + "abc", "confirm": "z" * 12 +
                                          "abc"}})),
     Route("GET", "/healthz", "public", 200, _get("/healthz")),
+    # single sign-on is not configured in the matrix's app (tests/controllers/
+    # test_single_sign_on.py drives it against a real provider)
+    Route("GET", "/login/sso", "public", 404, _get("/login/sso")),
+    Route("GET", "/login/sso/callback", "public", 404,
+          _get("/login/sso/callback?code=x&state=y")),
     Route("GET", "/static/<path:filename>", "public", 200, _get("/static/js/csrf.js")),
     Route("POST", "/api/v1/session", "public", 200, _login_call("/api/v1/session", api=True),
           fresh_client=True, changes=False),
