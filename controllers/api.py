@@ -54,6 +54,7 @@ from services import (
     files,
     members,
     models,
+    monitoring,
     predictions,
     projects,
     resources,
@@ -594,6 +595,134 @@ def reject_challenger(project_id, version):
     project = load_project(project_id=project_id, need="editor")
     rejected = challengers.reject(context(), project, version)
     return jsonify(_show(resources.ModelVersion, rejected.to_public() | {"active": False}))
+
+
+# -- live monitoring, alert rules, incidents, webhook (issue 22) ------------------------------
+
+MONITORING_QUERY = (
+    query("version", {"type": "integer", "minimum": 1}, "one model version (default: all)"),
+    query("from", {"type": "string"}, "ISO date or time: points ending after it (default: "
+                                      "30 days ago)"),
+    query("to", {"type": "string"}, "ISO date or time: points starting before it"),
+    query("granularity", {"type": "string", "enum": ["day", "window"], "default": "day"},
+          "per UTC day, or per run of the rolling window"))
+
+
+@bp.get("/projects/<project_id>/monitoring")
+@spec("Monitoring", query=MONITORING_QUERY, responses={200: "Monitoring"})
+def get_monitoring(project_id):
+    """Live monitors per model version: volume, latency, error rate, metrics on labeled
+    feedback and drift, computed in the background per UTC day and per rolling window."""
+    project = load_project(project_id=project_id)
+    return jsonify(_show(resources.Monitoring, monitoring.monitoring(
+        context(), project, version=request.args.get("version"),
+        since=request.args.get("from"), until=request.args.get("to"),
+        granularity=request.args.get("granularity"))))
+
+
+@bp.get("/projects/<project_id>/alert-rules")
+@spec("Monitoring", query=PAGING, responses={200: page_of("AlertRule")})
+def list_alert_rules(project_id):
+    """The project's alert rules (the defaults until changed)."""
+    project = load_project(project_id=project_id)
+    return _slice([_show(resources.AlertRule, r.to_public())
+                   for r in monitoring.list_rules(context(), project)])
+
+
+@bp.post("/projects/<project_id>/alert-rules")
+@spec("Monitoring", request=resources.AlertRuleInput, responses={201: "AlertRule"},
+      errors=(422,))
+def create_alert_rule(project_id):
+    """Add an alert rule (editors)."""
+    project = load_project(project_id=project_id, need="editor")
+    rule = monitoring.create_rule(context(), project, _body(resources.AlertRuleInput))
+    return jsonify(_show(resources.AlertRule, rule.to_public())), 201
+
+
+@bp.patch("/projects/<project_id>/alert-rules/<rule_id>")
+@spec("Monitoring", request=resources.AlertRuleInput, responses={200: "AlertRule"},
+      errors=(422,))
+def update_alert_rule(project_id, rule_id):
+    """Change an alert rule's fields (editors)."""
+    project = load_project(project_id=project_id, need="editor")
+    rule = monitoring.update_rule(context(), project, rule_id,
+                                  _body(resources.AlertRuleInput))
+    return jsonify(_show(resources.AlertRule, rule.to_public()))
+
+
+@bp.delete("/projects/<project_id>/alert-rules/<rule_id>")
+@spec("Monitoring", responses={204: NO_CONTENT})
+def delete_alert_rule(project_id, rule_id):
+    """Delete an alert rule (editors); its incidents stay."""
+    monitoring.delete_rule(context(), load_project(project_id=project_id, need="editor"),
+                           rule_id)
+    return "", 204
+
+
+@bp.get("/projects/<project_id>/incidents")
+@spec("Monitoring", query=(*PAGING, query("status", {"type": "string",
+                                                    "enum": ["open", "closed"]})),
+      responses={200: page_of("Incident")})
+def list_incidents(project_id):
+    """The project's incidents, newest first (``status``: open or closed)."""
+    project = load_project(project_id=project_id)
+    page, per_page = _paging()
+    items, total = monitoring.list_incidents(context(), project,
+                                             status=request.args.get("status"), page=page,
+                                             per_page=per_page)
+    return _paged([_show(resources.Incident, i.to_public()) for i in items], page, per_page,
+                  total)
+
+
+@bp.get("/projects/<project_id>/incidents/<incident_id>")
+@spec("Monitoring", responses={200: "Incident"})
+def get_incident(project_id, incident_id):
+    """Read an incident."""
+    project = load_project(project_id=project_id)
+    return jsonify(_show(resources.Incident, monitoring.get_incident(
+        context(), project, incident_id).to_public()))
+
+
+@bp.get("/projects/<project_id>/webhook")
+@spec("Monitoring", responses={200: "Webhook"})
+def get_webhook(project_id):
+    """The project's webhook (its secret is never shown again)."""
+    project = load_project(project_id=project_id)
+    return jsonify(_show(resources.Webhook,
+                         monitoring.get_webhook(context(), project).to_public()))
+
+
+@bp.put("/projects/<project_id>/webhook")
+@spec("Monitoring", request=resources.WebhookInput,
+      responses={200: "CreatedWebhook"}, errors=(422,))
+def put_webhook(project_id):
+    """Create or change the project's webhook (owners). The signing secret is answered when
+    it is made: on creation, or with ``new_secret``."""
+    project = load_project(project_id=project_id, need="owner")
+    webhook, secret = monitoring.set_webhook(context(), project,
+                                             _body(resources.WebhookInput))
+    shown = webhook.to_public() | ({"secret": secret} if secret else {})
+    return jsonify(_show(resources.CreatedWebhook if secret else resources.Webhook, shown))
+
+
+@bp.delete("/projects/<project_id>/webhook")
+@spec("Monitoring", responses={204: NO_CONTENT})
+def delete_webhook(project_id):
+    """Remove the project's webhook (owners)."""
+    monitoring.delete_webhook(context(), load_project(project_id=project_id, need="owner"))
+    return "", 204
+
+
+@bp.get("/projects/<project_id>/webhook/deliveries")
+@spec("Monitoring", query=PAGING, responses={200: page_of("WebhookDelivery")})
+def list_webhook_deliveries(project_id):
+    """The webhook's delivery log: each event with every attempt's status code and time."""
+    project = load_project(project_id=project_id)
+    page, per_page = _paging()
+    items, total = monitoring.list_deliveries(context(), project, page=page,
+                                              per_page=per_page)
+    return _paged([_show(resources.WebhookDelivery, d.to_public()) for d in items], page,
+                  per_page, total)
 
 
 # -- members -------------------------------------------------------------------------------

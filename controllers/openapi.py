@@ -38,6 +38,7 @@ TAGS = {
     "Members": "Who may see and change a project.",
     "Teams": "Groups of users that share projects and listings (admins create them, leads "
              "manage their members).",
+    "Monitoring": "Live monitors per model version, alert rules, incidents and the webhook.",
     "Tokens": "Personal API tokens for the Authorization: Bearer header.",
     "Administration": "Users, the audit log and the outbox (admins).",
     "Storage connections": "Where projects' files live (admins); secrets are always masked.",

@@ -27,6 +27,7 @@ from services import (
     challengers,
     executions,
     models,
+    monitoring,
     predictions,
     projects,
     resources,
@@ -142,7 +143,30 @@ def project(slug):
         is_owner=project.has_role(current_user, "owner"),
         last_seq=executions.last_seq(ctx, active) if active else 0,
         active_logs=executions.logs(ctx, active) if active else [],
-        usage=predictions.usage(ctx, project))
+        usage=predictions.usage(ctx, project),
+        open_incidents=monitoring.list_incidents(ctx, project, status="open")[0])
+
+
+@bp.get("/projects/<slug>/monitoring")
+def monitoring_page(slug):
+    """Live monitoring of a project: charts per model version, incidents, rules, webhook."""
+    project = load_project(slug=slug)
+    ctx = context()
+    granularity = request.args.get("granularity") or "day"
+    version = request.args.get("version") or (str(project.active_version)
+                                              if project.active_version else None)
+    data = monitoring.monitoring(ctx, project, version=version, granularity=granularity,
+                                 since=request.args.get("from"), until=request.args.get("to"))
+    incidents, _ = monitoring.list_incidents(ctx, project, per_page=50)
+    webhook = ctx.db.webhooks.get(project.id)
+    deliveries = monitoring.list_deliveries(ctx, project, per_page=20)[0] if webhook else []
+    return render_template(
+        "projects/monitoring.html", project=project, data=data, version=version,
+        charts=monitoring.charts(data["points"], project.selection_metric),
+        latest=data["points"][-1] if data["points"] else None, incidents=incidents,
+        rules=monitoring.list_rules(ctx, project), webhook=webhook, deliveries=deliveries,
+        versions=models.list_for_project(ctx, project), width=monitoring.CHART_WIDTH,
+        height=monitoring.CHART_HEIGHT)
 
 
 @bp.route("/projects/<slug>/settings", methods=["GET", "POST"])

@@ -31,10 +31,12 @@ from pydantic.json_schema import models_json_schema
 
 from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
 from entity.log_record import LEVELS
+from entity.monitoring import GRANULARITIES, INCIDENT_STATUSES, RULE_KINDS
 from entity.project import ALGORITHMS, COLUMN_TYPES, METRICS, PROBLEM_TYPES, PROJECT_ROLES
 from entity.security import TOKEN_SCOPES
 from entity.team import TEAM_ROLES
 from entity.user import PLATFORM_ROLES
+from entity.webhook import DELIVERY_STATUSES
 from exception_layer import BadRequest, ValidationFailed
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -381,10 +383,102 @@ class Message(Resource):
     message: str
 
 
+# -- live monitoring and alerts (issue 22) ----------------------------------------------------
+
+class MonitorPoint(Resource):
+    """What the monitoring job computed for one model version over one period."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int
+    granularity: Literal[tuple(GRANULARITIES)]
+    start: Time
+    end: Time
+    computed_at: Time
+    day: str | None = Field(None, description="the UTC day (granularity day)")
+    window_hours: int | None = Field(None, description="the rolling window (granularity "
+                                                        "window)")
+    metric: str = Field(None, description="the project's metric")
+    volume: dict = Field(description="predictions, labeled, source_realtime, source_batch")
+    latency_ms: dict = Field(description="p50, p95, p99 of the records' request latency")
+    requests: dict = Field(description="real-time requests, errors and error_rate (from the "
+                                       "usage counters)")
+    metrics: dict = Field(description="the standard metrics on labeled feedback")
+    training_metrics: dict = Field(None, description="the version's metrics at training")
+    drift: dict = Field(description="features: {name: {psi, status, rows, test (ks | chi2), "
+                                    "statistic, p_value}}, prediction, drifted, max_psi")
+    last_record_at: Time | None = None
+
+
+class Monitoring(Resource):
+    project_id: Id
+    granularity: Literal[tuple(GRANULARITIES)]
+    window_hours: int
+    active_version: int | None
+    points: list[MonitorPoint]
+
+
+class AlertRule(Resource):
+    id: Id
+    project_id: Id
+    kind: Literal[tuple(RULE_KINDS)]
+    threshold: float | None = None
+    metric: str | None = None
+    feature: str | None = None
+    hours: int | None = None
+    min_rows: int | None = None
+    retrain: bool
+    enabled: bool
+    created_at: Time
+    updated_at: Time
+
+
+class Incident(Resource):
+    id: Id
+    project_id: Id
+    rule_id: Id
+    kind: Literal[tuple(RULE_KINDS)]
+    version: int
+    summary: str
+    value: float | None = None
+    threshold: float | None = None
+    details: dict = None
+    status: Literal[tuple(INCIDENT_STATUSES)]
+    opened_at: Time
+    closed_at: Time | None = None
+    mailed_at: Time | None = None
+    reminded_at: Time | None = None
+    reminders: int = 0
+    retraining: dict | None = Field(None, description="the retraining the incident started")
+
+
+class Webhook(Resource):
+    project_id: Id
+    url: str
+    enabled: bool
+    created_at: Time
+
+
+class CreatedWebhook(Webhook):
+    secret: str = Field(description="the HMAC-SHA256 signing secret: shown only once")
+
+
+class WebhookDelivery(Resource):
+    id: Id
+    event: str
+    url: str
+    incident_id: str | None = None
+    status: Literal[tuple(DELIVERY_STATUSES)]
+    attempts: list[dict] = Field(description="[{attempt, at, status_code, error}]")
+    next_attempt_at: Time | None = None
+    created_at: Time
+
+
 #: the item models that lists answer inside a ``<Name>Page`` envelope
 PAGED = {"Project": Project, "Execution": Execution, "ModelVersion": ModelVersion,
          "Member": Member, "Token": Token, "User": User, "StorageConnection": StorageConnection,
-         "AuditEvent": AuditEvent, "MailMessage": MailMessage}
+         "AuditEvent": AuditEvent, "MailMessage": MailMessage,
+         "AlertRule": AlertRule, "Incident": Incident, "WebhookDelivery": WebhookDelivery}
 PAGES = {name: create_model(
     f"{name}Page", __base__=Resource, items=(list[model], ...),
     page=(int, Field(ge=1)), per_page=(int, Field(ge=1)), total=(int, Field(ge=0)))
@@ -484,6 +578,36 @@ class InviteInput(Body):
 class UserInput(Body):
     role: Literal[tuple(PLATFORM_ROLES)] = None
     active: StrictBool = None
+
+
+class AlertRuleInput(Body):
+    """An alert rule; creating needs ``kind``, and ``threshold`` (``hours`` for no_traffic).
+    Thresholds: a PSI above 0 up to 10 for drift, an error rate between 0 and 1, a metric's
+    value (or drop) in the metric's range."""
+
+    messages: ClassVar = {
+        "kind": {"*": "One of " + ", ".join(RULE_KINDS) + "."},
+        "threshold": {"*": "A number."},
+        "hours": {"*": "A whole number of hours from 1 to 720."},
+        "min_rows": {"*": "A whole number from 1 to 10000000."},
+        "metric": {"*": "One of the project's metrics."},
+    }
+
+    kind: Literal[tuple(RULE_KINDS)] = None
+    threshold: float | None = None
+    metric: Literal[tuple(sorted({m for ms in METRICS.values() for m in ms}))] | None = None
+    feature: Line | None = Field(None, max_length=200)
+    hours: StrictInt | None = Field(None, ge=1, le=720)
+    min_rows: StrictInt | None = Field(None, ge=1, le=10_000_000)
+    retrain: StrictBool = None
+    enabled: StrictBool = None
+
+
+class WebhookInput(Body):
+    url: Text = Field(description="http(s) address that receives the incident events")
+    enabled: StrictBool = None
+    new_secret: StrictBool = Field(None, description="make a new signing secret (answered "
+                                                     "once)")
 
 
 # -- parsing and dumping -----------------------------------------------------------------------
@@ -736,7 +860,9 @@ class ScheduleInput(Body):
 MODELS: tuple[type[BaseModel], ...] = (
     Error, User, Session, Column, BatchSchema, Project, FolderListing, Uploaded, Moved, Folder,
     Link, Execution, LogRecord, LogPage, OutputPage, ModelVersion, ModelComparison, Prediction,
-    Usage, Member, Token, CreatedToken, AuditEvent, MailMessage, Message, *PAGES.values(),
+    Usage, Member, Token, CreatedToken, AuditEvent, MailMessage, Message,
+    MonitorPoint, Monitoring, AlertRule, Incident, Webhook, CreatedWebhook, WebhookDelivery,
+    AlertRuleInput, WebhookInput, *PAGES.values(),
     Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
     PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput)
 MODELS += TEAM_MODELS

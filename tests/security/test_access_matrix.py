@@ -442,6 +442,86 @@ SCHEDULE_ROUTES: list[Route] = [
 ]
 
 
+# -- live monitoring, alert rules, incidents, webhook (issue 22) ---------------------------------
+
+def _rule_of(world: World, target):
+    from entity.monitoring import AlertRule
+
+    return world.db.alert_rules.add(AlertRule(project_id=target.id, kind="feature_drift",
+                                              threshold=0.3))
+
+
+def _rules_probe(world: World, target) -> Callable:
+    return lambda: sorted((r.id, r.threshold) for r in world.db.alert_rules.for_project(
+        target.id))
+
+
+def _rule_call(method: str):
+    def build(world, target, persona):
+        rule = _rule_of(world, target)
+        kwargs = {"json": {"threshold": 0.4}} if method == "PATCH" else {}
+        return Call(f"/api/v1/projects/{target.id}/alert-rules/{rule.id}", kwargs,
+                    _rules_probe(world, target))
+    return build
+
+
+def _incident_call(world, target, persona):
+    from entity.monitoring import Incident
+
+    incident = world.db.incidents.add(Incident(project_id=target.id, rule_id="r", version=1,
+                                               kind="feature_drift", summary="Drift of a"))
+    return Call(f"/api/v1/projects/{target.id}/incidents/{incident.id}", {})
+
+
+def _webhook_of(world: World, target):
+    from entity.webhook import Webhook
+
+    world.db.webhooks.put(Webhook(project_id=target.id, url="https://hooks.example.com/old",
+                                  secret=world.services.box.encrypt({"secret": "s"})))
+
+
+def _webhook_probe(world: World, target) -> Callable:
+    return lambda: (lambda w: w and w.url)(world.db.webhooks.get(target.id))
+
+
+def _webhook_call(method: str):
+    def build(world, target, persona):
+        _webhook_of(world, target)
+        kwargs = ({"json": {"url": "https://hooks.example.com/" + unique("new")}}
+                  if method == "PUT" else {})
+        return Call(f"/api/v1/projects/{target.id}/webhook", kwargs,
+                    _webhook_probe(world, target) if method != "GET" else None)
+    return build
+
+
+MONITORING_ROUTES: list[Route] = [
+    Route("GET", "/projects/<slug>/monitoring", "viewer", 200,
+          _get("/projects/{t.slug}/monitoring")),
+    Route("GET", "/api/v1/projects/<project_id>/monitoring", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/monitoring?granularity=window")),
+    Route("GET", "/api/v1/projects/<project_id>/alert-rules", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/alert-rules")),
+    Route("POST", "/api/v1/projects/<project_id>/alert-rules", "editor", 201,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/alert-rules",
+                               {"json": {"kind": "error_rate", "threshold": 0.2}},
+                               _rules_probe(w, t))),
+    Route("PATCH", "/api/v1/projects/<project_id>/alert-rules/<rule_id>", "editor", 200,
+          _rule_call("PATCH")),
+    Route("DELETE", "/api/v1/projects/<project_id>/alert-rules/<rule_id>", "editor", 204,
+          _rule_call("DELETE")),
+    Route("GET", "/api/v1/projects/<project_id>/incidents", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/incidents")),
+    Route("GET", "/api/v1/projects/<project_id>/incidents/<incident_id>", "viewer", 200,
+          _incident_call),
+    Route("GET", "/api/v1/projects/<project_id>/webhook", "viewer", 200, _webhook_call("GET")),
+    Route("PUT", "/api/v1/projects/<project_id>/webhook", "owner", 200, _webhook_call("PUT")),
+    Route("DELETE", "/api/v1/projects/<project_id>/webhook", "owner", 204,
+          _webhook_call("DELETE")),
+    Route("GET", "/api/v1/projects/<project_id>/webhook/deliveries", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/webhook/deliveries")),
+]
+
+
 ROUTES: list[Route] = [
     # -- public ------------------------------------------------------------------------------
     Route("GET", "/login", "public", 200, _get("/login")),
@@ -710,6 +790,7 @@ ROUTES: list[Route] = [
           _remove_project_team),
 ]
 ROUTES += SCHEDULE_ROUTES
+ROUTES += MONITORING_ROUTES
 
 
 def allowed(route: Route, persona: str) -> bool:
