@@ -158,7 +158,7 @@ def monitoring_page(slug):
     data = monitoring.monitoring(ctx, project, version=version, granularity=granularity,
                                  since=request.args.get("from"), until=request.args.get("to"))
     incidents, _ = monitoring.list_incidents(ctx, project, per_page=50)
-    webhook = ctx.db.webhooks.get(project.id)
+    webhook = monitoring.find_webhook(ctx, project)
     deliveries = monitoring.list_deliveries(ctx, project, per_page=20)[0] if webhook else []
     return render_template(
         "projects/monitoring.html", project=project, data=data, version=version,

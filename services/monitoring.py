@@ -217,8 +217,13 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
+def find_webhook(ctx: Context, project: Project) -> Webhook | None:
+    """The project's webhook, or None."""
+    return ctx.db.webhooks.get(project.id)
+
+
 def get_webhook(ctx: Context, project: Project) -> Webhook:
-    webhook = ctx.db.webhooks.get(project.id)
+    webhook = find_webhook(ctx, project)
     if webhook is None:
         raise NotFound("This project has no webhook.")
     return webhook

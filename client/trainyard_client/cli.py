@@ -496,6 +496,121 @@ def cmd_schedule(args) -> int:
     return 0
 
 
+# -- monitoring, alerts, incidents, webhook ------------------------------------------------------
+
+def _number(value, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def cmd_monitoring(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    data = client.monitoring.get(project, version=args.version,
+                                 granularity="window" if args.window else "day",
+                                 since=args.since, until=args.until)
+    if args.json:
+        _out(json.dumps(data, indent=2))
+        return 0
+    points = data.get("points") or []
+    if not points:
+        _out("No monitors yet (they are computed in the background once predictions come "
+             "in).")
+        return 0
+    metric = project.get("metric") or (points[-1].get("metric") or "")
+    _out(f"{'period':<17} {'ver':>3} {'predictions':>11} {'labeled':>7} {metric:>9} "
+         f"{'max PSI':>8} {'p95 ms':>7} {'errors':>7}  drifted")
+    for point in points:
+        period = point.get("day") or point["end"][:16].replace("T", " ")
+        metrics = point.get("metrics") or {}
+        value = metrics.get(metric, metrics.get(f"{metric}_macro"))
+        rate = (point.get("requests") or {}).get("error_rate")
+        drift = point.get("drift") or {}
+        _out(f"{period:<17} {point['version']:>3} {point['volume']['predictions']:>11} "
+             f"{point['volume'].get('labeled', 0):>7} {_number(value):>9} "
+             f"{_number(drift.get('max_psi'), 3):>8} "
+             f"{_number((point.get('latency_ms') or {}).get('p95')):>7} "
+             f"{'-' if rate is None else f'{rate:.1%}':>7}  "
+             f"{', '.join(drift.get('drifted') or [])}")
+    return 0
+
+
+def cmd_incidents(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    incidents = client.monitoring.incidents(project, "open" if args.open else None)
+    if not incidents:
+        _out("No incidents.")
+        return 0
+    for incident in incidents:
+        closed = f" closed {incident['closed_at'][:16]}" if incident.get("closed_at") else ""
+        _out(f"{incident['id']}  {incident['status']:<6}  v{incident['version']}  "
+             f"opened {incident['opened_at'][:16]}{closed}  {incident['summary']}")
+    return 0
+
+
+def _rule_line(rule: dict) -> str:
+    limit = f"{rule['hours']} h" if rule["kind"] == "no_traffic" else _number(rule.get(
+        "threshold"))
+    extra = " ".join(f"{k}={rule[k]}" for k in ("metric", "feature", "min_rows")
+                     if rule.get(k) is not None)
+    flags = ("retrain " if rule.get("retrain") else "") + ("" if rule.get("enabled", True)
+                                                           else "disabled")
+    return f"{rule['id']}  {rule['kind']:<16} {limit:<8} {extra} {flags}".rstrip()
+
+
+def cmd_alerts(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    for rule in client.monitoring.rules(project):
+        _out(_rule_line(rule))
+    return 0
+
+
+def cmd_alert_add(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    fields = {name: getattr(args, name) for name in ("threshold", "metric", "feature",
+                                                     "hours", "min_rows")
+              if getattr(args, name) is not None}
+    if args.retrain:
+        fields["retrain"] = True
+    _out(_rule_line(client.monitoring.add_rule(project, args.kind, **fields)))
+    return 0
+
+
+def cmd_alert_remove(args) -> int:
+    client = _client()
+    client.monitoring.delete_rule(_project(client, args.project), args.rule)
+    _out(f"Deleted alert rule {args.rule}")
+    return 0
+
+
+def cmd_webhook(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    if args.remove:
+        client.monitoring.delete_webhook(project)
+        _out(f"{project['slug']} has no webhook any more")
+        return 0
+    if args.url:
+        hook = client.monitoring.set_webhook(project, args.url, new_secret=args.new_secret,
+                                             enabled=False if args.disable else None)
+    else:
+        hook = client.monitoring.webhook(project)
+    _out(f"{hook['url']} ({'enabled' if hook['enabled'] else 'disabled'})")
+    if hook.get("secret"):
+        _out(f"Signing secret (shown only now): {hook['secret']}")
+    if args.deliveries:
+        for delivery in client.monitoring.deliveries(project):
+            attempts = ", ".join(f"#{a['attempt']} {a.get('status_code') or a.get('error')}"
+                                 for a in delivery.get("attempts") or [])
+            _out(f"{delivery['created_at'][:19]}  {delivery['event']:<18} "
+                 f"{delivery['status']:<9} {attempts}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -600,6 +715,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cron", help="five cron fields, e.g. '0 3 * * *', or @daily")
     p.add_argument("--timezone", help="an IANA time zone, e.g. Europe/Paris (default UTC)")
     p.add_argument("--description", help="shown with the trigger of what it starts")
+
+    p = command("monitoring", cmd_monitoring,
+                "a project's live monitors: volume, metric on feedback, drift, latency, errors")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--version", type=int, help="one model version (default: all)")
+    p.add_argument("--window", action="store_true",
+                   help="each run of the rolling window instead of each UTC day")
+    p.add_argument("--since", help="ISO date or time (default: 30 days ago)")
+    p.add_argument("--until", help="ISO date or time")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p = command("incidents", cmd_incidents, "a project's incidents, newest first")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--open", action="store_true", help="only the open ones")
+    p = command("alerts", cmd_alerts, "a project's alert rules")
+    p.add_argument("project", help="project id or slug")
+    p = command("alert-add", cmd_alert_add, "add an alert rule (editors)")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("kind", choices=("feature_drift", "prediction_drift", "metric_threshold",
+                                    "metric_drop", "error_rate", "no_traffic"))
+    p.add_argument("--threshold", type=float, help="PSI, metric value, drop or error rate")
+    p.add_argument("--metric", help="the metric (default: the project's)")
+    p.add_argument("--feature", help="feature_drift: one feature only")
+    p.add_argument("--hours", type=int, help="no_traffic: hours without predictions")
+    p.add_argument("--min-rows", type=int, help="the fewest rows judged")
+    p.add_argument("--retrain", action="store_true",
+                   help="an incident of this rule also starts a retraining")
+    p = command("alert-remove", cmd_alert_remove, "delete an alert rule (editors)")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("rule", help="the rule's id (see trainyard alerts)")
+    p = command("webhook", cmd_webhook,
+                "show, set (--url) or remove a project's webhook (setting it: owners)")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--url", help="the http(s) address that receives incident events")
+    p.add_argument("--new-secret", action="store_true", help="make a new signing secret")
+    p.add_argument("--disable", action="store_true", help="keep it but post nothing")
+    p.add_argument("--remove", action="store_true", help="remove the webhook")
+    p.add_argument("--deliveries", action="store_true", help="also print the delivery log")
     return parser
 
 

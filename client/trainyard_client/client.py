@@ -107,7 +107,7 @@ class Client:
         session: a ``requests.Session`` to use (a new one by default).
 
     The parts of the API are attributes: :attr:`projects`, :attr:`files`, :attr:`executions`,
-    :attr:`models` and :attr:`teams`. Every error of the server raises
+    :attr:`models`, :attr:`teams` and :attr:`monitoring`. Every error of the server raises
     :class:`~trainyard_client.ApiError`; a server that cannot be reached raises
     :class:`~trainyard_client.ConnectionFailed`.
     """
@@ -135,6 +135,7 @@ class Client:
         self.models = Models(self)
         self.teams = Teams(self)
         self.schedules = Schedules(self)
+        self.monitoring = Monitoring(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -657,3 +658,67 @@ class Schedules(_Part):
     def delete(self, project: Ref, schedule_id: str) -> None:
         """Delete a schedule."""
         self.client.call("DELETE", f"/projects/{_id(project)}/schedules/{schedule_id}")
+
+
+class Monitoring(_Part):
+    """Live monitoring, alert rules, incidents and the webhook: ``client.monitoring``."""
+
+    def get(self, project: Ref, *, version: int | None = None, granularity: str = "day",
+            since: str | None = None, until: str | None = None) -> dict:
+        """The monitor points (``granularity`` ``day`` or ``window``; ``since``/``until``:
+        ISO dates or times): ``{"points": [{"version", "start", "end", "volume",
+        "latency_ms", "requests", "metrics", "drift"...}], ...}``."""
+        params = {"granularity": granularity}
+        for name, value in (("version", version), ("from", since), ("to", until)):
+            if value is not None:
+                params[name] = value
+        return self.client.call("GET", f"/projects/{_id(project)}/monitoring", params=params)
+
+    def rules(self, project: Ref) -> list[dict]:
+        """The project's alert rules (its defaults until changed)."""
+        return list(self.client.paginate(f"/projects/{_id(project)}/alert-rules"))
+
+    def add_rule(self, project: Ref, kind: str, **fields) -> dict:
+        """Add an alert rule: ``kind`` and its ``threshold`` (``hours`` for no_traffic),
+        optionally ``metric``, ``feature``, ``min_rows``, ``retrain``, ``enabled``."""
+        return self.client.call("POST", f"/projects/{_id(project)}/alert-rules",
+                                json={"kind": kind, **fields})
+
+    def update_rule(self, project: Ref, rule: Ref, **fields) -> dict:
+        """Change fields of an alert rule."""
+        return self.client.call("PATCH", f"/projects/{_id(project)}/alert-rules/"
+                                         f"{_id(rule, 'rule')}", json=fields)
+
+    def delete_rule(self, project: Ref, rule: Ref) -> None:
+        self.client.call("DELETE", f"/projects/{_id(project)}/alert-rules/{_id(rule, 'rule')}")
+
+    def incidents(self, project: Ref, status: str | None = None) -> list[dict]:
+        """The project's incidents, newest first (``status``: open or closed)."""
+        return list(self.client.paginate(f"/projects/{_id(project)}/incidents",
+                                         {"status": status} if status else None))
+
+    def incident(self, project: Ref, incident: Ref) -> dict:
+        return self.client.call("GET", f"/projects/{_id(project)}/incidents/"
+                                       f"{_id(incident, 'incident')}")
+
+    def webhook(self, project: Ref) -> dict:
+        """The project's webhook (raises ApiError 404 when it has none)."""
+        return self.client.call("GET", f"/projects/{_id(project)}/webhook")
+
+    def set_webhook(self, project: Ref, url: str, *, enabled: bool | None = None,
+                    new_secret: bool = False) -> dict:
+        """Create or change the webhook; the answer holds ``secret`` when one was made (on
+        creation or with ``new_secret``): it is shown only this once."""
+        body: dict = {"url": url}
+        if enabled is not None:
+            body["enabled"] = enabled
+        if new_secret:
+            body["new_secret"] = True
+        return self.client.call("PUT", f"/projects/{_id(project)}/webhook", json=body)
+
+    def delete_webhook(self, project: Ref) -> None:
+        self.client.call("DELETE", f"/projects/{_id(project)}/webhook")
+
+    def deliveries(self, project: Ref) -> list[dict]:
+        """The webhook's delivery log, newest first, each with its attempts."""
+        return list(self.client.paginate(f"/projects/{_id(project)}/webhook/deliveries"))

@@ -153,3 +153,46 @@ def test_train_from_the_browser(live_server, browser_page, tmp_path):
     assert any("is now the active model" in line for line in lines)
     shot(page, "training-finished")
     assert page.js_errors == [], page.js_errors
+
+
+def test_monitoring_page_shows_charts_and_incidents(app, live_server, browser_page):
+    """A project whose traffic drifted: the monitoring page, reached from the project page,
+    draws its charts and lists the open incident; the incident links back to the project."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.monitoring_world import insert_records, make_project, records
+
+    page = browser_page
+    page.goto(live_server.url + "/setup")
+    page.fill("#name", ADMIN["name"])
+    page.fill("#email", ADMIN["email"])
+    page.fill("#password", ADMIN["password"])
+    page.fill("#confirm", ADMIN["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server.url + "/")
+    platform = app.extensions["trainyard"]
+    project = make_project(platform.db, platform.resolver,
+                           platform.db.users.get_by_email(ADMIN["email"]), name="Watched")
+    now = datetime.now(UTC)
+    for hours in (50, 26, 2):  # three days of traffic, the last one drifted
+        insert_records(platform.db, records(project, 120, start=now - timedelta(hours=hours),
+                                            shift=3 if hours == 2 else 0, seed=hours,
+                                            labeled=40, accuracy=0.9))
+    app.extensions["monitoring"].compute(now)
+
+    page.goto(f"{live_server.url}/projects/{project.slug}")
+    assert page.locator("#open-incidents").is_visible()
+    page.click("[data-nav=monitoring]")
+    page.wait_for_url(f"**/projects/{project.slug}/monitoring")
+    for chart in ("volume", "latency", "metric", "drift"):
+        assert page.locator(f"svg[data-chart={chart}] circle").count() >= 2, chart
+    assert page.locator("svg[data-chart=volume] polyline").count() >= 1
+    assert page.locator("svg[data-chart=drift] line.chart-line").count() == 1
+    incident = page.locator("#incidents tr[data-status=open]")
+    assert incident.count() == 1 and "Drift of x" in incident.inner_text()
+    assert page.locator("#feature-drift tr[data-feature=x]").inner_text().count("drift")
+    page.click("[data-granularity=window]")
+    page.wait_for_url("**granularity=window**")
+    assert page.locator("svg[data-chart=volume] circle").count() == 2  # one point per series
+    shot(page, "monitoring")
+    assert page.js_errors == []

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from app import PUBLIC_ENDPOINTS
 from controllers import api
 from controllers.openapi import build_document
+from entity.monitoring import AlertRule
 from entity.storage_connection import StorageConnection
 from tests.security.conftest import unique
 
@@ -122,6 +123,8 @@ def _path_values(world, caller: str) -> dict[str, str]:
               "connection_id": connection.id,
               "team_id": world.new_team(lead=world.user("teammate")).id}
     values.update(_retraining_values(world, target))
+    values["rule_id"] = world.db.alert_rules.add(AlertRule(
+        project_id=target.id, kind="feature_drift", threshold=0.3)).id
     return values
 
 
