@@ -1,4 +1,4 @@
-"""The retraining scheduler: fires projects' schedules and their labels trigger.
+"""The retraining scheduler: fires projects' retraining schedules.
 
 It runs as a daemon thread of every web process (and of every Celery worker, ``python -m app
 worker``), but only the holder of one lease in the database fires anything: the lease
@@ -37,12 +37,11 @@ from thread_layer import triggers
 log = logging.getLogger("trainyard.scheduler")
 
 LEASE_NAME = "retraining-scheduler"
-#: a project's labels trigger counts labeled rows from its last training at most this far back
-LABELS_LOOKBACK = timedelta(days=365)
 
 
 class RetrainingScheduler:
-    """Fires due schedule slots and labels triggers while this process holds the lease.
+    """Fires due schedule slots while this process holds the lease (the labels trigger fires
+    where labels arrive, ``thread_layer.feedback``; alerts where incidents open).
 
     Args:
         db: the database.
@@ -120,11 +119,6 @@ class RetrainingScheduler:
             execution_id = self._fire_schedule(schedule, now)
             if execution_id:
                 started.append(execution_id)
-        for project in self.db.projects.list():
-            if project.settings.get(triggers.LABELS_SETTING):
-                execution_id = self._fire_labels(project, now)
-                if execution_id:
-                    started.append(execution_id)
         return started
 
     def _fire_schedule(self, schedule: RetrainingSchedule, now: datetime) -> str | None:
@@ -156,30 +150,3 @@ class RetrainingScheduler:
         log.info("Schedule %s of %s fired for slot %s: %s", schedule.id, project.slug,
                  slot.isoformat(), execution.id if execution else outcome)
         return execution.id if execution else None
-
-    def _fire_labels(self, project, now: datetime) -> str | None:
-        """Retrain ``project`` once ``retrain_after_labels`` rows were labeled since its last
-        training started (or in the look-back when it never trained)."""
-        threshold = int(project.settings[triggers.LABELS_SETTING])
-        since = self._last_training_start(project.id) or now - LABELS_LOOKBACK
-        labeled = self.db.prediction_records.count(project.id, labeled_since=since)
-        if labeled < threshold:
-            return None
-        try:
-            execution = triggers.start_retraining(
-                self.db, self.runner, project, trigger="labels",
-                reason=f"{labeled} new labeled predictions since {since:%Y-%m-%d %H:%M} UTC "
-                       f"(threshold {threshold}).",
-                detail={"labels": labeled, "threshold": threshold, "since": since.isoformat()})
-        except PlatformError as exc:
-            log.warning("Labels retraining of %s not started: %s", project.slug, exc.message)
-            return None
-        return execution.id if execution else None
-
-    def _last_training_start(self, project_id: str) -> datetime | None:
-        """When the project's latest training (of any trigger and outcome: a failed one is
-        not retried at every tick) was created; labels before it count as seen."""
-        for execution in self.db.executions.list_for_project(project_id, limit=200):
-            if execution.kind == triggers.RETRAIN_KIND:
-                return execution.created_at
-        return None
