@@ -37,6 +37,7 @@ from thread_layer.alerts import Alerts, retrainer
 from thread_layer.housekeeping import Housekeeper, Retention
 from thread_layer.model_server import ModelServer
 from thread_layer.monitoring import Monitor
+from thread_layer.prediction_recorder import PredictionRecorder
 from thread_layer.runner import ExecutionRunner
 from thread_layer.scheduler import RetrainingScheduler
 
@@ -120,7 +121,9 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         stale_after_seconds=settings["STALE_AFTER_SECONDS"],
         dispatch=_broker_dispatch(settings["CELERY_BROKER_URL"]))
     model_server = ModelServer(db, resolver, settings["EXECUTION_THREADS"],
-                               flush_seconds=settings["USAGE_FLUSH_SECONDS"])
+                               flush_seconds=settings["USAGE_FLUSH_SECONDS"],
+                               recorder=PredictionRecorder(
+                                   db, cpu_share=settings["PREDICTION_RECORDS_CPU_PERCENT"] / 100))
     app.extensions["trainyard"] = Platform(db=db, resolver=resolver, notifier=notifier,
                                            runner=runner, box=box, model_server=model_server,
                                            settings=app.config, live=live)

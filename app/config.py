@@ -121,6 +121,10 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "USAGE_FLUSH_SECONDS": (_int(1, 3600), 5,
                             "How often a web process saves its real-time prediction counters "
                             "to the database."),
+    "PREDICTION_RECORDS_CPU_PERCENT": (_int(1, 100), 5,
+                                       "The share of one core (percent) a web process may "
+                                       "spend writing real-time prediction records; rows "
+                                       "beyond it are dropped and counted (100: no budget)."),
     "PUBLIC_PATHS": (_names("all", "gunicorn-body", "gcs-session", "sklearn-raw-predict"), None,
                      "Adapters (comma-separated, or all) whose private library internal is "
                      "not used, the library's public path instead (logging_layer/adapters.py)."),
@@ -148,6 +152,10 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                             "Days execution log lines are kept; 0 keeps them forever."),
     "RETENTION_AUDIT_DAYS": (_int(0, 36500), 0,
                              "Days audit records are kept; 0 keeps them forever."),
+    "RETENTION_PREDICTION_RECORDS_DAYS": (_int(0, 36500), 0,
+                                          "Days prediction records (inputs, outputs, labels) "
+                                          "are kept, unless a project sets its own; 0 keeps "
+                                          "them forever."),
     "HOUSEKEEPING_MINUTES": (_int(1, 10080), 60,
                              "How often the retention above is applied (by one web process "
                              "at a time)."),

@@ -27,8 +27,16 @@ order reversed every other round). It prints the ratios new/baseline of the medi
 requests/s and of server CPU per request per cell; target on every cell: requests/s >= 0.9x and
 CPU per request <= 1.1x the baseline's (no regression beyond run-to-run noise).
 
+With ``--records both`` MLflow is left out too: two servers of the working tree run on copies
+of one trained project, one keeping every real-time prediction record (the project's
+``prediction_record_sample`` 1, the default) and one keeping none (0), driven alternately per
+cell as above; it prints the ratios on/off, with the same targets (requests/s >= 0.9x and CPU
+per request <= 1.1x: records cost less than 10 %). ``--records on`` or ``off`` sets the
+sampling of the one Trainyard server of the other modes (default ``on``).
+
     .venv/bin/python benchmarks/realtime_predict.py [--seconds 20] [--quick] [--rows 200000]
     .venv/bin/python benchmarks/realtime_predict.py --baseline-commit 852d790 [--quick]
+    .venv/bin/python benchmarks/realtime_predict.py --records both [--quick] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -492,23 +500,26 @@ def print_table(results: dict, floors: dict) -> None:
               f"predict + predict_proba {floors[rows][1]:.2f} ms")
 
 
-def print_comparison(results: dict, floors: dict, short: str) -> list[tuple[str, bool]]:
-    """The table new against baseline; returns the per-cell checks."""
+def print_comparison(results: dict, floors: dict, short: str,
+                     names: tuple[str, str] = ("new", "baseline")) -> list[tuple[str, bool]]:
+    """The table ``names[0]`` against ``names[1]`` (new against baseline, or records on
+    against off); returns the per-cell checks."""
+    first, second = names
     print(f"\n{'payload':>8} {'conc':>5} | {'server':<10}{'req/s':>9}{'rows/s':>10}"
           f"{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'errors':>8} | {'req/s ratio':>11}"
           f"{'CPU ratio':>10}{'verdict':>8}")
     checks = []
     for rows in PAYLOAD_ROWS:
         for conc in CONCURRENCY:
-            new, old = results[("new", rows, conc)], results[("baseline", rows, conc)]
+            new, old = results[(first, rows, conc)], results[(second, rows, conc)]
             rps, cpu = baseline.ratio(new["rps"], old["rps"]), baseline.ratio(new["cpu_ms"],
                                                                               old["cpu_ms"])
             passed = rps >= baseline.MIN_RPS_RATIO and cpu <= baseline.MAX_CPU_RATIO
-            checks.append((f"{rows} row(s) x {conc}: req/s new/baseline {rps:.2f}, CPU per "
-                           f"request {cpu:.2f}", passed))
-            for name, r in (("new", new), ("baseline", old)):
+            checks.append((f"{rows} row(s) x {conc}: req/s {first}/{second} {rps:.2f}, CPU "
+                           f"per request {cpu:.2f}", passed))
+            for name, r in ((first, new), (second, old)):
                 extra = (f"{rps:>11.2f}{cpu:>10.2f}{'PASS' if passed else 'FAIL':>8}"
-                         if name == "new" else "")
+                         if name == first else "")
                 print(f"{rows:>8} {conc:>5} | {name:<10}{r['rps']:>9.1f}{r['rows_s']:>10.0f}"
                       f"{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_ms']:>11.2f}{r['errors']:>8} | "
                       f"{extra}")
@@ -516,8 +527,8 @@ def print_comparison(results: dict, floors: dict, short: str) -> list[tuple[str,
         print(f"floor, {rows:>3} row(s) in-process: predict {floors[rows][0]:.2f} ms, "
               f"predict + predict_proba {floors[rows][1]:.2f} ms")
     print(f"\nNo regression beyond noise means, on every cell (medians of the rounds): "
-          f"requests/s new/baseline >= "
-          f"{baseline.MIN_RPS_RATIO} and server CPU per request new/baseline <= "
+          f"requests/s {first}/{second} >= "
+          f"{baseline.MIN_RPS_RATIO} and server CPU per request {first}/{second} <= "
           f"{baseline.MAX_CPU_RATIO} (the CPU column is the steadier one on a busy machine).")
     return checks
 
@@ -566,6 +577,84 @@ def compare_with_baseline(rev: str, rows: int, seconds: float, rounds: int,
     return 0 if all(p for _, p in checks) else 1
 
 
+def set_records(base: str, token: str, project_id: str, on: bool) -> None:
+    """Keep every real-time prediction record of the project (on) or none (off)."""
+    answer = requests.patch(f"{base}/api/v1/projects/{project_id}", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"},
+                            json={"prediction_record_sample": 1.0 if on else 0.0})
+    answer.raise_for_status()
+
+
+def record_counts(workdir: Path) -> tuple[int, int]:
+    """How many prediction records a stopped server's database holds, and how many its
+    recorder dropped (from the usage counters)."""
+    import sqlite3
+
+    connection = sqlite3.connect(workdir / "data" / "trainyard.db")
+    try:
+        tables = {r[0] for r in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        kept = connection.execute("SELECT COUNT(*) FROM prediction_records").fetchone()[0] \
+            if "prediction_records" in tables else 0
+        dropped = sum(json.loads(r[0]).get("records_dropped", 0) for r in connection.execute(
+            "SELECT doc FROM prediction_usage")) if "prediction_usage" in tables else 0
+    finally:
+        connection.close()
+    return kept, dropped
+
+
+def compare_records(rows: int, seconds: float, rounds: int, keep: bool) -> int:
+    """Records on against records off: two servers of the working tree on copies of one
+    trained project, alternating per cell."""
+    workdir = Path(tempfile.mkdtemp(prefix="trainyard-records-"))
+    on = off = None
+    try:
+        on_port, off_port = free_port(), free_port()
+        on = start_trainyard(workdir / "on", on_port)
+        frame = dataset(rows)
+        token, project_id, version = train_in_trainyard(f"http://127.0.0.1:{on_port}", frame)
+        model_file = workdir / "model.joblib"
+        download_model(f"http://127.0.0.1:{on_port}", token, project_id, version, model_file)
+        stop(on)  # copy its data and database at rest: the same project for both
+        shutil.copytree(workdir / "on", workdir / "off")
+        on = start_trainyard(workdir / "on", on_port)
+        off = start_trainyard(workdir / "off", off_port)
+        set_records(f"http://127.0.0.1:{on_port}", token, project_id, True)
+        set_records(f"http://127.0.0.1:{off_port}", token, project_id, False)
+        path = f"/api/v1/projects/{project_id}/predict"
+        targets = [Target("on", on_port, path, "records", token, pgid=on.pid),
+                   Target("off", off_port, path, "records", token, pgid=off.pid)]
+        floors = check_and_floors(targets, frame, model_file)
+        results, load, load_after = load_phase(targets, frame, seconds, rounds)
+        stop(on)  # writes what its recorder still holds
+        stop(off)
+        kept, dropped = record_counts(workdir / "on")
+        off_kept, _ = record_counts(workdir / "off")
+    finally:
+        stop(on)
+        stop(off)
+        if keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nMeasured {date.today().isoformat()}, records on against off (working tree), "
+          f"{os.cpu_count()} CPUs, load average {load:.2f} before / {load_after:.2f} after the "
+          "load phase")
+    checks = print_comparison(results, floors, "off", names=("on", "off"))
+    predicted = sum(r["requests"] * rows for (name, rows, _), r in results.items()
+                    if name == "on")
+    print(f"\nRecords on: {kept:,} prediction records written, {dropped:,} dropped by the "
+          f"full queue, for about {predicted:,} rows predicted in the measured cells (plus "
+          f"the warm-ups and checks); records off: {off_kept:,} written")
+    errors = sum(r["errors"] for r in results.values())
+    checks.append((f"every response 200: {errors} errors", errors == 0))
+    checks.append((f"records off wrote none: {off_kept}", off_kept == 0))
+    print()
+    for text, passed in checks:
+        print(f"{'PASS' if passed else 'FAIL'}: {text}")
+    return 0 if all(p for _, p in checks) else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each cell")
@@ -576,10 +665,16 @@ def main() -> int:
                         help="instead of MLflow, measure a Trainyard server at commit REV "
                              "side by side with the working tree's")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="with --baseline-commit: rounds per cell, alternating the two "
-                             "servers' order; the medians are compared (default 3)")
+                        help="with --baseline-commit or --records both: rounds per cell, "
+                             "alternating the two servers' order; the medians are compared "
+                             "(default 3)")
+    parser.add_argument("--records", choices=("on", "off", "both"), default="on",
+                        help="keep real-time prediction records (on, the default) or not "
+                             "(off); both: measure on against off side by side")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else args.seconds
+    if args.records == "both":
+        return compare_records(args.rows, seconds, max(1, args.rounds), args.keep)
     if args.baseline_commit:
         return compare_with_baseline(args.baseline_commit, args.rows, seconds,
                                      max(1, args.rounds), args.keep)
@@ -593,6 +688,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         frame = dataset(args.rows)
         token, project_id, version = train_in_trainyard(base, frame)
+        set_records(base, token, project_id, args.records == "on")
         model_file = workdir / "model.joblib"
         download_model(base, token, project_id, version, model_file)
         model_dir = workdir / "mlflow-model"

@@ -55,6 +55,7 @@ from services import (
     members,
     models,
     monitoring,
+    prediction_records,
     predictions,
     projects,
     resources,
@@ -450,6 +451,68 @@ def usage(project_id):
     percentiles over the last 24 hours)."""
     project = load_project(project_id=project_id)
     return jsonify({"versions": predictions.usage(context(), project)})
+
+
+# -- prediction records and feedback (issue 22) -------------------------------------------
+
+RECORD_FILTERS = (
+    query("version", {"type": "integer", "minimum": 1}, "only this model version"),
+    query("source", {"enum": ["realtime", "batch"]}, "only real-time or batch predictions"),
+    query("since", {"type": "string", "format": "date-time"}, "created at or after (ISO 8601)"),
+    query("until", {"type": "string", "format": "date-time"}, "created before (ISO 8601)"),
+    query("labeled", {"type": "boolean"}, "only records with (true) or without (false) a label"))
+RECORDS_EXPORT = Body("application/octet-stream", FILE,
+                      "CSV (text/csv) or JSON lines (application/x-ndjson), streamed.")
+
+
+@bp.get("/projects/<project_id>/records")
+@spec("Prediction", query=(*PAGING, *RECORD_FILTERS), responses={
+    200: page_of("PredictionRecord")}, errors=(422,))
+def list_records(project_id):
+    """The project's prediction records, newest first, filtered by version, source, time
+    range and label (anyone with a role on the project)."""
+    project = load_project(project_id=project_id)
+    filters = prediction_records.parse_filters(request.args)
+    page, per_page = _paging()
+    items, total = prediction_records.list_page(context(), project, filters, page, per_page)
+    return _paged([_show(resources.PredictionRecord, item) for item in items], page, per_page,
+                  total)
+
+
+@bp.get("/projects/<project_id>/records/export")
+@spec("Prediction", query=(query("format", {"enum": ["csv", "jsonl"], "default": "csv"},
+                                 "csv or jsonl"), *RECORD_FILTERS),
+      responses={200: RECORDS_EXPORT}, errors=(422,))
+def export_records(project_id):
+    """Every matching prediction record, oldest first, as CSV or JSON lines (streamed)."""
+    project = load_project(project_id=project_id)
+    filters = prediction_records.parse_filters(request.args)
+    fmt = request.args.get("format", "csv")
+    mimetype, body = prediction_records.export(context(), project, filters, fmt)
+    name = f"{project.slug}-prediction-records.{fmt}"
+    return Response(stream_with_context(body), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.get("/projects/<project_id>/records/<prediction_id>")
+@spec("Prediction", responses={200: "PredictionRecord"})
+def get_record(project_id, prediction_id):
+    """One prediction record, by the id its prediction answered."""
+    project = load_project(project_id=project_id)
+    return jsonify(_show(resources.PredictionRecord,
+                         prediction_records.get(context(), project, prediction_id)))
+
+
+@bp.post("/projects/<project_id>/feedback")
+@spec("Prediction", request="FeedbackInput", responses={200: "FeedbackResult"},
+      errors=(413, 422))
+def send_feedback(project_id):
+    """Ground truth for past predictions: {"labels": [{"prediction_id", "actual"}, ...]} or
+    one {"prediction_id", "actual"} (editors). Every good label is kept; the answer counts
+    them and gives each refused one's row and reason (422 when none was kept)."""
+    project = load_project(project_id=project_id, need="editor")
+    result = prediction_records.submit_feedback(context(), project, _json())
+    return jsonify(_show(resources.FeedbackResult, result))
 
 
 # -- model versions ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from services import (
     executions,
     models,
     monitoring,
+    prediction_records,
     predictions,
     projects,
     resources,
@@ -360,6 +361,38 @@ def output_csv(slug, execution_id):
     if not path:
         return executions.output_page(ctx, project, execution, 1)  # raises the 404
     return file_response(project_files.download(ctx, project, path))
+
+
+@bp.get("/projects/<slug>/records")
+def records(slug):
+    """The project's prediction records, newest first, with filters and export links."""
+    project = load_project(slug=slug)
+    ctx = context()
+    page, per_page = _page_arg(), 50
+    problem = None
+    try:
+        filters = prediction_records.parse_filters(request.args)
+    except ValidationFailed as exc:  # shown above the (unfiltered) list
+        problem, filters = exc.message, {}
+    listed, total = prediction_records.list_page(ctx, project, filters, page, per_page)
+    shown = {name: request.args.get(name, "") for name in prediction_records.FILTERS}
+    return render_template("projects/records.html", project=project, records=listed,
+                           total=total, page=page, pages=max(1, -(-total // per_page)),
+                           filters=shown, problem=problem,
+                           query={k: v for k, v in shown.items() if v and not problem})
+
+
+@bp.get("/projects/<slug>/records/export")
+def export_records(slug):
+    """Download the matching prediction records as CSV or JSON lines (streamed)."""
+    from flask import Response, stream_with_context
+
+    project = load_project(slug=slug)
+    fmt = request.args.get("format", "csv")
+    mimetype, body = prediction_records.export(
+        context(), project, prediction_records.parse_filters(request.args), fmt)
+    return Response(stream_with_context(body), mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="{project.slug}-prediction-records.{fmt}"'})
 
 
 @bp.get("/projects/<slug>/models/<version>")

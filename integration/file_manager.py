@@ -21,7 +21,9 @@ PREDICTION = "prediction_batch_files/"
 ARCHIVE = "archive/"
 MODELS = "models/"
 OUTPUT = "prediction_output/"
-STANDARD_FOLDERS = (TRAINING, PREDICTION, ARCHIVE, MODELS, OUTPUT)
+#: ground-truth labels for past predictions (``prediction_id`` and the target), as CSV files
+FEEDBACK = "feedback/"
+STANDARD_FOLDERS = (TRAINING, PREDICTION, ARCHIVE, MODELS, OUTPUT, FEEDBACK)
 #: folders the platform writes; users may read them but not upload into them
 SYSTEM_FOLDERS = (ARCHIVE, MODELS, OUTPUT)
 #: folders the file manager shows but never changes for a user: a model version is written by

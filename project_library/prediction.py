@@ -2,8 +2,9 @@
 
 The output is one CSV, ``prediction_output/<execution>/predictions.csv``: the input rows as they
 were written, ``source_file``, ``prediction``, one ``probability_<class>`` column per class for
-classifiers, and ``model_version``. Text cells that a spreadsheet would run as a formula get a
-leading apostrophe.
+classifiers, ``model_version`` and ``prediction_id`` (the id its feedback names; each row's
+prediction record is handed to ``record`` chunk by chunk). Text cells that a spreadsheet would
+run as a formula get a leading apostrophe.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import math
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from entity.base import to_iso, utcnow
 from entity.model_version import ModelVersion
+from entity.prediction_record import new_prediction_ids, new_record
 from entity.project import BatchSchema, Project
 from exception_layer import ValidationFailed
 from integration.file_manager import OUTPUT, PREDICTION, ProjectFiles
@@ -34,6 +38,8 @@ from project_library.reporting import Reporter
 from project_library.training import library_versions
 
 CHUNK_ROWS = 50_000
+#: prediction records handed to ``record`` at a time
+RECORD_CHUNK_ROWS = 5_000
 MAX_PAGE_SIZE = 1000
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_NAME = re.compile(r"[^\w.-]+")
@@ -73,7 +79,8 @@ def _model_schema(project: Project, model_version: ModelVersion) -> BatchSchema:
 
 
 def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
-                    model_version: ModelVersion, reporter: Reporter) -> dict:
+                    model_version: ModelVersion, reporter: Reporter,
+                    record: Callable[[list[dict]], None] | None = None) -> dict:
     """Predict every file of ``prediction_batch_files/`` with ``model_version``.
 
     Files are validated against the columns the model was trained on (the target may be absent
@@ -86,6 +93,8 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
         execution_id: names ``archive/<execution_id>/`` and ``prediction_output/<execution_id>/``.
         model_version: the registry entry of the model to use.
         reporter: receives log lines and progress.
+        record: receives the prediction records (``entity.prediction_record``), a few
+            thousand at a time; None: none are kept.
 
     Returns:
         ``{"output_path", "rows", "files", "version", "summary", "validation", "drift"}``;
@@ -127,6 +136,7 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
     classes = list(getattr(model, "classes_", [])) if problem_type == "classification" else []
     has_proba = bool(classes) and hasattr(model, "predict_proba")
     input_columns = list(schema.column_names)
+    features = [c.name for c in schema.feature_columns]
     if schema.target and not any(schema.target in b.raw.columns for b in intake.good):
         input_columns.remove(schema.target)
     total = sum(len(b.frame) for b in intake.good)
@@ -151,6 +161,12 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
                     for index, label in enumerate(classes):
                         out[_probability_column(label)] = np.round(proba[:, index], 6)
                 out["model_version"] = int(model_version.version)
+                ids = new_prediction_ids(len(typed))
+                out["prediction_id"] = ids
+                if record is not None:
+                    _record(record, project.id, int(model_version.version), execution_id, ids,
+                            typed.reindex(columns=features), out["prediction"].tolist(), proba,
+                            classes)
                 buffer.write(_safe_frame(out).to_csv(index=False, header=header,
                                                      lineterminator="\n").encode("utf-8"))
                 header = False
@@ -171,6 +187,29 @@ def predict_project(files: ProjectFiles, *, project: Project, execution_id: str,
     return {"output_path": output_path, "rows": int(total), "files": len(intake.good),
             "version": int(model_version.version), "summary": summary,
             "validation": [r.to_dict() for r in intake.reports], "drift": drift_summary}
+
+
+def _record(record: Callable[[list[dict]], None], project_id: str, version: int,
+            execution_id: str, ids: list[str], inputs: pd.DataFrame, predicted: list,
+            proba: np.ndarray | None, classes: list) -> None:
+    """Hand the records of one predicted chunk to ``record``, a few thousand at a time."""
+    created = to_iso(utcnow())
+    labels = [str(json_label(c)) for c in classes]
+    rows = [[_json_cell(v) for v in row] for row in inputs.astype(object)
+            .itertuples(index=False, name=None)]
+    names = [str(c) for c in inputs.columns]
+    docs = []
+    for i, prediction_id in enumerate(ids):
+        probabilities = None if proba is None else {
+            label: round(float(p), 6) for label, p in zip(labels, proba[i], strict=True)}
+        docs.append(new_record(prediction_id, project_id, version, "batch", created,
+                               dict(zip(names, rows[i], strict=True)), predicted[i],
+                               probabilities, execution_id=execution_id))
+        if len(docs) >= RECORD_CHUNK_ROWS:
+            record(docs)
+            docs = []
+    if docs:
+        record(docs)
 
 
 def _drift_accumulator(files: ProjectFiles, model_version: ModelVersion,
@@ -244,6 +283,8 @@ def _json_cell(value):
         return None
     if value is pd.NA or value is pd.NaT:
         return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
     return value
 
 

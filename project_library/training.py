@@ -14,6 +14,7 @@ that anyone can rebuild it (see :func:`holdout_split`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
@@ -475,6 +476,19 @@ def load_and_validate(files: ProjectFiles, *, schema: BatchSchema, execution_id:
     return LoadedData(frame=frame, fingerprint=fingerprint, reports=intake.reports)
 
 
+def add_feedback(loaded: LoadedData, rows: list[dict], *, schema: BatchSchema,
+                 run: StageRun) -> LoadedData:
+    """The training files' rows followed by the labeled prediction records ``rows``."""
+    from project_library.feedback import labeled_frame
+
+    extra = labeled_frame(rows, schema, list(loaded.frame.columns))
+    frame = pd.concat([loaded.frame, extra], ignore_index=True)
+    run.log(f"Added {len(extra)} labeled prediction records (feedback) to the "
+            f"{len(loaded.frame)} rows of the training files.", stage="loading")
+    fingerprint = {**loaded.fingerprint, "rows": len(frame), "feedback_rows": len(extra)}
+    return dataclasses.replace(loaded, frame=frame, fingerprint=fingerprint)
+
+
 def preprocess(frame: pd.DataFrame, *, schema: BatchSchema, problem_type: str,
                run: StageRun) -> PreparedData:
     """Drop the rows without a target, hold out the test rows and plan the features.
@@ -757,7 +771,8 @@ def save(files: ProjectFiles, *, version: int, execution_id: str, problem_type: 
 
 def train_project(files: ProjectFiles, *, project: Project, execution_id: str, version: int,
                   reporter: Reporter, candidates: Sequence[str] | None = None,
-                  challenge: Callable[[PreparedData, object], dict] | None = None) -> dict:
+                  challenge: Callable[[PreparedData, object], dict] | None = None,
+                  feedback_rows: list[dict] | None = None) -> dict:
     """Train, evaluate and save model version ``version`` of ``project``, stage by stage:
     :func:`load_and_validate`, :func:`preprocess`, :func:`search`, :func:`ensemble`,
     :func:`refit`, :func:`evaluate`, :func:`save`. Each stage logs the seconds it took;
@@ -778,6 +793,9 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
         challenge: called with the prepared data (its held-out rows) and the saved model
             once the version is saved; its answer is the result's ``comparison`` (the
             champion/challenger comparison of ``project_library.challenger``).
+        feedback_rows: labeled prediction records (``{column: value}`` with the target set
+            to the actual value) added to the training files' rows (the project's
+            ``train_on_feedback``); counted in ``data_fingerprint["feedback_rows"]``.
 
     Returns:
         ``{"algorithm", "metrics", "leaderboard", "params", "schema", "data_fingerprint",
@@ -799,6 +817,8 @@ def train_project(files: ProjectFiles, *, project: Project, execution_id: str, v
     run = StageRun(reporter, progress=_Progress(reporter, STAGE_START))
 
     loaded = load_and_validate(files, schema=schema, execution_id=execution_id, run=run)
+    if feedback_rows:
+        loaded = add_feedback(loaded, feedback_rows, schema=schema, run=run)
     data = preprocess(loaded.frame, schema=schema, problem_type=problem_type, run=run)
     found = search(data, problem_type=problem_type, metric=metric, run=run,
                    time_budget_seconds=project.time_budget_seconds, candidates=candidates)

@@ -22,6 +22,7 @@ from exception_layer import (
     ValidationFailed,
 )
 from integration.file_manager import (
+    FEEDBACK,
     PREDICTION,
     STANDARD_FOLDERS,
     SYSTEM_FOLDERS,
@@ -61,6 +62,20 @@ def target_folder(path: str) -> str:
     return folder
 
 
+def checked_against(folder: str, project: Project) -> tuple[BatchSchema, bool] | None:
+    """The schema files going into ``folder`` must follow, and whether they need the target:
+    the project's for the batch folders, ``prediction_id`` plus the target for ``feedback/``
+    (:func:`project_library.feedback.feedback_schema`); None for any other folder."""
+    batch = batch_folder(folder)
+    if batch:
+        return project.schema, batch == TRAINING
+    if folder.startswith(FEEDBACK):
+        from project_library.feedback import feedback_schema
+
+        return feedback_schema(project.schema), True
+    return None
+
+
 def _refuse_replacing(files, paths: list[str]) -> None:
     """Conflict naming the files of ``paths`` that exist already (``details.files``, each with
     its reason, and ``details.existing``, their paths): an upload replaces only when asked."""
@@ -98,7 +113,7 @@ def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload], *
     if len(uploads) > limit:
         raise PayloadTooLarge(f"At most {limit} files can be uploaded at once.")
     folder = target_folder(folder)
-    batch = batch_folder(folder)
+    checked = checked_against(folder, project)
     problems: list[dict] = []
     names: list[str] = []
     for upload in uploads:
@@ -108,11 +123,11 @@ def upload(ctx: Context, project: Project, folder: str, uploads: list[Upload], *
                 raise ValidationFailed(f"Two files of this upload are named {name}.",
                                        details={"reasons": ["another file of this upload has "
                                                             "the same name"]})
-            if batch:
+            if checked:
                 head = upload.stream.read(UPLOAD_HEAD_BYTES)
                 complete = not upload.stream.read(1)  # the whole file: judged as PUT does
                 upload.stream.seek(0)
-                check_upload(name, head, project.schema, require_target=batch == TRAINING,
+                check_upload(name, head, checked[0], require_target=checked[1],
                              is_complete=complete)
             names.append(name)
         except (ValidationFailed, BadRequest) as exc:
@@ -202,8 +217,8 @@ def move(ctx: Context, project: Project, path: str, to: str, name: str | None = 
     if files.exists(target.rstrip("/")) or files.folder_exists(target.rstrip("/") + "/"):
         raise Conflict(f"There is already a file or folder named {new_name} in {where}; "
                        "delete or rename one of them first.")
-    if batch:
-        _check_moved_batch_files(files, moving, source, target, batch, project.schema)
+    if checked := checked_against(target, project):
+        _check_moved_batch_files(files, moving, source, target, *checked)
     if is_folder:
         count = files.move_folder(source, target)
         ctx.audit("folder.move", project.slug, details={"from": source, "to": target,
@@ -214,8 +229,8 @@ def move(ctx: Context, project: Project, path: str, to: str, name: str | None = 
     return {"path": moved.key, "size": moved.size}
 
 
-def _check_moved_batch_files(files, moving: list, source: str, target: str, batch: str,
-                             schema: BatchSchema) -> None:
+def _check_moved_batch_files(files, moving: list, source: str, target: str,
+                             schema: BatchSchema, require_target: bool) -> None:
     """Check each file of a move into a batch folder from its first bytes, under the name it
     will have; refuse the whole move, naming every failing file, if one is wrong."""
     from project_library.schema_validation import check_upload
@@ -227,7 +242,7 @@ def _check_moved_batch_files(files, moving: list, source: str, target: str, batc
         with files.open_read(info.key) as stream:
             head = stream.read(UPLOAD_HEAD_BYTES)
         try:
-            check_upload(new_name, head, schema, require_target=batch == TRAINING,
+            check_upload(new_name, head, schema, require_target=require_target,
                          is_complete=len(head) >= info.size)
         except ValidationFailed as exc:
             if not source.endswith("/"):
@@ -287,13 +302,13 @@ def put(ctx: Context, project: Project, path: str, head: bytes, body, *,
     folder, _, name = path.rpartition("/")
     check_file_name(name)
     folder = target_folder(folder + "/" if folder else "")
-    batch = batch_folder(folder)
+    checked = checked_against(folder, project)
     try:  # refused as a multipart upload is: details.files[], one entry with its reasons
         if not head:
             raise ValidationFailed(f"{name} is empty.", details={"reasons": ["the file is empty"]})
-        if batch:
+        if checked:
             complete = size is not None and len(head) >= size
-            check_upload(name, head, project.schema, require_target=batch == TRAINING,
+            check_upload(name, head, checked[0], require_target=checked[1],
                          is_complete=complete)
     except ValidationFailed as exc:
         raise _nothing_done("uploaded", [_problem(name, exc)]) from None

@@ -140,6 +140,21 @@ class ProjectSettings(BaseModel):
     retrain_after_labels: int | None = Field(None, ge=1, le=10_000_000, description=(
         "Retrain once this many new labeled predictions have arrived since the last training "
         "(empty: never on labels)."))
+    # -- prediction records and feedback (issue 22, records) --
+    prediction_record_sample: float = Field(
+        1.0, ge=0, le=1, title="Real-time predictions recorded (share)",
+        description="The share of real-time predicted rows whose record is kept, from 0 (none) "
+                    "to 1 (all). Batch predictions are always recorded.")
+    prediction_record_days: int | None = Field(
+        None, ge=1, le=36500, title="Keep prediction records (days)",
+        description="Delete prediction records older than this; empty: the platform's "
+                    "RETENTION_PREDICTION_RECORDS_DAYS.")
+    train_on_feedback: bool = Field(
+        False, title="Train on feedback",
+        description="Add the labeled prediction records (inputs and actual value) to the "
+                    "training data of the next trainings.")
+    # (retrain_after_labels is declared with the triggered retraining above)
+    # -- end of prediction records and feedback --
 
     # -- live monitoring and alerts (issue 22) --
     monitoring_window_hours: int | None = Field(
@@ -315,6 +330,7 @@ class Prediction(Resource):
 
     model_version: int
     rows: int
+    prediction_ids: list[str] = Field(None, description="one id per row, for its feedback")
     predictions: list = None
     probabilities: list = None
 
@@ -474,11 +490,61 @@ class WebhookDelivery(Resource):
     created_at: Time
 
 
+# -- prediction records and feedback (issue 22, records) --
+
+class PredictionRecord(Resource):
+    """One predicted row as kept: its inputs, the answer, and its label once feedback came."""
+
+    prediction_id: Id
+    project_id: Id
+    version: int
+    source: Literal["realtime", "batch"]
+    execution_id: str | None = None
+    created_at: Time
+    inputs: dict
+    output: Any = None
+    probabilities: dict | None = None
+    latency_ms: float | None = None
+    actual: Any = None
+    labeled_at: Time | None = None
+    shadow: dict | None = None
+
+
+class FeedbackRejection(Resource):
+    row: int = Field(description="the label's position: from 0 in an API list, from 1 among a "
+                                 "file's data rows")
+    prediction_id: str | None = None
+    reason: str
+
+
+class FeedbackResult(Resource):
+    accepted: int = Field(ge=0, description="labels kept")
+    rejected: list[FeedbackRejection]
+
+
+class FeedbackLabel(Body):
+    prediction_id: Text = Field(description="the id a prediction answered")
+    actual: Any = Field(description="the true value of the target, of the schema's type")
+
+
+class FeedbackInput(Body):
+    """Labels: ``{"labels": [{"prediction_id", "actual"}, ...]}``, or one label
+    ``{"prediction_id", "actual"}``."""
+
+    labels: list[dict[str, Any]] | None = Field(
+        None, description="many labels, each {prediction_id, actual}")
+    prediction_id: Text | None = Field(None, description="one label: the prediction's id")
+    actual: Any = Field(None, description="one label: the true value")
+
+# -- end of prediction records and feedback --
+
+
 #: the item models that lists answer inside a ``<Name>Page`` envelope
 PAGED = {"Project": Project, "Execution": Execution, "ModelVersion": ModelVersion,
          "Member": Member, "Token": Token, "User": User, "StorageConnection": StorageConnection,
          "AuditEvent": AuditEvent, "MailMessage": MailMessage,
          "AlertRule": AlertRule, "Incident": Incident, "WebhookDelivery": WebhookDelivery}
+PAGED["PredictionRecord"] = PredictionRecord  # prediction records (issue 22)
 PAGES = {name: create_model(
     f"{name}Page", __base__=Resource, items=(list[model], ...),
     page=(int, Field(ge=1)), per_page=(int, Field(ge=1)), total=(int, Field(ge=0)))
@@ -866,6 +932,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
     PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput)
 MODELS += TEAM_MODELS
+# prediction records and feedback (issue 22)
+MODELS += (PredictionRecord, FeedbackRejection, FeedbackResult, FeedbackLabel, FeedbackInput)
 
 
 #: the retraining schedules' and challengers' models

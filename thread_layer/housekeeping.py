@@ -38,6 +38,8 @@ class Retention:
     sessions_days: int = 1
     logs_days: int = 0
     audit_days: int = 0
+    #: prediction records, for the projects that do not set ``prediction_record_days``
+    prediction_records_days: int = 0
     session_lifetime: timedelta = timedelta(days=31)
 
     @classmethod
@@ -47,6 +49,7 @@ class Retention:
                    sessions_days=config["RETENTION_SESSIONS_DAYS"],
                    logs_days=config["RETENTION_LOGS_DAYS"],
                    audit_days=config["RETENTION_AUDIT_DAYS"],
+                   prediction_records_days=config.get("RETENTION_PREDICTION_RECORDS_DAYS", 0),
                    session_lifetime=config["PERMANENT_SESSION_LIFETIME"])
 
 
@@ -67,6 +70,15 @@ def apply_retention(db: Database, retention: Retention,
         deleted["logs"] = db.logs.prune(now - timedelta(days=retention.logs_days))
     if retention.audit_days:
         deleted["audit"] = db.audit.prune(now - timedelta(days=retention.audit_days))
+    records = 0
+    for project in db.projects.list():  # a project's own setting wins over the platform's
+        days = project.settings.get("prediction_record_days") or \
+            retention.prediction_records_days
+        if days:
+            records += db.prediction_records.delete_older_than(now - timedelta(days=days),
+                                                               project_id=project.id)
+    if records:
+        deleted["prediction_records"] = records
     return deleted
 
 

@@ -27,10 +27,12 @@ import pandas as pd
 
 from entity.base import new_id
 from entity.database import Database
+from entity.prediction_record import new_prediction_ids
 from entity.project import Project
 from exception_layer import Conflict, NotFound
 from integration.storage_bridge import StorageResolver
 from project_library.serving import ServingModel, load_serving_model
+from thread_layer.prediction_recorder import PredictionRecorder, sampled
 
 MAX_BATCH_ROWS = 2048
 #: latency percentiles cover this many hours, the current one included
@@ -76,6 +78,8 @@ class Usage:
     requests: int = 0
     rows: int = 0
     errors: int = 0
+    #: prediction records not kept because the recorder's queue was full
+    records_dropped: int = 0
     #: hour (since the epoch) -> latency bucket -> requests
     hours: dict[int, dict[int, int]] = field(default_factory=dict)
     #: hour (since the epoch) -> [requests, errors], for the error rate of live monitoring
@@ -113,6 +117,7 @@ class Usage:
             for old in [h for h in self.request_hours if h < since]:
                 del self.request_hours[old]
             return {"requests": self.requests, "rows": self.rows, "errors": self.errors,
+                    "records_dropped": self.records_dropped,
                     "latency_hours": {_hour(hour * 3600): {str(b): n for b, n in buckets.items()}
                                       for hour, buckets in self.hours.items()},
                     "request_hours": {_hour(hour * 3600): list(counts)
@@ -143,6 +148,7 @@ def summarize(snapshots: list[dict], now: float | None = None) -> dict:
     return {"requests": sum(s.get("requests", 0) for s in snapshots),
             "rows": sum(s.get("rows", 0) for s in snapshots),
             "errors": sum(s.get("errors", 0) for s in snapshots),
+            "records_dropped": sum(s.get("records_dropped", 0) for s in snapshots),
             "latency_ms": percentiles}
 
 
@@ -276,11 +282,13 @@ class ModelServer:
             threads times many OpenMP threads collapse throughput on small machines).
         flush_seconds: how often the usage counters are written to the database (and at
             :meth:`close`); a process killed outright loses at most this much of them.
+        recorder: writes the prediction records (default: one on ``db``).
     """
 
     def __init__(self, db: Database, resolver: StorageResolver, threads: int = 1,
-                 flush_seconds: float = 5.0):
+                 flush_seconds: float = 5.0, recorder: PredictionRecorder | None = None):
         self.db, self.resolver, self.threads = db, resolver, threads
+        self.recorder = recorder or PredictionRecorder(db)
         self.flush_seconds = flush_seconds
         #: this process's name on its usage documents
         self.instance = new_id()
@@ -357,9 +365,18 @@ class ModelServer:
         except Exception:
             self._usage_of(project.id, number).record(0, None)
             raise
-        self._usage_of(project.id, number).record(len(records),
-                                                  (time.perf_counter() - began) * 1000)
-        return {"model_version": number, "rows": len(records), **result}
+        milliseconds = (time.perf_counter() - began) * 1000
+        usage = self._usage_of(project.id, number)
+        usage.record(len(records), milliseconds)
+        ids = new_prediction_ids(len(records))
+        rows = sampled(len(ids), project.settings.get("prediction_record_sample", 1.0))
+        dropped = self.recorder.offer(project.id, number, ids, records, result, milliseconds,
+                                      rows)
+        if dropped:
+            with usage.lock:
+                usage.records_dropped += dropped
+                usage.dirty = True
+        return {"model_version": number, "rows": len(records), "prediction_ids": ids, **result}
 
     def _usage_of(self, project_id: str, number: int) -> Usage:
         usage = self._usage.get(project_id, {}).get(number)
@@ -425,6 +442,7 @@ class ModelServer:
         self._closed.set()
         if self._flusher is not None:
             self._flusher.join(timeout=30)
+        self.recorder.close()
         self.flush()
 
     def forget(self, project_id: str, version: int | None = None) -> None:
@@ -441,3 +459,6 @@ class ModelServer:
                 else:
                     self._usage.get(project_id, {}).pop(version, None)
             self.db.prediction_usage.delete(project_id, version)
+            if version is None:  # the project is gone: its prediction records go with it
+                self.recorder.flush()
+                self.db.prediction_records.delete_for_project(project_id)

@@ -483,6 +483,8 @@ class ExecutionRunner:
             self.db.executions.update(execution.id, stage=stage,
                                       progress=max(0, min(100, int(percent))))
             self._publish_execution(self.db.executions.get(execution.id))
+        elif tag == "records":  # prediction records from a batch prediction, in chunks
+            self.db.prediction_records.add_many(message[1])
         elif tag == "result":
             return "succeeded", message[1]
         elif tag == "error":

@@ -7,6 +7,7 @@ the supervisor:
 
 - ``("log", level, stage, message)``
 - ``("progress", stage, percent)``
+- ``("records", [document, ...])`` prediction records of a batch prediction, a chunk at a time
 - ``("result", dict)`` on success
 - ``("error", code, message)`` on failure (the message is safe to show; tracebacks go to stderr)
 """
@@ -34,6 +35,10 @@ class PipeReporter:
 
     def progress(self, stage: str, percent: int) -> None:
         self.conn.send(("progress", stage, int(percent)))
+
+    def records(self, docs: list[dict]) -> None:
+        """Prediction records for the supervisor to write (``entity.prediction_record``)."""
+        self.conn.send(("records", docs))
 
 
 def _die_with_parent() -> None:

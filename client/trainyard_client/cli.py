@@ -15,6 +15,8 @@
     trainyard team-add TEAM EMAIL [--role member|lead]
     trainyard team-remove TEAM EMAIL
     trainyard project-team PROJECT TEAM [--role viewer|editor|owner | --remove]
+    trainyard records PROJECT [--export FILE [--format csv|jsonl]] [--version N] [--labeled]
+    trainyard feedback PROJECT FILE.csv [--target COLUMN]
 
 PROJECT is a project's id or slug, TEAM a team's id or slug. Errors print ``trainyard:
 <message>`` on stderr and exit with 1 (2 for a usage error or when not logged in).
@@ -315,12 +317,15 @@ def cmd_predict_csv(args, client: Client, project: dict) -> int:
                     labels = list(probabilities[0]) if probabilities else []
                     writer = csv.writer(out)
                     writer.writerow(header + ["prediction"] +
-                                    [f"probability_{label}" for label in labels])
+                                    [f"probability_{label}" for label in labels] +
+                                    ["prediction_id"])
                 for i, row in enumerate(rows):
                     extra_values = [probabilities[i].get(label) for label in labels] \
                         if probabilities else []
+                    ids = answer.get("prediction_ids") or []
                     writer.writerow([row.get(c, "") for c in header] +
-                                    [answer["predictions"][i]] + extra_values)
+                                    [answer["predictions"][i]] + extra_values +
+                                    [ids[i] if i < len(ids) else ""])
                 total += len(rows)
         finally:
             if out is not sys.stdout:
@@ -399,6 +404,59 @@ def cmd_logs(args) -> int:
     if execution.get("status") not in ("succeeded", "queued", "running"):
         _err(f"{execution['status']}: {failure_message(execution)}")
     return 0
+
+
+def _record_filters(args) -> dict:
+    labeled = True if args.labeled else False if args.unlabeled else None
+    return {"version": args.model_version, "source": args.source, "since": args.since,
+            "until": args.until, "labeled": labeled}
+
+
+def cmd_records(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    filters = _record_filters(args)
+    if args.export:
+        path = client.records.export(project, args.export, format=args.format, **filters)
+        _err(f"Exported the prediction records to {path}")
+        return 0
+    for record in client.records.list(project, limit=args.limit, **filters):
+        label = "" if record.get("labeled_at") is None else f"  actual={record.get('actual')}"
+        _out(f"{record['prediction_id']}  {record.get('created_at', '')[:19]}  "
+             f"v{record.get('version')}  {record.get('source'):<8}  "
+             f"output={record.get('output')}{label}")
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    target = args.target or (project.get("schema") or {}).get("target")
+    if not target:
+        raise TrainyardError("the project has no target column; name it with --target")
+    source = Path(args.file)
+    try:
+        handle = source.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise TrainyardError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        missing = [c for c in ("prediction_id", target) if c not in header]
+        if missing:
+            raise TrainyardError(f"{source} needs the columns prediction_id and {target} "
+                                 f"(missing: {', '.join(missing)})")
+        labels = [{"prediction_id": row["prediction_id"], "actual": row[target]}
+                  for row in reader]
+    if not labels:
+        raise TrainyardError(f"{source} has no rows")
+    result = client.records.feedback(project, labels)
+    for rejection in result["rejected"]:
+        # rows of the file: the header is line 1, the first label line 2
+        _err(f"  line {rejection['row'] + 2}: {rejection.get('prediction_id')}: "
+             f"{rejection['reason']}")
+    _err(f"Labels kept: {result['accepted']}, refused: {len(result['rejected'])}")
+    return 0 if result["accepted"] else 1
 
 
 def cmd_models(args) -> int:
@@ -752,6 +810,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", action="store_true", help="keep it but post nothing")
     p.add_argument("--remove", action="store_true", help="remove the webhook")
     p.add_argument("--deliveries", action="store_true", help="also print the delivery log")
+    p = command("records", cmd_records,
+                "list a project's prediction records (newest first), or export them")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--export", metavar="FILE", help="write every matching record to FILE")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv",
+                   help="the export's format (default csv)")
+    p.add_argument("--model-version", type=int, help="only this model version")
+    p.add_argument("--source", choices=("realtime", "batch"), help="only this source")
+    p.add_argument("--since", help="created at or after (ISO 8601)")
+    p.add_argument("--until", help="created before (ISO 8601)")
+    labeled = p.add_mutually_exclusive_group()
+    labeled.add_argument("--labeled", action="store_true", help="only labeled records")
+    labeled.add_argument("--unlabeled", action="store_true", help="only unlabeled records")
+    p.add_argument("--limit", type=int, default=50, help="records listed (default 50)")
+
+    p = command("feedback", cmd_feedback,
+                "send ground truth from a CSV with a prediction_id column and the target")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("file", help="the CSV of labels")
+    p.add_argument("--target", help="the column with the true values (default: the "
+                                    "project's target)")
     return parser
 
 

@@ -1,5 +1,5 @@
 """The Trainyard API client: ``Client(base_url, token)`` and its parts ``projects``, ``files``,
-``executions`` and ``models``.
+``executions``, ``models`` and ``records`` (prediction records and their feedback).
 
 Projects, executions and model versions are passed around as the JSON objects the API answers
 (plain dicts); a method that needs a project or an execution takes either such a dict or its id.
@@ -136,6 +136,7 @@ class Client:
         self.teams = Teams(self)
         self.schedules = Schedules(self)
         self.monitoring = Monitoring(self)
+        self.records = Records(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -241,8 +242,9 @@ class Client:
         every chunk after the first uses the version the first one used, so all rows come from
         one model.
 
-        Answers ``{"model_version", "rows", "predictions": [...]}`` plus ``"probabilities"``
-        (one ``{label: p}`` per row) for classification.
+        Answers ``{"model_version", "rows", "prediction_ids": [...], "predictions": [...]}``
+        plus ``"probabilities"`` (one ``{label: p}`` per row) for classification; each
+        prediction id is what its feedback names (:meth:`Records.feedback`).
         """
         pid = _id(project)
         records = list(records)
@@ -257,13 +259,15 @@ class Client:
                 body["version"] = int(version)
             answer = self.call("POST", f"/projects/{pid}/predict", json=body)
             if not merged:
-                merged = {**answer, "predictions": list(answer["predictions"])}
+                merged = {**answer, "predictions": list(answer["predictions"]),
+                          "prediction_ids": list(answer.get("prediction_ids") or [])}
                 if "probabilities" in answer:
                     merged["probabilities"] = list(answer["probabilities"])
                 version = answer["model_version"]
             else:
                 merged["rows"] += answer["rows"]
                 merged["predictions"].extend(answer["predictions"])
+                merged["prediction_ids"].extend(answer.get("prediction_ids") or [])
                 if "probabilities" in merged:
                     merged["probabilities"].extend(answer.get("probabilities") or [])
         return merged
@@ -722,3 +726,82 @@ class Monitoring(_Part):
     def deliveries(self, project: Ref) -> list[dict]:
         """The webhook's delivery log, newest first, each with its attempts."""
         return list(self.client.paginate(f"/projects/{_id(project)}/webhook/deliveries"))
+
+
+#: labels sent per feedback request (the server takes at most 10,000)
+FEEDBACK_CHUNK = 5000
+
+
+class Records(_Part):
+    """Prediction records and ground-truth feedback: ``client.records``.
+
+    Filters (keyword arguments of :meth:`list` and :meth:`export`): ``version``, ``source``
+    (``"realtime"`` or ``"batch"``), ``since`` and ``until`` (ISO 8601 text or datetimes),
+    ``labeled`` (True / False).
+    """
+
+    @staticmethod
+    def _filters(filters: dict) -> dict:
+        params = {}
+        for name, value in filters.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif hasattr(value, "isoformat"):
+                value = value.isoformat()
+            params[name] = value
+        return params
+
+    def list(self, project: Ref, *, limit: int | None = None, **filters) -> list[dict]:
+        """The project's records, newest first (all pages, or the first ``limit``)."""
+        items = self.client.paginate(f"/projects/{_id(project)}/records",
+                                     self._filters(filters))
+        return list(items if limit is None else
+                    (item for _, item in zip(range(limit), items, strict=False)))
+
+    def get(self, project: Ref, prediction_id: str) -> dict:
+        """One record, by the prediction id its prediction answered."""
+        return self.client.call("GET", f"/projects/{_id(project)}/records/"
+                                       f"{quote(str(prediction_id), safe='')}")
+
+    def export(self, project: Ref, dest: str | os.PathLike, *, format: str = "csv",
+               **filters) -> Path:
+        """Download every matching record (oldest first) as CSV or JSON lines (``format``
+        ``"jsonl"``) into ``dest``, streamed."""
+        response = self.client.request(
+            "GET", f"/projects/{_id(project)}/records/export",
+            params={"format": format, **self._filters(filters)}, stream=True,
+            headers={"Accept": "*/*"})
+        return _write_stream(response, Path(dest))
+
+    def feedback(self, project: Ref, labels: Iterable, *,
+                 chunk_size: int = FEEDBACK_CHUNK) -> dict:
+        """Send ground truth for past predictions: ``labels`` are ``{"prediction_id",
+        "actual"}`` objects or ``(prediction_id, actual)`` pairs. Values go as they are
+        (text is read by the schema's rules, as a batch file's cell). Sent ``chunk_size`` at
+        a time; every good label is kept.
+
+        Answers ``{"accepted": n, "rejected": [{"row", "prediction_id", "reason"}]}`` with
+        rows counted from 0 over all of ``labels``. Raises :class:`ApiError` only for what
+        is not about single labels (no access, a malformed request).
+        """
+        items = [dict(label) if isinstance(label, dict) else
+                 {"prediction_id": label[0], "actual": label[1]} for label in labels]
+        if not items:
+            raise TrainyardError("no labels to send")
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be 1 or more")
+        result: dict[str, Any] = {"accepted": 0, "rejected": []}
+        for start in range(0, len(items), chunk_size):
+            try:
+                answer = self.client.call("POST", f"/projects/{_id(project)}/feedback",
+                                          json={"labels": items[start:start + chunk_size]})
+            except ApiError as exc:  # no label of this chunk kept: its reasons are listed
+                details = exc.details if isinstance(exc.details, dict) else {}
+                if exc.status != 422 or not isinstance(details.get("rejected"), list):
+                    raise
+                answer = {"accepted": 0, "rejected": details["rejected"]}
+            result["accepted"] += answer["accepted"]
+            result["rejected"] += [{**r, "row": r["row"] + start} for r in answer["rejected"]]
+        return result

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, wait_until
 from tests.factories import batch_files, cancer_frame, cancer_project, csv_bytes
 from trainyard_client import ApiError, Client, ConnectionFailed
 from trainyard_client.cli import main
@@ -151,6 +151,40 @@ def test_client_and_cli_drive_the_whole_loop(live_server, cli, tmp_path):
     assert {"probability_malignant", "probability_benign"} <= set(written[0])
     assert f"Predicted {len(predict_part)} rows with model v1" in err
 
+    # each row's prediction id, its record, and feedback from a CSV through the CLI
+    ids = [r["prediction_id"] for r in written]
+    assert len(set(ids)) == len(written) and all(len(i) == 32 for i in ids)
+    wait_until(lambda: len(client.records.list(project, source="realtime")) == len(written),
+               timeout=10, message="the prediction records")
+    assert client.records.get(project, ids[0])["output"] == written[0]["prediction"]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("prediction_id,diagnosis\n" + "".join(
+        f"{i},{truth}\n" for i, truth in zip(ids[:10], predict_part["diagnosis"], strict=False))
+        + f"{ids[0]},benign\n{'0' * 32},benign\n")
+    code, _, err = cli("feedback", "cli-screening", labels)
+    assert code == 0, err
+    assert "Labels kept: 10, refused: 2" in err
+    assert f"line 12: {ids[0]}: prediction_id repeats row 0" in err
+    assert "line 13: " + "0" * 32 + ": prediction_id is unknown" in err
+    code, _, err = cli("feedback", "cli-screening", labels)  # all labeled already
+    assert code == 1 and "Labels kept: 0, refused: 12" in err
+    code, out, err = cli("records", "cli-screening", "--labeled", "--limit", "100")
+    assert code == 0 and len(out.splitlines()) == 10 and "actual=" in out, err
+    exported = tmp_path / "records.jsonl"
+    code, _, err = cli("records", "cli-screening", "--export", exported, "--format", "jsonl",
+                       "--labeled")
+    assert code == 0, err
+    kept = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert sorted(r["prediction_id"] for r in kept) == sorted(ids[:10])
+    more = client.records.feedback(project, [(ids[10], predict_part["diagnosis"].iloc[10]),
+                                             {"prediction_id": ids[11], "actual": [1]}])
+    assert more["accepted"] == 1 and more["rejected"][0]["row"] == 1
+    assert more["rejected"][0]["reason"].startswith("actual: ")
+    assert len(client.records.list(project, labeled=True)) == 11
+    client.records.export(project, tmp_path / "records.csv", labeled=False)
+    with (tmp_path / "records.csv").open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(written) - 11
+
     # the CLI sends the cells as they are: "NA", "n/a" and empty cells are missing values, as in
     # a batch file; "inf" is refused, naming the record and the column
     lines = csv_bytes(predict_part.head(3)).decode().splitlines()
@@ -170,6 +204,7 @@ def test_client_and_cli_drive_the_whole_loop(live_server, cli, tmp_path):
                for row in predict_part.drop(columns=["diagnosis"]).head(25).to_dict("records")]
     answer = client.predict_records(project, records, chunk_size=10)
     assert answer["rows"] == 25 and len(answer["predictions"]) == 25
+    assert len(set(answer["prediction_ids"])) == 25  # merged over the chunks
     assert len(answer["probabilities"]) == 25 and answer["model_version"] == 1
 
     # batch prediction of prediction_batch_files/ and the download of its output

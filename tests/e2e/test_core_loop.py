@@ -51,10 +51,10 @@ def test_core_loop_over_http(live_server):
     project = created.json()
     pid = project["id"]
 
-    # the five standard folders exist from the start
+    # the six standard folders exist from the start
     root = api.call("GET", f"/projects/{pid}/files").json()
     assert set(root["folders"]) == {"training_batch_files/", "prediction_batch_files/",
-                                    "archive/", "models/", "prediction_output/"}
+                                    "archive/", "models/", "prediction_output/", "feedback/"}
 
     frame = cancer_frame()
     train_part, predict_part = frame.iloc[:480], frame.iloc[480:]

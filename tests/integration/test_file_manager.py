@@ -38,7 +38,7 @@ def test_batch_folder_names_the_batch_folder_a_path_lies_in(path, folder):
 
 
 def test_ensure_layout_creates_the_standard_folders(files, storage_root):
-    assert len(STANDARD_FOLDERS) == 5
+    assert len(STANDARD_FOLDERS) == 6
     page = files.list()
     assert page.folders == sorted(STANDARD_FOLDERS) and page.objects == []
     for folder in STANDARD_FOLDERS:

@@ -45,16 +45,24 @@ def test_one_prediction_per_input_row_with_probabilities(files, reporter):
     with_target = pd.concat([unseen.head(10), unseen.head(1)])
     files.upload_bytes(PREDICTION + "batch_20240107_120000.csv", csv_bytes(with_target))
 
+    kept: list[list[dict]] = []
     result = predict_project(files, project=project, execution_id="ex1",
-                             model_version=version, reporter=reporter)
+                             model_version=version, reporter=reporter, record=kept.append)
 
     assert result["output_path"] == "prediction_output/ex1/predictions.csv"
     assert (result["rows"], result["files"], result["version"]) == (131, 3, 1)
     assert sum(result["summary"]["class_counts"].values()) == 131
     output = _output(files, result)
     assert len(output) == 131
-    assert list(output.columns[-5:]) == ["source_file", "prediction", "probability_0",
-                                         "probability_1", "model_version"]
+    assert list(output.columns[-6:]) == ["source_file", "prediction", "probability_0",
+                                         "probability_1", "model_version", "prediction_id"]
+    records = {doc["_id"]: doc for chunk in kept for doc in chunk}  # one record per row
+    assert list(records) == output["prediction_id"].tolist()
+    first = records[output["prediction_id"][0]]
+    assert (first["source"], first["execution_id"], first["version"]) == ("batch", "ex1", 1)
+    assert first["output"] == output["prediction"][0]
+    assert first["probabilities"]["0"] == pytest.approx(output["probability_0"][0])
+    assert "target" not in first["inputs"] and len(first["inputs"]) == frame.shape[1] - 1
     assert output["target"].notna().sum() == 11  # empty for the files without it
     assert np.allclose(output["probability_0"] + output["probability_1"], 1.0, atol=1e-5)
     assert set(output["prediction"]) <= {0, 1} and (output["model_version"] == 1).all()

@@ -101,6 +101,24 @@ def _executions_probe(world: World, target) -> Callable:
     return lambda: world.db.executions.count_for_project(target.id)
 
 
+def _fresh_record(world: World, target) -> str:
+    """A new unlabeled prediction record of the target project; answers its id."""
+    from entity.base import to_iso, utcnow
+    from entity.prediction_record import new_prediction_id, new_record
+
+    prediction_id = new_prediction_id()
+    world.db.prediction_records.add_many([new_record(
+        prediction_id, target.id, 1, "realtime", to_iso(utcnow()), {"a": 1, "b": 2}, "x")])
+    return prediction_id
+
+
+def _feedback_call(world: World, target, persona) -> Call:
+    prediction_id = _fresh_record(world, target)
+    return Call(f"/api/v1/projects/{target.id}/feedback",
+                {"json": {"prediction_id": prediction_id, "actual": "y"}},
+                lambda: world.db.prediction_records.get(prediction_id)["labeled_at"])
+
+
 def _members_probe(world: World, target) -> Callable:
     return lambda: world.project(target).members
 
@@ -670,6 +688,10 @@ ROUTES: list[Route] = [
                                _active_version_probe(w, t))),
     Route("GET", "/projects/<slug>/models/compare", "viewer", 200,
           _get("/projects/{t.slug}/models/compare?a=1&b=2")),
+    Route("GET", "/projects/<slug>/records", "viewer", 200,
+          _get("/projects/{t.slug}/records?labeled=false")),
+    Route("GET", "/projects/<slug>/records/export", "viewer", 200,
+          _get("/projects/{t.slug}/records/export?format=csv")),
     Route("POST", "/projects/<slug>/models/rollback", "editor", 303,
           lambda w, t, p: Call(f"/projects/{t.slug}/models/rollback", {},
                                _active_version_probe(w, t))),
@@ -702,6 +724,14 @@ ROUTES: list[Route] = [
           _get("/api/v1/projects/{t.id}/models/1")),
     Route("GET", "/api/v1/projects/<project_id>/usage", "viewer", 200,
           _get("/api/v1/projects/{t.id}/usage")),
+    # prediction records: everyone on the project reads them; editors (who may predict) label
+    Route("GET", "/api/v1/projects/<project_id>/records", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/records")),
+    Route("GET", "/api/v1/projects/<project_id>/records/export", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/records/export?format=jsonl")),
+    Route("GET", "/api/v1/projects/<project_id>/records/<prediction_id>", "viewer", 200,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/records/{_fresh_record(w, t)}", {})),
+    Route("POST", "/api/v1/projects/<project_id>/feedback", "editor", 200, _feedback_call),
     Route("GET", "/api/v1/projects/<project_id>/files/link", "viewer", 200,
           _get("/api/v1/projects/{t.id}/files/link?path=" + DOC_FILE)),
     Route("GET", "/api/v1/projects/<project_id>/executions/<execution_id>/events", "viewer", 200,

@@ -143,3 +143,27 @@ def test_a_turn_sweeps_the_leftovers_of_uploads_that_never_finished(db, tmp_path
     keeper = Housekeeper(db, Retention(), storages=resolver)
     assert keeper.run_once()["incomplete_uploads"] == 2
     assert not any(p.exists() for p in orphans) and fresh.exists()
+
+
+def test_prediction_records_go_after_the_projects_own_days_or_the_platforms(db):
+    from entity.prediction_record import new_prediction_id, new_record
+    from entity.project import BatchSchema, ColumnSpec, Project
+
+    schema = BatchSchema(".+", [ColumnSpec("x", "float"), ColumnSpec("y", "float")], "y")
+    own = db.projects.add(Project(name="Own", slug="own", problem_type="regression",
+                                  schema=schema, owner_id="u1",
+                                  settings={"prediction_record_days": 5}))
+    platform = db.projects.add(Project(name="Platform", slug="platform",
+                                       problem_type="regression", schema=schema, owner_id="u1"))
+    for project in (own, platform):
+        db.prediction_records.add_many([
+            new_record(new_prediction_id(), project.id, 1, "realtime",
+                       to_iso(utcnow() - timedelta(days=age)), {"x": 1.0}, 2.0)
+            for age in (1, 7, 40)])
+    assert apply_retention(db, Retention())["prediction_records"] == 2
+    assert db.prediction_records.count(platform.id) == 3  # the platform's default: forever
+    assert db.prediction_records.count(own.id) == 1  # the project's own 5 days
+    deleted = apply_retention(db, Retention(prediction_records_days=30))
+    assert deleted["prediction_records"] == 1
+    assert db.prediction_records.count(platform.id) == 2
+    assert db.prediction_records.count(own.id) == 1

@@ -44,7 +44,7 @@ def test_a_registered_kind_runs_and_shows_in_the_api_the_document_and_the_pages(
     project = api.create_project(cancer_project())
 
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
-    assert schemas["ExecutionKind"]["enum"] == ["train", "predict", "move", "echo"]
+    assert schemas["ExecutionKind"]["enum"] == ["train", "predict", "move", "feedback", "echo"]
     assert schemas["ExecutionInput"]["properties"]["word"]["type"] == "string"
     assert schemas["Execution"]["properties"]["kind"] == {"$ref": "#/components/schemas/"
                                                                   "ExecutionKind"}
@@ -84,9 +84,9 @@ def test_an_unregistered_kind_is_refused_everywhere(api, admin_client):
     answer = api.start(project["id"], "echo")
     assert answer.status_code == 400
     assert answer.get_json()["error"]["message"] == \
-        'kind must be "train", "predict" or "move".'
+        'kind must be "train", "predict", "move" or "feedback".'
     posted = admin_client.post(f"/projects/{project['slug']}/echo",
                                headers={"X-CSRFToken": admin_client.csrf_token})
     assert posted.status_code in (404, 405)
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
-    assert schemas["ExecutionKind"]["enum"] == ["train", "predict", "move"]
+    assert schemas["ExecutionKind"]["enum"] == ["train", "predict", "move", "feedback"]

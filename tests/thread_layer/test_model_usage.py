@@ -55,7 +55,7 @@ def test_counts_of_every_process_add_up_and_survive_a_restart(db):
     second.flush()
     for server in (first, second):
         usage = server.usage("p")
-        assert usage[1] == {"requests": 8, "rows": 14, "errors": 1,
+        assert usage[1] == {"requests": 8, "rows": 14, "errors": 1, "records_dropped": 0,
                             "latency_ms": {"p50": pytest.approx(10, rel=0.03),
                                            "p95": pytest.approx(10, rel=0.03),
                                            "p99": pytest.approx(10, rel=0.03)}}

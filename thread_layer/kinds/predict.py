@@ -27,7 +27,7 @@ def run(payload: dict, reporter) -> dict:
                            project=Project.from_document(payload["project"]),
                            execution_id=payload["execution_id"],
                            model_version=ModelVersion.from_document(payload["model_version"]),
-                           reporter=reporter)
+                           reporter=reporter, record=getattr(reporter, "records", None))
 
 
 def payload(runner, execution, project) -> dict:
@@ -36,6 +36,11 @@ def payload(runner, execution, project) -> dict:
     if version is None:
         raise NotFound(f"Model version v{number} was deleted.")
     return {"model_version": version.to_document()}
+
+
+def discard(runner, execution, project, logger) -> None:
+    """A failed or cancelled prediction leaves no prediction records behind."""
+    runner.db.prediction_records.delete_for_execution(project.id, execution.id)
 
 
 def success_lines(result: dict) -> list[str]:
@@ -55,4 +60,4 @@ KIND = ExecutionKind(
                         "predict: the model version (default: active)", parse=parse_version),),
     stages=("validating", "loading", "predicting", "saving"), produces=PREDICTION_OUTPUT,
     button="Predict", button_class="btn-success", start_form="executions/start_predict.html",
-    payload=payload, success_lines=success_lines)
+    payload=payload, discard=discard, success_lines=success_lines)

@@ -24,7 +24,8 @@ def run(payload: dict, reporter) -> dict:
             return _compare(payload, files, project, data, model, reporter)
     return train_project(files, project=project, execution_id=payload["execution_id"],
                          version=payload["version"], reporter=reporter,
-                         candidates=project.algorithms or None, challenge=challenge)
+                         candidates=project.algorithms or None, challenge=challenge,
+                         feedback_rows=payload.get("feedback_rows"))
 
 
 def _compare(payload: dict, files, project, data, model, reporter) -> dict:
@@ -52,10 +53,18 @@ def _compare(payload: dict, files, project, data, model, reporter) -> dict:
 
 def payload(runner, execution, project) -> dict:
     """Reserve the next version number (on the execution, so a failure can clean it up), and
-    hand the worker the champion and the labeled rows to compare the new model on."""
+    hand the worker the champion and the labeled rows to compare the new model on; with the
+    project's ``train_on_feedback``, also the labeled prediction records to add to the
+    training data (the worker has no database)."""
     runner.db.executions.update(execution.id, result={"version": project.next_version})
+    extra: dict = {}
+    if project.settings.get("train_on_feedback") and project.schema.target:
+        from project_library.feedback import feedback_rows
+
+        extra["feedback_rows"] = feedback_rows(runner.db.prediction_records, project.id,
+                                               project.schema.target)
     return {"version": project.next_version,
-            **promotion.challenger_payload(runner.db, project)}
+            **promotion.challenger_payload(runner.db, project), **extra}
 
 
 def finalize(runner, execution, project, result: dict, logger) -> dict:
