@@ -121,7 +121,7 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "USAGE_FLUSH_SECONDS": (_int(1, 3600), 5,
                             "How often a web process saves its real-time prediction counters "
                             "to the database."),
-    "PREDICTION_RECORDS_CPU_PERCENT": (_int(1, 100), 5,
+    "PREDICTION_RECORDS_CPU_PERCENT": (_int(1, 100), 2,
                                        "The share of one core (percent) a web process may "
                                        "spend writing real-time prediction records; rows "
                                        "beyond it are dropped and counted (100: no budget)."),

@@ -31,11 +31,13 @@ CSV_COLUMNS = ("prediction_id", "created_at", "version", "source", "execution_id
 def _moment(name: str, text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        moment.astimezone(UTC)  # a time zone may carry it past year 1 or 9999
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{name} must be a date or time in ISO 8601, e.g. "
                                "2026-12-04T21:00:00Z.",
                                details={name: "not an ISO 8601 date or time"}) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return moment
 
 
 def parse_filters(args: Mapping[str, str]) -> dict:

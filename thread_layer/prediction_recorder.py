@@ -7,12 +7,12 @@ as ``batch_rows`` rows wait. When the queue holds ``max_rows`` rows, further row
 counted (:attr:`PredictionRecorder.dropped`, and the model server's usage counters): recording
 never slows or fails a prediction. A process killed outright loses at most the rows still queued.
 
-The thread also keeps to a CPU budget, ``cpu_share`` of its wall time (5 % by default,
+The thread also keeps to a CPU budget, ``cpu_share`` of its wall time (2 % by default,
 ``PREDICTION_RECORDS_CPU_PERCENT``): after each write it rests in proportion to the CPU that
 write took. Writing a record costs about 25 us of CPU (mostly turning its numbers into JSON
 text), so a server saturated with 100-row requests would otherwise spend a third more CPU per
-request on its records; with the budget, traffic beyond what the budget writes (about 2,000
-rows a second per 5 % of a core) fills the queue and is dropped and counted, and sampling
+request on its records; with the budget, traffic beyond what the budget writes (about 800 rows
+a second with the default) fills the queue and is dropped and counted, and sampling
 (``prediction_record_sample``) is the way to keep a representative share of heavy traffic.
 """
 
@@ -56,7 +56,7 @@ class PredictionRecorder:
     """
 
     def __init__(self, db: Database, *, flush_seconds: float = 1.0, batch_rows: int = 500,
-                 max_rows: int = 50_000, clock: Callable = utcnow, cpu_share: float = 0.05):
+                 max_rows: int = 50_000, clock: Callable = utcnow, cpu_share: float = 0.02):
         self.db = db
         self.cpu_share = min(max(cpu_share, 0.001), 1.0)
         self.flush_seconds, self.batch_rows, self.max_rows = flush_seconds, batch_rows, max_rows
