@@ -12,7 +12,7 @@ from controllers.services import context
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, PlatformError, ValidationFailed
 from integration.credentials import MASK, storage_kinds
-from services import accounts, administration
+from services import accounts, administration, teams
 from services import storage_connections as sc
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -107,10 +107,12 @@ def storage():
 
 
 def _storage_form() -> dict:
-    """The storage form's fields; the user checkboxes become the connection's grants."""
+    """The storage form's fields; the user and team checkboxes become the connection's
+    grants."""
     form = request.form.to_dict()
     form["grants"] = [{"type": "user", "id": user_id}
-                      for user_id in request.form.getlist("grant_user")]
+                      for user_id in request.form.getlist("grant_user")] + \
+        [{"type": "team", "id": team_id} for team_id in request.form.getlist("grant_team")]
     form["available_to_all"] = request.form.get("available_to_all") == "on"
     return form
 
@@ -134,7 +136,8 @@ def new_storage():
             return redirect(url_for("admin.edit_storage", connection_id=connection.id)), 303
     return (render_template("admin/storage_form.html", kind=kind, spec=kinds[kind],
                             connection=None, form=form, errors=errors, mask=MASK,
-                            users=accounts.list_users(context())),
+                            users=accounts.list_users(context()),
+                            teams=teams.list_teams(context())),
             422 if errors else 200)
 
 
@@ -159,7 +162,8 @@ def edit_storage(connection_id):
                            form={**shown["settings"], **shown["secrets"],
                                  "name": shown["name"], "grants": shown["grants"],
                                  "available_to_all": shown["available_to_all"]},
-                           errors=errors, mask=MASK, users=accounts.list_users(ctx)), status
+                           errors=errors, mask=MASK, users=accounts.list_users(ctx),
+                           teams=teams.list_teams(ctx)), status
 
 
 @bp.post("/storage/<connection_id>/test")

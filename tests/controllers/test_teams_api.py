@@ -143,6 +143,16 @@ def test_a_team_holds_storage_grants_and_deleting_it_ends_everything(app, api, p
     bad = api.patch(f"/storage-connections/{disk.get_json()['id']}",
                     json={"grants": [{"type": "team", "id": "nope"}]})
     assert bad.get_json()["error"]["details"] == {"grants": "No such team: nope."}
+    # the admin's storage form offers the team and keeps its grant
+    cid = disk.get_json()["id"]
+    form = api.client.get(f"/admin/storage/{cid}").get_data(as_text=True)
+    assert f'id="grant-team-{team["id"]}"' in form and "checked" in form
+    saved = api.client.post(f"/admin/storage/{cid}", data={
+        "csrf_token": api.client.csrf_token, "name": disk.get_json()["name"],
+        "directory": str(folder), "grant_team": team["id"]})
+    assert saved.status_code == 303
+    assert api.get(f"/storage-connections/{cid}").get_json()["grants"] == [
+        {"type": "team", "id": team["id"]}]
     definition = cancer_project() | {"name": unique("On team disk "),
                                      "storage_connection_id": disk.get_json()["id"]}
     assert member.post("/projects", json=definition).status_code == 201
