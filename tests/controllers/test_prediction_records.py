@@ -136,6 +136,15 @@ def test_records_feedback_export_and_refusals_through_the_api(app, api, trained)
     assert [json.loads(line)["prediction_id"] for line in lines] == [ids[0]]
     assert api.get(f"/projects/{pid}/records/export?format=xml").status_code == 422
 
+    # the project's Predictions page: the same filters, a bad one said above the list
+    page = api.client.get(f"/projects/{trained['slug']}/records?labeled=true")
+    assert page.status_code == 200 and ids[0].encode() in page.data
+    assert ids[1].encode() not in page.data and b"malignant" in page.data
+    refused = api.client.get(f"/projects/{trained['slug']}/records?since=soon")
+    assert refused.status_code == 200 and b"not an ISO 8601 date or time" in refused.data
+    download = api.client.get(f"/projects/{trained['slug']}/records/export?format=jsonl")
+    assert len(download.get_data(as_text=True).splitlines()) == 3
+
     # sampling: none of the real-time rows kept, then about half of them
     assert api.patch(f"/projects/{pid}", json={"prediction_record_sample": 0}).status_code == 200
     none = api.post(f"/projects/{pid}/predict", json={"records": features(410, 5)}).get_json()
