@@ -147,29 +147,30 @@ class SqliteCollection(Collection):
 
     def scan(self, filter, fields: Sequence[FieldPath], *, batch: int = SCAN_BATCH):
         # One json_extract with every path answers a JSON array per row: SQLite reads the
-        # document once, and the values come back typed (objects and lists too).
+        # document once, and the values come back typed (objects and lists too). One query,
+        # read batch by batch: paging with OFFSET or by rowid would make SQLite walk (and
+        # sort) the filter's index again for every batch.
         paths = [path_of(f) for f in fields]
         inside = [_json_path(p) for p in paths]
         marks = ", ".join("?" for _ in inside) if len(inside) > 1 else "?, ?"
         where, params = _where(filter)
-        where = (where + " AND" if where else " WHERE") + " rowid > ?"
-        sql = (f"SELECT rowid, json_extract(doc, {marks}) FROM {self.name}{where} "
-               "ORDER BY rowid LIMIT ?")
+        sql = f"SELECT json_extract(doc, {marks}) FROM {self.name}{where}"
         given = [p for p, _ in inside] * (1 if len(inside) > 1 else 2)
         rest = [tail for _, tail in inside]
-        last, loads = 0, json.loads
-        while True:
-            rows = self._conn().execute(sql, [*given, *params, last, batch]).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            values = [loads(r[1]) for r in rows]
-            if any(rest):
-                values = [tuple(_dig(v, tail) for v, tail in zip(row, rest, strict=False))
-                          for row in values]
-            yield [tuple(v[:len(paths)]) for v in values]
-            if len(rows) < batch:
-                return
+        cursor = self._conn().execute(sql, [*given, *params])
+        loads, width = json.loads, len(paths)
+        try:
+            while True:
+                rows = cursor.fetchmany(batch)
+                if not rows:
+                    return
+                values = [loads(r[0]) for r in rows]
+                if any(rest):
+                    values = [[_dig(v, tail) for v, tail in zip(row, rest, strict=False)]
+                              for row in values]
+                yield [tuple(v[:width]) for v in values]
+        finally:
+            cursor.close()
 
     def count(self, filter=None) -> int:
         where, params = _where(filter)

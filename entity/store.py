@@ -91,10 +91,11 @@ class Collection(ABC):
         """Read only ``fields`` of every matching document, ``batch`` documents at a time.
 
         Yields lists of tuples, one tuple per document with its values in the order of
-        ``fields`` (None where a path is missing), in an unspecified but stable order, so that
-        a caller aggregating millions of documents never holds more than one batch. The
-        default pages through :meth:`find` by ``_id``; backends read the fields in the
-        database instead of decoding whole documents.
+        ``fields`` (None where a path is missing), in an unspecified order, so that a caller
+        aggregating millions of documents never holds more than one batch. Documents written
+        during a scan may or may not be seen. The default pages through :meth:`find` by
+        ``_id`` (a filter on ``_id`` is replaced); backends read the fields in the database
+        instead of decoding whole documents.
         """
         paths = [path_of(f) for f in fields]
         last = None

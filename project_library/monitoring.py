@@ -22,8 +22,9 @@ import numpy as np
 from project_library import drift
 
 #: the record fields every monitor reads, in this order, before the features' inputs
-RECORD_FIELDS = ("version", "source", "created_at", "output", "probabilities", "latency_ms",
-                 "actual")
+RECORD_FIELDS = ("version", "source", "created_at", "output", "latency_ms")
+#: the fields read from the labeled records only (the few), for the metrics
+LABELED_FIELDS = ("version", "output", "actual", "probabilities")
 #: latency buckets: as the model server's (relative width 2^(1/16), from 0.01 ms)
 _BUCKET_RATIO = 2 ** (1 / 16)
 _BUCKET_FLOOR_MS = 0.01
@@ -86,7 +87,8 @@ class VersionMonitor:
 
     def add(self, columns: dict[str, list]) -> None:
         """Count one batch of records, given as columns: each of :data:`RECORD_FIELDS` and
-        ``inputs.<feature>`` for the profiled features, one list each of the same length."""
+        ``inputs.<feature>`` for the profiled features, one list each of the same length (the
+        labeled ones come again through :meth:`add_labeled`)."""
         n = len(columns["output"])
         if not n:
             return
@@ -109,11 +111,16 @@ class VersionMonitor:
             self.counts[name] += drift.bin_counts(spec, columns[f"inputs.{name}"])
         if self.prediction_spec:
             self.prediction_counts += drift.bin_counts(self.prediction_spec, columns["output"])
-        for index, actual in enumerate(columns["actual"]):
+
+    def add_labeled(self, columns: dict[str, list]) -> None:
+        """Keep one batch of labeled records (:data:`LABELED_FIELDS`, as columns) for the
+        metrics."""
+        for output, actual, probabilities in zip(columns["output"], columns["actual"],
+                                                 columns["probabilities"], strict=True):
             if actual is not None:
                 self.actual.append(actual)
-                self.predicted.append(columns["output"][index])
-                self.probabilities.append(columns["probabilities"][index])
+                self.predicted.append(output)
+                self.probabilities.append(probabilities)
 
     # -- results ------------------------------------------------------------------------
 

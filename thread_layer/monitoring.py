@@ -7,7 +7,8 @@ turn, for every project with a model:
 
 1. the prediction records of the rolling window (the project's ``monitoring_window_hours``,
    else ``MONITORING_WINDOW_HOURS``) and of each UTC day not yet final are read in batches
-   with only the fields needed (``Collection.scan``) and aggregated per version in numpy
+   with only the fields needed (``Collection.scan``; the labeled ones again with their
+   probabilities, for the metrics) and aggregated per version in numpy
    (``project_library.monitoring``); the error rate comes from the real-time usage counters,
    which count the failed requests that leave no record;
 2. the points are stored in ``monitor_points``;
@@ -33,7 +34,12 @@ from entity.monitoring import point_id
 from entity.project import Project
 from integration.storage_bridge import StorageResolver
 from project_library.model_artifacts import REFERENCE_PROFILE_FILE, read_verified_file
-from project_library.monitoring import VersionMonitor, columns_of, record_fields
+from project_library.monitoring import (
+    LABELED_FIELDS,
+    VersionMonitor,
+    columns_of,
+    record_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +138,14 @@ def compute_period(db: Database, project: Project, versions: list[ModelVersion],
         for number, group in groups.items():
             if isinstance(number, int) and not isinstance(number, bool):
                 monitor_of(number).add(columns_of(group, fields))
+    labeled = {**query, "labeled_at": {"$ne": None}}  # indexed with the project
+    for rows in records_collection(db).scan(labeled, LABELED_FIELDS, batch=batch):
+        groups = {}
+        for row in rows:
+            groups.setdefault(row[0], []).append(row)
+        for number, group in groups.items():
+            if isinstance(number, int) and not isinstance(number, bool):
+                monitor_of(number).add_labeled(columns_of(group, list(LABELED_FIELDS)))
     counts = request_counts(db, project.id, start, end)
     results = {}
     for number, monitor in monitors.items():

@@ -11,6 +11,7 @@ from batch_datasets import dataset_frame, make_project, schema_for, write_batche
 
 from entity.model_version import ModelVersion
 from integration.file_manager import PREDICTION, TRAINING
+from project_library import drift
 from project_library.drift import drift_report, population_stability_index, reference_profile
 from project_library.prediction import predict_project
 from project_library.preprocessing import FeaturePlan
@@ -89,3 +90,29 @@ def test_drift_report_on_categories_and_thresholds():
 
     assert population_stability_index([0.5, 0.5], [0.5, 0.5]) == 0.0
     assert 0.1 <= population_stability_index([0.5, 0.5], [0.7, 0.3]) < 0.25
+
+
+def test_binned_tests_see_a_shift_and_not_a_sample_of_the_same_data():
+    rng = np.random.default_rng(3)
+    training = pd.DataFrame({"x": rng.normal(0, 1, 4000), "c": rng.choice(["a", "b"], 4000)})
+    profile = drift.reference_profile(training, FeaturePlan(numeric=["x"], one_hot=["c"]))
+    same, shifted = rng.normal(0, 1, 800), rng.normal(0.5, 1, 800)
+    x = profile["features"]["x"]
+    calm = drift.binned_test(x, 4000, drift.bin_counts(x, list(same)))
+    moved = drift.binned_test(x, 4000, drift.bin_counts(x, list(shifted)))
+    assert calm["test"] == "ks" and calm["p_value"] > 0.01
+    assert moved["p_value"] < 1e-6 and moved["statistic"] > calm["statistic"]
+    c = profile["features"]["c"]
+    skewed = drift.binned_test(c, 4000, drift.bin_counts(c, ["a"] * 700 + ["b"] * 100))
+    fair = drift.binned_test(c, 4000, drift.bin_counts(c, list(rng.choice(["a", "b"], 800))))
+    assert skewed["test"] == "chi2" and skewed["p_value"] < 1e-6 and fair["p_value"] > 0.01
+    assert drift.binned_test(x, 4000, np.zeros(len(x["shares"])))["p_value"] is None
+
+
+def test_target_profile_bins_classes_and_numbers():
+    classes = drift.target_profile(np.array(["yes"] * 30 + ["no"] * 10), "classification")
+    assert classes["kind"] == "categorical" and classes["values"] == ["yes", "no"]
+    assert classes["shares"][:2] == [0.75, 0.25]
+    numbers = drift.target_profile(np.arange(100.0), "regression")
+    assert numbers["kind"] == "numeric" and len(numbers["edges"]) == 9
+    assert drift.target_profile(np.array([]), "regression") is None
