@@ -290,13 +290,17 @@ class PostgresStore(DocumentStore):
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._tables: set[str] = set()
+        self._inherited: list = []
 
     def pool(self):
         if self._pool is None or self._pid != os.getpid():
             with self._lock:
                 if self._pool is None or self._pid != os.getpid():
-                    # After a fork the parent's pool is left alone: closing it here would end
-                    # the parent's sessions, whose sockets the child inherited.
+                    # After a fork the parent's pool is left alone, and kept referenced:
+                    # closing it, or freeing it, would end the parent's sessions, whose sockets
+                    # the child inherited (libpq says goodbye on the socket).
+                    if self._pool is not None:
+                        self._inherited.append(self._pool)
                     self._pool, self._pid = self._open_pool(), os.getpid()
                     self._tables = set()
         return self._pool

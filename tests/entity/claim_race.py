@@ -40,3 +40,12 @@ def upgrade_in_own_process(url: str, barrier, results) -> None:
         results.put(upgrade(store, RACE_MIGRATIONS, poll_seconds=0.01))
     finally:
         store.close()
+
+
+def write_after_fork(store, results) -> None:
+    """In a forked child: use the parent's store object (it must open its own connections)."""
+    try:
+        store.collection("forked").insert({"_id": f"child-{os.getpid()}"})
+        results.put(store.collection("forked").count())
+    finally:
+        store.close()

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from claim_race import claim_in_own_process
+from claim_race import claim_in_own_process, write_after_fork
 
 from entity.base import to_iso
 from entity.database import Database
@@ -462,6 +462,24 @@ def test_claim_raced_by_4_processes_on_one_database_has_exactly_one_winner(share
     assert len(winners) == 1
     assert database.projects.get(project.id).active_execution_id == winners[0]
     database.close()
+
+
+@pytest.mark.parametrize("shared_url", databases.SHARED_BACKENDS, indirect=True)
+def test_a_store_used_across_a_fork_keeps_working_in_both_processes(shared_url):
+    """A forked process (a pre-forking server's worker) opens connections of its own; the
+    parent's stay usable, since the child never closes or frees them."""
+    store = open_store(shared_url)
+    store.collection("forked").insert({"_id": "parent-before"})
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=write_after_fork, args=(store, results))
+    child.start()
+    assert results.get(timeout=60) == 2
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    store.collection("forked").insert({"_id": "parent-after"})
+    assert store.collection("forked").count() == 3
+    store.close()
 
 
 # -- SQLite addresses ----------------------------------------------------------------------
