@@ -538,6 +538,24 @@ def compare_models(project_id):
         context(), project, request.args.get("a", ""), request.args.get("b", ""))))
 
 
+@bp.post("/projects/<project_id>/models/import")
+@spec("Models", request=Body("multipart/form-data", {
+    "type": "object", "required": ["model"],
+    "properties": {"model": {**FILE, "description": "a skops file (skops.io.dump)"},
+                   "sample": {**FILE, "description": "a batch file to check it on (default: "
+                                                     "the training batch files)"}}}),
+      responses={202: "Execution"}, errors=(409, 413, 422))
+def import_model(project_id):
+    """Import a model trained elsewhere, as a skops file (editors): refused at once (422, with
+    ``details.untrusted_types``) when it names types that are not trusted; otherwise an
+    ``import`` execution checks it on the sample and makes it a model version (202)."""
+    project = load_project(project_id=project_id, need="editor")
+    sent = {name: (uploads([request.files.get(name)]) or [None])[0]
+            for name in ("model", "sample")}
+    execution = models.import_model(context(), project, sent["model"], sent["sample"])
+    return jsonify(_show(resources.Execution, execution.to_public())), 202
+
+
 @bp.post("/projects/<project_id>/models/rollback")
 @spec("Models", responses={200: "ModelVersion"}, errors=(409,))
 def rollback_model(project_id):

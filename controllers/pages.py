@@ -438,6 +438,24 @@ def delete_model(slug, version):
     return redirect(url_for("pages.project", slug=slug)), 303
 
 
+@bp.post("/projects/<slug>/models/import")
+def import_model(slug):
+    """Import a model trained elsewhere (a skops file): refusals are flashed with their
+    reason (the untrusted types named); otherwise its import execution's page opens."""
+    project = load_project(slug=slug, need="editor")
+    sent = {name: (uploads([request.files.get(name)]) or [None])[0]
+            for name in ("model", "sample")}
+    try:
+        execution = models.import_model(context(), project, sent["model"], sent["sample"],
+                                        via="page")
+    except PlatformError as exc:
+        details = exc.to_dict().get("details") or {}
+        reasons = [str(v) for k, v in details.items() if k != "untrusted_types"]
+        flash(" ".join([exc.message, *reasons]), "danger")
+        return redirect(url_for("pages.project", slug=slug)), 303
+    return redirect(url_for("pages.execution", slug=slug, execution_id=execution.id)), 303
+
+
 @bp.post("/projects/<slug>/models/<version>/promote")
 def promote(slug, version):
     """Make a version the active one."""

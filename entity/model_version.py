@@ -34,6 +34,9 @@ class ModelVersion:
     artifacts: dict = field(default_factory=dict)
     plots: list = field(default_factory=list)
     problem_type: str = ""
+    #: where it came from: ``{}`` for a training here, ``{"kind": "imported", "format",
+    #: "file", "sha256"}`` for a model brought in from elsewhere
+    origin: dict = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     #: as a challenger of the active version: ``{"status": CHALLENGE_STATUSES, "policy",
     #: "comparison", "reason", "decided_at", "decided_by"?}`` (empty: it never challenged)
@@ -57,7 +60,7 @@ class ModelVersion:
                 "metrics": self.metrics, "leaderboard": self.leaderboard, "params": self.params,
                 "schema": self.schema, "data_fingerprint": self.data_fingerprint,
                 "library_versions": self.library_versions, "artifacts": self.artifacts,
-                "plots": self.plots, "problem_type": self.problem_type,
+                "plots": self.plots, "problem_type": self.problem_type, "origin": self.origin,
                 "created_at": to_iso(self.created_at), "challenge": self.challenge,
                 # top level as well, for the conditional update of a decision
                 "challenge_status": self.challenge_status}

@@ -1,7 +1,8 @@
 """Storing and loading the files of a model version (``models/v<N>/``).
 
-A version folder holds ``model.joblib`` (the fitted pipeline), JSON documents (metrics,
-leaderboard, ``reference_profile.json`` for drift checks), plots, and
+A version folder holds ``model.joblib`` (the fitted pipeline; ``model.skops`` for an imported
+model, rebuilt by skops without unpickling: project_library/imported_models.py), JSON
+documents (metrics, leaderboard, ``reference_profile.json`` for drift checks), plots, and
 ``manifest.json``, written last, with the SHA-256 of every other file. A model is unpickled only
 after its bytes match the checksum recorded in the registry: unpickling runs code, so a file that
 was changed on the storage must never be loaded.
@@ -18,8 +19,10 @@ from datetime import UTC, datetime
 import joblib
 
 from entity.model_version import ModelVersion
+from entity.project import BatchSchema
 from exception_layer import ArtifactIntegrityError, Conflict, ObjectNotFound
 from integration.file_manager import MODELS, ProjectFiles
+from project_library.imported_models import SKOPS_FILE, imported_model, load_skops
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
@@ -42,7 +45,8 @@ def json_bytes(document) -> bytes:
     return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False).encode("utf-8")
 
 
-def save_model_version(files: ProjectFiles, version: int, *, model, documents: dict,
+def save_model_version(files: ProjectFiles, version: int, *, model=None,
+                       model_file: tuple[str, bytes] | None = None, documents: dict,
                        binaries: dict[str, bytes] | None = None) -> dict[str, str]:
     """Write a model version's files into ``models/v<version>/``, the manifest last.
 
@@ -50,6 +54,8 @@ def save_model_version(files: ProjectFiles, version: int, *, model, documents: d
         files: the project's files.
         version: the version number.
         model: the fitted estimator, stored as ``model.joblib``.
+        model_file: instead of ``model``, the model's file as it is (an imported skops file:
+            ``("model.skops", bytes)``).
         documents: JSON-serialisable documents by relative file name (``metrics.json``...).
         binaries: other files by relative name (``plots/roc_curve.png``...).
 
@@ -67,9 +73,11 @@ def save_model_version(files: ProjectFiles, version: int, *, model, documents: d
     if files.folder_exists(folder):
         files.delete_folder(folder)  # leftovers of an interrupted save of this version
 
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer, compress=3)
-    contents: dict[str, bytes] = {MODEL_FILE: buffer.getvalue()}
+    if model_file is None:
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer, compress=3)
+        model_file = (MODEL_FILE, buffer.getvalue())
+    contents: dict[str, bytes] = dict([model_file])
     contents.update({name: json_bytes(doc) for name, doc in documents.items()})
     contents.update(binaries or {})
 
@@ -120,7 +128,8 @@ def verify_version_files(files: ProjectFiles, version: ModelVersion) -> None:
             the message names the first such file.
     """
     recorded = dict(version.artifacts or {})
-    for required in (MODEL_FILE, MANIFEST_FILE):
+    model_file = SKOPS_FILE if SKOPS_FILE in recorded else MODEL_FILE
+    for required in (model_file, MANIFEST_FILE):
         if required not in recorded:
             raise ArtifactIntegrityError(
                 f"Model version {version.version} has no recorded checksum for {required}; "
@@ -154,5 +163,8 @@ def load_verified_model(files: ProjectFiles, version: ModelVersion):
         ArtifactIntegrityError: the model file is missing, has no recorded checksum, or was
             changed; it is never unpickled in those cases.
     """
+    if SKOPS_FILE in (version.artifacts or {}):  # imported: rebuilt by skops, never unpickled
+        estimator = load_skops(read_verified_file(files, version, SKOPS_FILE))
+        return imported_model(estimator, BatchSchema.from_dict(version.schema))
     data = read_verified_file(files, version, MODEL_FILE)
     return joblib.load(io.BytesIO(data))

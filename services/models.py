@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+
+from entity.base import utcnow
+from entity.execution import Execution
 from entity.model_version import ModelVersion
 from entity.project import Project
-from exception_layer import Conflict, NotFound
+from exception_layer import Conflict, NotFound, ValidationFailed
+from integration.file_manager import check_path
+from project_library.imported_models import format_of, untrusted_types
 from project_library.model_artifacts import verify_version_files
+from services import executions
 from services.context import Context
+from services.files import Upload
+from thread_layer.kinds.model_import import IMPORTS, MAX_MODEL_BYTES
 
 
 def list_for_project(ctx: Context, project: Project) -> list[ModelVersion]:
@@ -88,3 +97,56 @@ def compare(ctx: Context, project: Project, first, second) -> dict:
                                and isinstance(b.metrics.get(n), (int, float)) else None)}
                for n in names]
     return {"a": a.to_public(), "b": b.to_public(), "metrics": metrics}
+
+
+def import_model(ctx: Context, project: Project, model: Upload | None,
+                 sample: Upload | None = None, *, via: str = "api") -> Execution:
+    """Bring in a model trained elsewhere: the skops file ``model`` (and a batch file
+    ``sample`` to check it on; default: the training batch files) is stored under
+    ``model_imports/`` and an ``import`` execution makes it a model version once it loaded
+    safely and predicted right.
+
+    Refused at once, with nothing stored: no file, a pickle or another format, a file over
+    the size limit, one that is no skops file, and one naming types skops does not trust (the
+    list is in ``details["untrusted_types"]``).
+
+    Raises:
+        ValidationFailed: as above (the field ``model`` or ``sample`` is named).
+        ExecutionInProgress: the project runs an execution already.
+    """
+    if model is None:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "model": "Choose the skops file of the model to import."})
+    format_of(model.filename, field="model")
+    data = model.stream.read(MAX_MODEL_BYTES + 1)
+    if len(data) > MAX_MODEL_BYTES:
+        raise ValidationFailed("Please correct the marked fields.", details={
+            "model": f"The largest model file is {MAX_MODEL_BYTES:,} bytes."})
+    untrusted = untrusted_types(data, field="model")
+    if untrusted:
+        raise ValidationFailed(
+            f"The model file holds {len(untrusted)} type(s) that are not trusted, so it was "
+            "not imported.", details={
+                "model": "Only scikit-learn, NumPy and SciPy types can be imported: "
+                         + ", ".join(untrusted[:20]),
+                "untrusted_types": untrusted})
+    folder = f"{IMPORTS}{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}/"
+    names = {"model": model.filename, **({"sample": sample.filename} if sample else {})}
+    paths = {}
+    for field, name in names.items():
+        try:
+            paths[field] = check_path(folder + name.rsplit("/", 1)[-1])
+        except Exception:  # noqa: BLE001 - a name the file manager refuses
+            raise ValidationFailed("Please correct the marked fields.", details={
+                field: "This file name cannot be stored."}) from None
+    files = ctx.platform.resolver.files(project)
+    options = {"model_file": paths["model"]}
+    try:
+        files.upload_bytes(paths["model"], data)
+        if sample is not None:
+            files.upload(paths["sample"], sample.stream)
+            options["sample_file"] = paths["sample"]
+        return executions.start(ctx, project, "import", options, via=via)
+    except BaseException:
+        files.delete_folder(folder)
+        raise

@@ -303,6 +303,8 @@ class ModelVersion(Resource):
     artifacts: dict[str, str] = Field(None, description="file name -> SHA-256")
     plots: list = None
     problem_type: str = None
+    origin: dict = Field(None, description="{} for a training here; {kind: imported, format, "
+                                           "file, sha256} for an imported model")
     created_at: Time
     active: bool = Field(None, description="the version predictions use")
     challenge: dict = Field(None, description=(

@@ -41,7 +41,7 @@ def register_version(db: Database, execution: Execution, project: Project,
         schema=result.get("schema", {}), data_fingerprint=result.get("data_fingerprint", {}),
         library_versions=result.get("library_versions", {}),
         artifacts=result.get("artifacts", {}), plots=result.get("plots", []),
-        problem_type=project.problem_type)
+        problem_type=project.problem_type, origin=result.get("origin", {}))
     db.model_versions.add(version)
     db.projects.set_versions(project.id, next_version=number + 1)
     return version

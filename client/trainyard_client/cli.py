@@ -469,6 +469,24 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_import_model(args) -> int:
+    client = _client()
+    project = _project(client, args.project)
+    execution = client.models.import_file(project, args.model, args.sample)
+    if not args.follow:
+        _out(execution["id"])
+        return 0
+    _err(f"Import {execution['id']} of {project['slug']} started.")
+    final = _follow(client, execution, print_lines=True)
+
+    def success(state: dict) -> None:
+        result = state.get("result") or {}
+        _err(f"Imported as model v{result.get('version')} ({result.get('algorithm')})" +
+             (", now active" if result.get("promoted") else ""))
+
+    return _conclude(final, success)
+
+
 def cmd_teams(args) -> int:
     teams = _client().teams.list()
     if not teams:
@@ -743,6 +761,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("models", cmd_models, "list a project's model versions (* = active)")
     p.add_argument("project", help="project id or slug")
+
+    p = command("import-model", cmd_import_model,
+                "import a model trained elsewhere from a skops file (skops.io.dump)")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("model", help="the local .skops file")
+    p.add_argument("--sample", help="a batch file of the project to check it on (default: its "
+                                    "training batch files)")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="print the log live and wait for the end (exit 1 on failure)")
 
     command("teams", cmd_teams, "list the teams")
     p = command("team", cmd_team, "show a team and its members")

@@ -582,6 +582,18 @@ class Models(_Part):
         """Delete a version that is not the active one, with its files."""
         self.client.call("DELETE", f"/projects/{_id(project)}/models/{int(version)}")
 
+    def import_file(self, project: Ref, model_path: str | os.PathLike,
+                    sample_path: str | os.PathLike | None = None) -> dict:
+        """Import a model trained elsewhere from a local skops file (``skops.io.dump``),
+        checked on ``sample_path`` (a batch file of the project; default: its training batch
+        files). Answers the ``import`` execution (wait for it with
+        ``client.executions.wait``); a file naming untrusted types is refused at once
+        (ApiError 422, the types in ``details["untrusted_types"]``)."""
+        parts = [("model", model_path)] + ([("sample", sample_path)] if sample_path else [])
+        body = MultipartFiles(parts)
+        return self.client.call("POST", f"/projects/{_id(project)}/models/import", data=body,
+                                headers={"Content-Type": body.content_type})
+
 
 class Teams(_Part):
     """Teams, and the roles teams hold on projects: ``client.teams``. A team is named by its

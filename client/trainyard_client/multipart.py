@@ -25,21 +25,25 @@ class MultipartFiles:
     """The body of an upload of ``paths`` as repeated form field ``field``.
 
     Args:
-        paths: local files; each is sent under its own file name.
+        paths: local files; each is sent under its own file name, in the field ``field``, or
+            ``(field name, path)`` pairs for a form of several fields.
         field: the form field name.
         progress: called with (bytes sent, total bytes) as the body is read.
     """
 
-    def __init__(self, paths: list[str | os.PathLike], field: str = "files",
+    def __init__(self, paths: list[str | os.PathLike | tuple[str, str | os.PathLike]],
+                 field: str = "files",
                  progress: Progress | None = None, block_size: int = 256 * 1024):
         self.boundary = f"trainyard-{uuid.uuid4().hex}"
         self.progress = progress
         self.block_size = block_size
         self._parts: list[tuple[bytes, Path | None]] = []
-        for path in map(Path, paths):
+        for item in paths:
+            name, path = (item[0], Path(item[1])) if isinstance(item, tuple) else \
+                (field, Path(item))
             ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             head = (f"--{self.boundary}\r\n"
-                    f'Content-Disposition: form-data; name="{_quote(field)}"; '
+                    f'Content-Disposition: form-data; name="{_quote(name)}"; '
                     f'filename="{_quote(path.name)}"\r\n'
                     f"Content-Type: {ctype}\r\n\r\n").encode()
             self._parts.append((head, path))

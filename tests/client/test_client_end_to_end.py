@@ -53,6 +53,13 @@ def cli(tmp_path, monkeypatch, capsys):
     return run
 
 
+class OddModel:
+    """A class of the uploader's own, which skops does not trust."""
+
+    def predict(self, rows):
+        return rows
+
+
 def write_batches(folder: Path, frame, prefix: str, parts: int) -> Path:
     folder.mkdir(parents=True)
     for name, data in batch_files(frame, prefix, parts):
@@ -284,3 +291,35 @@ def test_training_without_files_fails_with_the_plain_message(live_server, cli, t
     code, _, err = cli("train", "no-such-project")
     assert code == 1 and err.strip() == "trainyard: no project with the id or slug " \
                                         "'no-such-project'"
+
+
+def test_a_model_trained_elsewhere_is_imported_from_the_cli_and_refused_by_the_client(
+        live_server, cli, tmp_path):
+    """`trainyard import-model` sends a skops file and follows the import to its version; the
+    client's import of a file with an untrusted type is refused with the type named."""
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    token = make_token(live_server.url)
+    client = Client(live_server.url, token)
+    project = client.projects.create(**cancer_project("Imported"))
+    frame = cancer_frame()
+    features = [c for c in frame.columns if c not in ("diagnosis", "sample_id")]
+    model = LogisticRegression(max_iter=5000).fit(frame[features].to_numpy(), frame["diagnosis"])
+    (tmp_path / "model.skops").write_bytes(sio.dumps(model))
+    sample = tmp_path / "cancer_20270101_000000.csv"
+    sample.write_bytes(csv_bytes(frame.iloc[:60]))
+
+    assert cli("login", "--url", live_server.url, "--token", token)[0] == 0
+    code, out, err = cli("import-model", "imported", tmp_path / "model.skops", "--sample", sample,
+                         "--follow")
+    assert code == 0, err
+    assert "every type it names is trusted" in out
+    assert err.strip().splitlines()[-1] == "Imported as model v1 (LogisticRegression), now active"
+    assert client.models.get(project, 1)["origin"]["kind"] == "imported"
+
+    (tmp_path / "odd.skops").write_bytes(sio.dumps(OddModel()))
+    with pytest.raises(ApiError) as refused:
+        client.models.import_file(project, tmp_path / "odd.skops")
+    assert refused.value.status == 422
+    assert refused.value.details["untrusted_types"] == [f"{__name__}.OddModel"]

@@ -161,6 +161,20 @@ def _upload(url: str) -> Callable:
     return build
 
 
+def _import_call(url: str) -> Callable:
+    """A skops file of a real (tiny) scikit-learn model: an allowed call queues its import."""
+    def build(world, target, persona):
+        import skops.io as sio
+        from sklearn.linear_model import LogisticRegression
+
+        model = sio.dumps(LogisticRegression().fit([[0.0], [1.0]], [0, 1]))
+        return Call(url.format(t=target),
+                    {"data": {"model": (io.BytesIO(model), "model.skops")},
+                     "content_type": "multipart/form-data"},
+                    _executions_probe(world, target))
+    return build
+
+
 def _infer(url: str) -> Callable:
     return lambda world, target, persona: Call(url, {"data": sample_csv(),
                                                      "content_type": "multipart/form-data"})
@@ -692,6 +706,8 @@ ROUTES: list[Route] = [
           _get("/projects/{t.slug}/records?labeled=false")),
     Route("GET", "/projects/<slug>/records/export", "viewer", 200,
           _get("/projects/{t.slug}/records/export?format=csv")),
+    Route("POST", "/projects/<slug>/models/import", "editor", 303,
+          _import_call("/projects/{t.slug}/models/import")),
     Route("POST", "/projects/<slug>/models/rollback", "editor", 303,
           lambda w, t, p: Call(f"/projects/{t.slug}/models/rollback", {},
                                _active_version_probe(w, t))),
@@ -777,6 +793,8 @@ ROUTES: list[Route] = [
                                _active_version_probe(w, t))),
     Route("GET", "/api/v1/projects/<project_id>/models/compare", "viewer", 200,
           _get("/api/v1/projects/{t.id}/models/compare?a=1&b=2")),
+    Route("POST", "/api/v1/projects/<project_id>/models/import", "editor", 202,
+          _import_call("/api/v1/projects/{t.id}/models/import")),
     Route("POST", "/api/v1/projects/<project_id>/models/rollback", "editor", 200,
           lambda w, t, p: Call(f"/api/v1/projects/{t.id}/models/rollback", {},
                                _active_version_probe(w, t))),

@@ -220,9 +220,9 @@ def names_in_words() -> str:
 
 
 def _register_builtin() -> None:
-    from thread_layer.kinds import feedback, move, predict, train
+    from thread_layer.kinds import feedback, model_import, move, predict, train
 
-    for module in (train, predict, move, feedback):
+    for module in (train, predict, move, feedback, model_import):
         register(module.KIND)
 
 
