@@ -8,6 +8,10 @@ import pytest
 from tests.conftest import wait_until
 from tests.factories import cancer_project
 from thread_layer.kinds import ExecutionKind, KindOption, register, unregister
+from thread_layer.kinds import all_kinds as registered
+
+#: the kinds the platform registers itself, in their order
+BUILT_IN = [kind.name for kind in registered()]
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +48,7 @@ def test_a_registered_kind_runs_and_shows_in_the_api_the_document_and_the_pages(
     project = api.create_project(cancer_project())
 
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
-    assert schemas["ExecutionKind"]["enum"] == ["train", "predict", "move", "feedback", "echo"]
+    assert schemas["ExecutionKind"]["enum"] == [*BUILT_IN, "echo"]
     assert schemas["ExecutionInput"]["properties"]["word"]["type"] == "string"
     assert schemas["Execution"]["properties"]["kind"] == {"$ref": "#/components/schemas/"
                                                                   "ExecutionKind"}
@@ -83,10 +87,12 @@ def test_an_unregistered_kind_is_refused_everywhere(api, admin_client):
     project = api.create_project(cancer_project())
     answer = api.start(project["id"], "echo")
     assert answer.status_code == 400
+    quoted = [f'"{name}"' for name in BUILT_IN]
     assert answer.get_json()["error"]["message"] == \
-        'kind must be "train", "predict", "move" or "feedback".'
+        f'kind must be {", ".join(quoted[:-1])} or {quoted[-1]}.'
     posted = admin_client.post(f"/projects/{project['slug']}/echo",
                                headers={"X-CSRFToken": admin_client.csrf_token})
     assert posted.status_code in (404, 405)
     schemas = api.get("/openapi.json").get_json()["components"]["schemas"]
-    assert schemas["ExecutionKind"]["enum"] == ["train", "predict", "move", "feedback"]
+    assert schemas["ExecutionKind"]["enum"] == BUILT_IN
+    assert BUILT_IN[:4] == ["train", "predict", "move", "feedback"]
