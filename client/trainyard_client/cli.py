@@ -533,6 +533,7 @@ def cmd_project_team(args) -> int:
         return 0
     given = client.teams.share_project(project, args.team, args.role)
     _out(f"Every member of {given['team']['slug']} is {given['role']} on {project['slug']}")
+    return 0
 
 
 def _show_schedule(schedule: dict) -> None:
