@@ -19,8 +19,10 @@ from app.config import database_reached, load_config
 from app.extensions import csrf, login_manager, mail, socketio
 from controllers import admin, api, auth, health, pages, sso, team_pages
 from controllers.live import client_manager, register_live_events
+from controllers.quotas import init_quotas
 from controllers.services import services
 from controllers.sessions import session_is_open
+from entity.catalog import KEY_PREFIX
 from entity.database import Database
 from entity.mail_message import MailMessage
 from exception_layer import AccessDenied, Unauthenticated
@@ -32,6 +34,7 @@ from logging_layer import adapters
 from logging_layer.live_access import LiveAccess
 from logging_layer.setup import configure_logging
 from services.accounts import user_for_token
+from services.catalog import consumer_for_key
 from services.context import Context, Platform
 from thread_layer.alerts import Alerts, retrainer
 from thread_layer.housekeeping import Housekeeper, Retention
@@ -46,9 +49,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "auth.register", "auth.forgot", "auth.reset",
                     "auth.invite", "static", "health.healthz", "api.login", "api.setup",
                     "api.forgot", "api.signed_download", "api.openapi_document", "api.docs",
-                    "sso.login", "sso.callback"}
+                    "sso.login", "sso.callback",
+                    # the catalog: anonymous callers see public listings' cards
+                    "api.search_catalog", "api.get_listing", "api.listing_card",
+                    "api.openapi_consumer_document", "pages.catalog", "pages.listing",
+                    # consumer routes: a consumer key (tyc_...), never a login
+                    "api.consume_card", "api.consume_predict", "api.consume_score"}
+#: the only endpoints a consumer key authenticates (each for its own listing)
+CONSUMER_ENDPOINTS = {"api.consume_card", "api.consume_predict", "api.consume_score"}
 #: endpoints without a CSRF check: they create a session from credentials, not from a cookie
-CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot"}
+CSRF_EXEMPT = {"api.login", "api.setup", "api.forgot", *CONSUMER_ENDPOINTS}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 #: the longest request line (method, address, protocol) answered: gunicorn's default limit,
 #: now checked here so that the 414 is JSON under /api and a page elsewhere
@@ -156,6 +166,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
     register_live_events(socketio)
     register_error_handlers(app)
     _install_guards(app, db)
+    init_quotas(app)  # after the bearer guard: the consumer it finds carries the quotas
 
     with app.app_context():
         runner.recover()
@@ -273,6 +284,17 @@ def _install_guards(app: Flask, db: Database) -> None:
         if not header:
             return None
         scheme, _, value = header.partition(" ")
+        g.consumer = None
+        if scheme.lower() == "bearer" and value.strip().startswith(KEY_PREFIX):
+            # a consumer key is no login: it reaches its listing's consumer routes only
+            if request.endpoint not in CONSUMER_ENDPOINTS:
+                return render_error(Unauthenticated(
+                    "A consumer key only calls its listing's /consume routes."))
+            try:
+                g.consumer = consumer_for_key(Context(services()), value.strip())
+            except Unauthenticated as refused:
+                return render_error(refused)
+            return None
         found = (user_for_token(Context(services()), value.strip())
                  if scheme.lower() == "bearer" else None)
         if found is None:

@@ -130,6 +130,10 @@ SETTINGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
                      "not used, the library's public path instead (logging_layer/adapters.py)."),
     "SOCKETIO_MESSAGE_QUEUE": (_text, None,
                                "redis://... so several processes publish live logs."),
+    "RATELIMIT_STORAGE_URI": (_text, None,
+                              "Where consumer quotas are counted (e.g. redis://host:6379/2); "
+                              "unset: the Redis of SOCKETIO_MESSAGE_QUEUE or CELERY_BROKER_URL "
+                              "if there is one, else this process's memory."),
     "CELERY_BROKER_URL": (_text, None,
                           "redis://... to run executions on `python -m app worker` processes "
                           "(needs SOCKETIO_MESSAGE_QUEUE too); unset: in the web process."),

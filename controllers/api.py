@@ -18,6 +18,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     jsonify,
     render_template,
     request,
@@ -41,14 +42,22 @@ from controllers.openapi import (
     ref,
     spec,
 )
+from controllers.quotas import consumer_limits
 from controllers.rendering import file_response, overwrite_asked, uploads
 from controllers.services import context
 from controllers.sessions import sign_in, sign_out
 from controllers.spliced_body import spliceable, write_all
-from exception_layer import AccessDenied, BadRequest, PayloadTooLarge
+from exception_layer import (
+    AccessDenied,
+    BadRequest,
+    PayloadTooLarge,
+    Unauthenticated,
+    ValidationFailed,
+)
 from services import (
     accounts,
     administration,
+    catalog,
     challengers,
     executions,
     files,
@@ -1225,6 +1234,259 @@ def outbox():
     items, total = administration.outbox(context(), skip=(page - 1) * per_page, limit=per_page)
     return _paged([_show(resources.MailMessage, m.to_public()) for m in items], page, per_page,
                   total)
+
+
+# -- the model catalog: tags, listings, cards, search, consumers (issue 23) -----------------
+
+TAG_FILTER = query("tag", description="a tag the listing carries (repeat for several: all)")
+CATALOG_QUERY = (
+    query("q", description="free text over title, summary, card, project name, columns, tags"),
+    TAG_FILTER,
+    query("problem", {"enum": ["classification", "regression"]}),
+    query("metric", description="a metric range such as f1>=0.9 or rmse<3 (repeat: all)"),
+    query("column", description="an input column the model takes (repeat: all)"),
+    query("owner", description="the owner's e-mail or id"),
+    query("team", description="a team of the owner (slug or id)"),
+    query("fresh_days", {"type": "integer", "minimum": 1, "maximum": 3650},
+          "trained in the last N days"),
+    query("sort", description="relevance, fresh, title, or a metric name (best first)"),
+    query("page", {"type": "integer", "minimum": 1, "maximum": 10**6, "default": 1}),
+    query("per_page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}))
+CONSUMER_SECURITY = {"security": [{"consumerKey": []}]}
+
+
+def _listing(listing) -> dict:
+    return _show(resources.Listing, catalog.public(context(), listing))
+
+
+@bp.put("/projects/<project_id>/tags")
+@spec("Catalog", request=resources.TagsInput, responses={200: "Tags"}, errors=(422,))
+def set_project_tags(project_id):
+    """Replace the project's tags (editors): trimmed, lower-cased, spaces as '-'."""
+    project = load_project(project_id=project_id, need="editor")
+    data = _body(resources.TagsInput)
+    return jsonify({"tags": catalog.set_project_tags(context(), project, data.get("tags"))})
+
+
+@bp.put("/projects/<project_id>/models/<version>/tags")
+@spec("Catalog", request=resources.TagsInput, responses={200: "Tags"}, errors=(422,))
+def set_model_tags(project_id, version):
+    """Replace a model version's tags (editors)."""
+    project = load_project(project_id=project_id, need="editor")
+    data = _body(resources.TagsInput)
+    return jsonify({"tags": catalog.set_version_tags(context(), project, version,
+                                                     data.get("tags"))})
+
+
+@bp.get("/projects/<project_id>/listings")
+@spec("Catalog", query=PAGING, responses={200: page_of("Listing")})
+def project_listings(project_id):
+    """The project's catalog listings, published or not (its owner)."""
+    project = load_project(project_id=project_id, need="owner")
+    return _slice([_listing(item) for item in catalog.listings_of_project(context(), project)])
+
+
+@bp.post("/projects/<project_id>/listings")
+@spec("Catalog", request=resources.ListingInput, responses={201: "Listing"}, errors=(409, 422))
+def publish(project_id):
+    """Publish the project's model to the catalog (its owner): visible to the organisation,
+    chosen teams, or also anonymously (the card only); following the active version or
+    pinning one."""
+    project = load_project(project_id=project_id, need="owner")
+    data = _body(resources.ListingInput)
+    return jsonify(_listing(catalog.publish(context(), project, data))), 201
+
+
+def _catalog_args() -> dict:
+    args = request.args
+    fresh = args.get("fresh_days")
+    try:
+        fresh_days = int(fresh) if fresh not in (None, "") else None
+    except ValueError:
+        raise ValidationFailed("The search is not valid.", details={
+            "fresh_days": "A whole number of days from 1 to 3650."}) from None
+    if fresh_days is not None and not 1 <= fresh_days <= 3650:
+        raise ValidationFailed("The search is not valid.", details={
+            "fresh_days": "A whole number of days from 1 to 3650."})
+    return {"q": args.get("q", ""), "tags": args.getlist("tag"),
+            "problem": args.get("problem") or None, "metrics": args.getlist("metric"),
+            "columns": args.getlist("column"), "owner": args.get("owner") or None,
+            "team": args.get("team") or None, "fresh_days": fresh_days,
+            "sort": args.get("sort") or None,
+            "page": _whole_number("page", 1, 1, 10**6),
+            "per_page": _whole_number("per_page", 20, 1, 100)}
+
+
+@bp.get("/catalog")
+@spec("Catalog", query=CATALOG_QUERY, responses={200: page_of("Listing")}, errors=(422,),
+      public=True)
+def search_catalog():
+    """Search the catalog: every published listing the caller may see (anonymous callers:
+    the public ones) matching every filter, sorted and paginated. A malformed metric range
+    is 422; an unknown tag, owner or team is an empty page."""
+    args = _catalog_args()
+    items, total = catalog.search(context(), **args)
+    return _paged([_show(resources.Listing, item) for item in items], args["page"],
+                  args["per_page"], total)
+
+
+@bp.get("/catalog/<listing_id>")
+@spec("Catalog", responses={200: "Listing"}, public=True)
+def get_listing(listing_id):
+    """A listing the caller may see."""
+    return jsonify(_listing(catalog.load_listing(context(), listing_id)))
+
+
+@bp.get("/catalog/<listing_id>/card")
+@spec("Catalog", responses={200: "Card"}, public=True)
+def listing_card(listing_id):
+    """A listing's model card: the readme rendered safely, and the generated sections."""
+    ctx = context()
+    listing = catalog.load_listing(ctx, listing_id)
+    return jsonify(_show(resources.Card, catalog.card(ctx, listing, request.host_url)))
+
+
+@bp.patch("/catalog/<listing_id>")
+@spec("Catalog", request=resources.ListingInput, responses={200: "Listing"}, errors=(422,))
+def update_listing(listing_id):
+    """Change a listing (its owner); status unpublished stops every consumer key."""
+    ctx = context()
+    listing = catalog.load_listing(ctx, listing_id, need="own")
+    data = _body(resources.ListingInput)
+    return jsonify(_listing(catalog.update_listing(ctx, listing, data)))
+
+
+@bp.delete("/catalog/<listing_id>")
+@spec("Catalog", responses={204: NO_CONTENT})
+def delete_listing(listing_id):
+    """Delete a listing (its owner): every consumer key on it stops."""
+    ctx = context()
+    catalog.delete_listing(ctx, catalog.load_listing(ctx, listing_id, need="own"))
+    return "", 204
+
+
+@bp.get("/catalog/<listing_id>/consumers")
+@spec("Catalog", responses={200: "ConsumerUsageList"})
+def listing_consumers(listing_id):
+    """Each consumer of a listing with its usage over 30 days (its owner): requests, rows,
+    errors, latency percentiles, last use."""
+    ctx = context()
+    listing = catalog.load_listing(ctx, listing_id, need="own")
+    return jsonify(_show(resources.ConsumerUsageList,
+                         {"consumers": catalog.usage(ctx, listing)}))
+
+
+@bp.patch("/catalog/<listing_id>/consumers/<subscription_id>")
+@spec("Catalog", request=resources.QuotaInput, responses={200: "Subscription"}, errors=(422,))
+def set_consumer_quota(listing_id, subscription_id):
+    """Change a consumer's quotas (its owner)."""
+    ctx = context()
+    listing = catalog.load_listing(ctx, listing_id, need="own")
+    data = _body(resources.QuotaInput)
+    sub = catalog.set_quota(ctx, listing, subscription_id, data)
+    return jsonify(_show(resources.Subscription, catalog.subscription_public(sub)))
+
+
+@bp.delete("/catalog/<listing_id>/consumers/<subscription_id>")
+@spec("Catalog", responses={204: NO_CONTENT}, errors=(409,))
+def revoke_consumer(listing_id, subscription_id):
+    """Revoke a consumer key (the listing's owner, or the subscriber)."""
+    ctx = context()
+    catalog.revoke(ctx, catalog.load_listing(ctx, listing_id), subscription_id)
+    return "", 204
+
+
+@bp.post("/catalog/<listing_id>/subscriptions")
+@spec("Catalog", request=resources.QuotaInput, responses={201: "CreatedSubscription"},
+      errors=(409, 422))
+def subscribe(listing_id):
+    """Subscribe to a listing: answers a consumer key (shown once) scoped to predict and
+    score on this listing only, with quotas per minute and per day."""
+    ctx = context()
+    require_user()
+    listing = catalog.load_listing(ctx, listing_id)
+    data = _body(resources.QuotaInput)
+    sub, key = catalog.subscribe(ctx, listing, data)
+    return jsonify(_show(resources.CreatedSubscription,
+                         {**catalog.subscription_public(sub), "key": key})), 201
+
+
+@bp.get("/subscriptions")
+@spec("Catalog", query=PAGING, responses={200: page_of("Subscription")})
+def my_subscriptions():
+    """The caller's subscriptions (their keys are never shown again)."""
+    return _slice([_show(resources.Subscription, item)
+                   for item in catalog.my_subscriptions(context())])
+
+
+@bp.post("/catalog/<listing_id>/template")
+@spec("Catalog", request=resources.TemplateInput, responses={201: "Project"},
+      errors=(409, 422))
+def create_from_template(listing_id):
+    """Create a project of one's own from a template listing: the same schema and algorithm
+    settings, none of the creator's data."""
+    ctx = context()
+    require_user()
+    listing = catalog.load_listing(ctx, listing_id)
+    data = _body(resources.TemplateInput)
+    project = catalog.create_from_template(ctx, listing, data)
+    return jsonify(_show(resources.Project, project.to_public())), 201
+
+
+def _consumer():
+    """The consumer key of this call, checked by the bearer guard (app._install_guards)."""
+    consumer = getattr(g, "consumer", None)
+    if consumer is None:
+        raise Unauthenticated("Send the consumer key: Authorization: Bearer tyc_...")
+    return consumer
+
+
+@bp.get("/consume/<listing_id>")
+@spec("Consumer", responses={200: "Card"}, errors=(401, 429), public=True,
+      **CONSUMER_SECURITY)
+@consumer_limits()
+def consume_card(listing_id):
+    """The card of the consumer key's listing: its input schema, example and output."""
+    return jsonify(_show(resources.Card, catalog.consumer_card(
+        context(), _consumer(), listing_id, request.host_url)))
+
+
+@bp.post("/consume/<listing_id>/predict")
+@spec("Consumer", request="PredictionRequest", responses={200: "Prediction"},
+      errors=(401, 409, 422, 429), public=True, **CONSUMER_SECURITY)
+@consumer_limits()
+def consume_predict(listing_id):
+    """Predict records with the listing's model: {"records": [{column: value}...]}."""
+    received_at = time.perf_counter()
+    consumer = _consumer()
+    request.get_data(cache=True)
+    return jsonify(catalog.consumer_predict(context(), consumer, listing_id,
+                                            _json(limit=None), received_at,
+                                            request.content_length))
+
+
+@bp.post("/consume/<listing_id>/score")
+@spec("Consumer", request=resources.ScoreRecords, responses={200: "Score"},
+      errors=(401, 409, 422, 429), public=True, **CONSUMER_SECURITY)
+@consumer_limits()
+def consume_score(listing_id):
+    """Score labeled records: each record holds the inputs and the target; answers the
+    standard metrics of the problem type on them."""
+    received_at = time.perf_counter()
+    consumer = _consumer()
+    request.get_data(cache=True)
+    return jsonify(catalog.consumer_score(context(), consumer, listing_id, _json(limit=None),
+                                          received_at, request.content_length))
+
+
+@bp.get("/openapi-consumer.json")
+@spec("Documentation", responses={200: {"type": "object", "required": ["openapi", "paths"]}},
+      public=True)
+def openapi_consumer_document():
+    """The OpenAPI document of the consumer endpoints alone (to generate a consumer's
+    client)."""
+    return jsonify(build_document(current_app, title="Trainyard consumer API",
+                                  only_tag="Consumer"))
 
 
 # -- documentation -------------------------------------------------------------------------

@@ -42,6 +42,10 @@ TAGS = {
     "Tokens": "Personal API tokens for the Authorization: Bearer header.",
     "Administration": "Users, the audit log and the outbox (admins).",
     "Storage connections": "Where projects' files live (admins); secrets are always masked.",
+    "Catalog": "Tags, publishing to the model catalog, model cards, search, subscriptions and "
+               "consumers' usage.",
+    "Consumer": "What a consumer key (tyc_...) calls: its listing's card, predict and score; "
+                "also as its own document, /api/v1/openapi-consumer.json.",
     "Documentation": "This document and its browsable page.",
 }
 #: what each error status means, for the descriptions of the error answers
@@ -85,6 +89,9 @@ SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "A personal token (`ty_...`) from POST /tokens or the profile "
                                   "page; a read-only token may only GET."},
+    "consumerKey": {"type": "http", "scheme": "bearer",
+                    "description": "A consumer key (`tyc_...`) from subscribing to a catalog "
+                                   "listing: it calls that listing's consumer endpoints only."},
     "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session",
                    "description": "The session cookie set by POST /session."},
     "csrfHeader": {"type": "apiKey", "in": "header", "name": "X-CSRFToken",
@@ -330,13 +337,17 @@ def execution_kind_schemas() -> dict:
     }
 
 
-def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "1") -> dict:
+def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "1",
+                   only_tag: str | None = None) -> dict:
     """The OpenAPI document of the API blueprint of ``app``: one operation per route and
-    method, in path order."""
+    method, in path order (``only_tag``: the operations of that tag alone, e.g. the consumer
+    endpoints)."""
     paths: dict[str, dict] = {}
     for rule, path in _api_rules(app):
         view = app.view_functions[rule.endpoint]
         declared = getattr(view, "__openapi__", None)
+        if only_tag and getattr(declared, "tag", None) != only_tag:
+            continue
         template = _ARGUMENT.sub(lambda m: "{" + m["name"] + "}", path)
         item = paths.setdefault(template, {})
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -353,7 +364,8 @@ def build_document(app: Flask, *, title: str = "Trainyard API", version: str = "
                                 "session cookie of POST /session plus its CSRF token in the "
                                 "X-CSRFToken header on state-changing calls."},
         "servers": [{"url": app.blueprints[API_BLUEPRINT].url_prefix or "/"}],
-        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()
+                 if not only_tag or name == only_tag],
         "paths": paths,
         "components": {"schemas": {**SCHEMAS, **storage_schemas(), **execution_kind_schemas()},
                        "securitySchemes": SECURITY_SCHEMES},

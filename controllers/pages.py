@@ -35,6 +35,7 @@ from services import (
     schedules,
     teams,
 )
+from services import catalog as catalog_service
 from services import files as project_files
 from services import members as project_members
 from services import storage_connections as connections
@@ -563,3 +564,35 @@ def outbox():
                                             limit=per_page)
     return render_template("admin/outbox.html", messages=messages, page=page,
                            pages=max(1, -(-total // per_page)))
+
+
+# -- the model catalog (issue 23) ----------------------------------------------------------
+
+@bp.get("/catalog")
+def catalog():
+    """The catalog: search the listings the visitor may see (anonymous: the public ones)."""
+    args = request.args
+    error, items, total = None, [], 0
+    try:
+        items, total = catalog_service.search(
+            context(), q=args.get("q", ""), tags=[t for t in args.getlist("tag") if t],
+            problem=args.get("problem") or None,
+            metrics=[m for m in args.getlist("metric") if m],
+            columns=[c for c in args.getlist("column") if c], owner=args.get("owner") or None,
+            team=args.get("team") or None, sort=args.get("sort") or None, page=_page_arg(),
+            per_page=20)
+    except ValidationFailed as exc:
+        error = exc
+    return render_template("catalog/search.html", items=items, total=total, error=error,
+                           args=args, page=_page_arg())
+
+
+@bp.get("/catalog/<listing_id>")
+def listing(listing_id):
+    """A listing's model card (and, for its owner, its consumers' usage)."""
+    ctx = context()
+    found = catalog_service.load_listing(ctx, listing_id)
+    card = catalog_service.card(ctx, found, request.host_url)
+    owned = "project_slug" in card["listing"]
+    usage = catalog_service.usage(ctx, found) if owned else []
+    return render_template("catalog/listing.html", card=card, owned=owned, usage=usage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from entity.catalog import ConsumerCallRepository, ListingRepository, SubscriptionRepository
 from entity.execution import ExecutionRepository
 from entity.job_schedule import JobScheduleRepository
 from entity.log_record import LogRepository
@@ -61,6 +62,10 @@ class Database:
         # retraining schedules (thread_layer/scheduler.py)
         self.retraining_schedules = RetrainingScheduleRepository(
             store.collection("retraining_schedules"))
+        # the model catalog
+        self.listings = ListingRepository(store.collection("catalog_listings"))
+        self.subscriptions = SubscriptionRepository(store.collection("catalog_subscriptions"))
+        self.consumer_calls = ConsumerCallRepository(store.collection("consumer_calls"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -72,7 +77,8 @@ class Database:
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
                 self.prediction_usage, self.job_schedule, self.prediction_records,
                 self.teams, *self.monitoring_repositories(),
-                self.retraining_schedules]
+                self.retraining_schedules, self.listings, self.subscriptions,
+                self.consumer_calls]
 
     def monitoring_repositories(self) -> list:
         return [self.monitor_points, self.alert_rules, self.incidents, self.webhooks,

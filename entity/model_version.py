@@ -37,6 +37,8 @@ class ModelVersion:
     #: where it came from: ``{}`` for a training here, ``{"kind": "imported", "format",
     #: "file", "sha256"}`` for a model brought in from elsewhere
     origin: dict = field(default_factory=dict)
+    #: free-text labels (normalised by ``entity.catalog.normalise_tags``)
+    tags: list = field(default_factory=list)
     created_at: datetime = field(default_factory=utcnow)
     #: as a challenger of the active version: ``{"status": CHALLENGE_STATUSES, "policy",
     #: "comparison", "reason", "decided_at", "decided_by"?}`` (empty: it never challenged)
@@ -61,6 +63,7 @@ class ModelVersion:
                 "schema": self.schema, "data_fingerprint": self.data_fingerprint,
                 "library_versions": self.library_versions, "artifacts": self.artifacts,
                 "plots": self.plots, "problem_type": self.problem_type, "origin": self.origin,
+                "tags": list(self.tags),
                 "created_at": to_iso(self.created_at), "challenge": self.challenge,
                 # top level as well, for the conditional update of a decision
                 "challenge_status": self.challenge_status}
@@ -115,6 +118,9 @@ class ModelVersionRepository:
         query["challenge_status"] = status if status else {"$ne": None}
         docs = self.collection.find(query, sort=[("version", -1)])
         return [ModelVersion.from_document(d) for d in docs]
+
+    def set_tags(self, project_id: str, version: int, tags: list[str]) -> bool:
+        return self.collection.update_one({"_id": f"{project_id}:v{version}"}, {"tags": tags})
 
     def delete(self, project_id: str, version: int) -> bool:
         return self.collection.delete_many({"_id": f"{project_id}:v{version}"}) == 1

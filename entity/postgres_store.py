@@ -37,6 +37,7 @@ from entity.store import (
     Sort,
     StoreUnreachable,
     path_of,
+    search_terms,
 )
 from exception_layer import DuplicateKey
 
@@ -119,6 +120,14 @@ class _Where:
                 marks = ", ".join(self._value(name, v) for v in values)
                 tests.append(f"{column} IN ({marks})")
             return "(" + " OR ".join(tests) + ")" if tests else "FALSE"
+        if op == "$contains":  # the list holds every value: jsonb containment (GIN-indexable)
+            return f"{column} @> {self._value(name, list(value))}"
+        if op == "$overlaps":  # at least one: the list's string elements
+            items = [str(v) for v in value]
+            if not items:
+                return "FALSE"
+            self.params.append(items)
+            return f"(jsonb_typeof({column}) = 'array' AND {column} ?| %s::text[])"
         if op == "$ne":
             if value is None:
                 return f"NOT {self._is_null(name)}"
@@ -257,6 +266,42 @@ class PostgresCollection(Collection):
         _, count = self._run(f"DELETE FROM {self.table}{where.sql}", where.params)
         return count
 
+    def ensure_text_index(self, fields: Sequence[str]) -> None:
+        """A GIN index on the ``tsvector`` of ``fields`` (text, or lists of text: their JSON
+        text, whose words the parser finds), with the 'simple' configuration (no stemming, no
+        stop words, as the other backends) and accents folded by ``unaccent`` where the
+        server has it; search runs the same expression, so the index serves it."""
+        self.store.ensure_table(self.name)
+        vector = self.store.text_vector(fields)
+        self.store.text_vectors[self.name] = vector
+        self.store.create(f"CREATE INDEX IF NOT EXISTS {_index_name(self.name, ['text'])} "
+                          f"ON {self.table} USING GIN ({vector})")
+
+    def search(self, text, filter=None, *, sort=None, skip=0, limit=0):
+        terms = search_terms(text)
+        if not terms:
+            return self.find(filter, sort=sort, skip=skip, limit=limit), self.count(filter)
+        vector = self.store.text_vectors.get(self.name)
+        if vector is None:
+            raise ValueError(f"Collection {self.name} has no text index")
+        # every word, each also as a prefix; words are letters and digits only
+        query = " & ".join(f"'{term}':*" for term in terms)
+        where = _Where(filter)
+        match = f"{vector} @@ to_tsquery('simple', %s)"
+        condition = (where.sql + " AND " if where.sql else " WHERE ") + match
+        params = [*where.params, query]
+        rows, _ = self._run(f"SELECT count(*) FROM {self.table}{condition}", params)
+        total = rows[0][0]
+        order = (_order(sort) if sort else
+                 f" ORDER BY ts_rank({vector}, to_tsquery('simple', %s)) DESC, seq")
+        sql = f"SELECT doc FROM {self.table}{condition}{order}"
+        page = [*params] + ([] if sort else [query])
+        if limit or skip:
+            sql += " LIMIT %s OFFSET %s"
+            page += [limit or None, skip]
+        rows, _ = self._run(sql, page)
+        return [row[0] for row in rows], total
+
     def ensure_index(self, fields: Sequence[str], *, unique: bool = False) -> None:
         columns = ", ".join("_id" if f == "_id" else _field(f) for f in fields)
         self.store.ensure_table(self.name)
@@ -291,6 +336,39 @@ class PostgresStore(DocumentStore):
         self._lock = threading.Lock()
         self._tables: set[str] = set()
         self._inherited: list = []
+        #: collection -> the tsvector expression of its text index (declared in this process)
+        self.text_vectors: dict[str, str] = {}
+        self._unaccent: bool | None = None
+
+    def text_vector(self, fields: Sequence[str]) -> str:
+        """The ``tsvector`` expression of ``fields``, accents folded when the server lets this
+        database use the ``unaccent`` extension (through an IMMUTABLE wrapper, which an index
+        expression needs)."""
+        if self._unaccent is None:
+            self._unaccent = self._install_unaccent()
+        text = " || ' ' || ".join(f"coalesce(doc ->> '{f}', '')" for f in fields
+                                  if _NAME.match(f))
+        if self._unaccent:
+            text = f"trainyard_unaccent({text})"
+        return f"to_tsvector('simple'::regconfig, {text})"
+
+    def _install_unaccent(self) -> bool:
+        from psycopg import errors
+
+        try:
+            self.create("CREATE EXTENSION IF NOT EXISTS unaccent")
+            with self.pool().connection() as conn:
+                found = conn.execute(
+                    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON "
+                    "n.oid = e.extnamespace WHERE e.extname = 'unaccent'").fetchone()
+                schema = found[0].replace('"', '""')
+                conn.execute(
+                    "CREATE OR REPLACE FUNCTION trainyard_unaccent(text) RETURNS text "
+                    "LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$ SELECT "
+                    f"\"{schema}\".unaccent('\"{schema}\".unaccent'::regdictionary, $1) $$")
+            return True
+        except errors.Error:
+            return False  # not installed or not allowed: accents then count
 
     def pool(self):
         if self._pool is None or self._pid != os.getpid():

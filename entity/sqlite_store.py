@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from entity.store import OPERATORS, SCAN_BATCH, Collection, DocumentStore, Sort, path_of
+from entity.store import (
+    OPERATORS,
+    SCAN_BATCH,
+    Collection,
+    DocumentStore,
+    Sort,
+    path_of,
+    search_terms,
+)
 from entity.store import Path as FieldPath
 from exception_layer import DuplicateKey
 
@@ -29,6 +37,13 @@ def _field(name: str) -> str:
     if not _NAME.match(name):
         raise ValueError(f"Invalid field name {name!r}")
     return f"json_extract(doc, '$.{name}')"
+
+
+def _elements(name: str) -> str:
+    """The elements of list field ``name`` as the rows of a subquery (``value``)."""
+    if not _NAME.match(name):
+        raise ValueError(f"Invalid field name {name!r}")
+    return f"SELECT 1 FROM json_each(doc, '$.{name}') WHERE value"
 
 
 def _sql_value(value):
@@ -61,6 +76,18 @@ def _where(filter: dict | None) -> tuple[str, list]:
                         tests.append(f"{column} IN ({marks})")
                         params.extend(_sql_value(v) for v in values)
                     clauses.append("(" + " OR ".join(tests) + ")" if tests else "0")
+                elif op == "$contains":
+                    for item in value:
+                        clauses.append(f"EXISTS ({_elements(name)} = ?)")
+                        params.append(_sql_value(item))
+                elif op == "$overlaps":
+                    items = list(value)
+                    if not items:
+                        clauses.append("0")
+                        continue
+                    marks = ", ".join("?" for _ in items)
+                    clauses.append(f"EXISTS ({_elements(name)} IN ({marks}))")
+                    params.extend(_sql_value(item) for item in items)
                 elif op == "$ne" and value is None:
                     clauses.append(f"{column} IS NOT NULL")
                 elif op == "$ne":
@@ -210,6 +237,58 @@ class SqliteCollection(Collection):
         where, params = _where(filter)
         return self._conn().execute(f"DELETE FROM {self.name}{where}", params).rowcount
 
+    def ensure_text_index(self, fields: Sequence[str]) -> None:
+        """An FTS5 table ``<name>_fts`` beside the collection, one row per document (same
+        rowid) holding the text of ``fields``, kept in step by triggers on the collection's
+        table, so every write path (inserts, conditional updates, deletes) updates it."""
+        text = " || ' ' || ".join(f"coalesce({_field(f).replace('doc', 'new.doc', 1)}, '')"
+                                  for f in fields)
+        fts = f"{self.name}_fts"
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(body, "
+                         "tokenize = 'unicode61 remove_diacritics 2')")
+            conn.execute(f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON "
+                         f"{self.name} BEGIN INSERT INTO {fts} (rowid, body) VALUES "
+                         f"(new.rowid, {text}); END")
+            conn.execute(f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE ON "
+                         f"{self.name} BEGIN DELETE FROM {fts} WHERE rowid = old.rowid; "
+                         f"INSERT INTO {fts} (rowid, body) VALUES (new.rowid, {text}); END")
+            conn.execute(f"CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON "
+                         f"{self.name} BEGIN DELETE FROM {fts} WHERE rowid = old.rowid; END")
+            # documents written before the index existed
+            conn.execute(f"INSERT INTO {fts} (rowid, body) SELECT rowid, "
+                         f"{text.replace('new.doc', 'doc')} FROM {self.name} "
+                         f"WHERE rowid NOT IN (SELECT rowid FROM {fts})")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.store.text_indexed.add(self.name)
+
+    def search(self, text, filter=None, *, sort=None, skip=0, limit=0):
+        terms = search_terms(text)
+        if not terms:
+            return self.find(filter, sort=sort, skip=skip, limit=limit), self.count(filter)
+        if self.name not in self.store.text_indexed:
+            raise ValueError(f"Collection {self.name} has no text index")
+        fts = f"{self.name}_fts"
+        where, params = _where(filter)
+        # every word, each also as a prefix ("chur" finds "churn"); words hold no quotes
+        match = " ".join(f'"{term}"*' for term in terms)
+        base = (f"FROM {self.name} JOIN {fts} ON {fts}.rowid = {self.name}.rowid "
+                f"WHERE {fts} MATCH ?" + (" AND " + where[len(" WHERE "):] if where else ""))
+        conn = self._conn()
+        total = conn.execute(f"SELECT COUNT(*) {base}", [match, *params]).fetchone()[0]
+        order = _order(sort) if sort else f" ORDER BY {fts}.rank"
+        sql = f"SELECT doc {base}{order}"
+        page = [match, *params]
+        if limit or skip:
+            sql += " LIMIT ? OFFSET ?"
+            page += [limit or -1, skip]
+        return [json.loads(r[0]) for r in conn.execute(sql, page)], total
+
     def ensure_index(self, fields: Sequence[str], *, unique: bool = False) -> None:
         name = f"ix_{self.name}_{'_'.join(fields)}"
         columns = ", ".join("id" if f == "_id" else _field(f) for f in fields)
@@ -235,6 +314,8 @@ class SqliteStore(DocumentStore):
         self.path = os.path.abspath(path)
         self._local = threading.local()
         self._tables: set[str] = set()
+        #: collections whose text index exists (declared by ensure_text_index in this process)
+        self.text_indexed: set[str] = set()
         self._lock = threading.Lock()
         self._pid = os.getpid()
 

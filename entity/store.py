@@ -3,18 +3,40 @@ PostgreSQL, MongoDB).
 
 The contract is a subset of MongoDB's: documents are JSON-like dicts with a string ``_id``;
 filters match top-level fields by equality (``None`` matches a missing field too) or with the
-operators ``$in``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``; updates set top-level fields.
-Dates are stored as ISO-8601 UTC strings, so they compare in order on every backend.
+operators ``$in``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, and on fields holding lists of
+scalars ``$contains`` (the list holds every given value) and ``$overlaps`` (at least one);
+updates set top-level fields. Dates are stored as ISO-8601 UTC strings, so they compare in order
+on every backend.
+
+Text search is part of the contract: a collection declares the fields it searches
+(:meth:`Collection.ensure_text_index`) and :meth:`Collection.search` finds the documents whose
+text holds every word of a query, with the same filters, in the database's own full-text index
+(SQLite FTS5, a MongoDB text index), never by reading every document in Python.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
 #: sort spec: [(field, 1 | -1), ...]
 Sort = Sequence[tuple[str, int]]
-OPERATORS = ("$in", "$ne", "$gt", "$gte", "$lt", "$lte")
+OPERATORS = ("$in", "$ne", "$gt", "$gte", "$lt", "$lte", "$contains", "$overlaps")
+#: the most words of a text query that are searched for (the rest are ignored)
+MAX_SEARCH_TERMS = 16
+_WORD = re.compile(r"\w+")
+
+
+def search_terms(text: str | None) -> list[str]:
+    """The words a text query searches for: runs of letters and digits, lower-cased and without
+    accents (as the indexes fold them), in order, each once, at most :data:`MAX_SEARCH_TERMS`
+    (punctuation and operators are never syntax)."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text or "")
+                     if not unicodedata.combining(c))
+    words = dict.fromkeys(w.lower() for w in _WORD.findall(folded))
+    return list(words)[:MAX_SEARCH_TERMS]
 #: a field read by :meth:`Collection.scan`: a top-level name, or the path of keys to a value
 #: inside nested objects (``("inputs", "age")``)
 Path = str | tuple[str, ...]
@@ -110,6 +132,19 @@ class Collection(ABC):
             yield [pick(doc, paths) for doc in docs]
             if len(docs) < batch:
                 return
+
+    @abstractmethod
+    def ensure_text_index(self, fields: Sequence[str]) -> None:
+        """Index the text of ``fields`` (text, or lists of text) for :meth:`search`; kept up to
+        date by the database itself on every insert, update and delete."""
+
+    @abstractmethod
+    def search(self, text: str, filter: dict | None = None, *, sort: Sort | None = None,
+               skip: int = 0, limit: int = 0) -> tuple[list[dict], int]:
+        """Documents whose indexed text holds every word of ``text`` (:func:`search_terms`;
+        a backend may also match a word's prefix or stem) and that match ``filter``, with how
+        many match in all. Without ``sort``, the best matches come first. Text without words
+        matches every document (then it is :meth:`find` plus :meth:`count`)."""
 
     def find_one(self, filter: dict, *, sort: Sort | None = None) -> dict | None:
         found = self.find(filter, sort=sort, limit=1)

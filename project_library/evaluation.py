@@ -362,3 +362,45 @@ def plot_feature_importance(importances: list[dict], metric: str) -> bytes | Non
     axes.set_xlabel(f"Drop in {metric} when the column is shuffled")
     figure.suptitle("Permutation feature importance (held-out rows)")  # wider than the bars
     return _png(figure)
+
+
+def _label_text(value) -> str:
+    """A class label as compared when scoring: true/false for booleans, whole numbers without
+    a decimal point, anything else as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+
+def scored_metrics(problem_type: str, truth: list, predicted: list,
+                   probabilities: list[dict] | None = None) -> dict:
+    """The standard metrics of ``predicted`` against labeled ``truth`` (a consumer's ``score``
+    call): the same functions as the held-out evaluation, without what needs the training
+    data (baselines). ``probabilities``: per row, class label -> probability.
+
+    Raises:
+        ValueError: a regression label that is not a number.
+    """
+    if problem_type == "regression":
+        y = np.array([float(v) for v in truth], dtype="float64")
+        p = np.array([float(v) for v in predicted], dtype="float64")
+        if not (np.isfinite(y).all()):
+            raise ValueError("labels must be finite numbers")
+        metrics = regression_metrics(y, p, y)
+        metrics.pop("baseline_rmse", None)
+        return metrics
+    y = np.array([_label_text(v) for v in truth], dtype=object)
+    p = np.array([_label_text(v) for v in predicted], dtype=object)
+    model_labels = [_label_text(k) for k in probabilities[0]] if probabilities else []
+    extra = sorted(set(y) - set(model_labels) | set(p) - set(model_labels))
+    labels = model_labels + extra
+    proba = None
+    if probabilities and not extra:
+        proba = np.array([[row[k] for k in probabilities[0]] for row in probabilities])
+    metrics = classification_metrics(labels, y, p, proba)
+    metrics["f1"] = metrics["f1_macro"]
+    metrics.pop("baseline_accuracy", None)
+    return metrics

@@ -452,6 +452,29 @@ class SavedVersion:
     library_versions: dict
 
 
+#: the most classes a version's data summary counts (the rest are summed as "other")
+SUMMARY_CLASSES = 50
+
+
+def data_summary(frame: pd.DataFrame, schema: BatchSchema) -> dict:
+    """What a model card says of the training data beside its rows: ``class_balance`` (rows
+    per target value, for a target with at most :data:`SUMMARY_CLASSES` values) and
+    ``period`` (the first and last day of the schema's first date column), when they apply."""
+    summary: dict = {}
+    target = schema.target
+    if target in frame.columns:
+        counts = frame[target].dropna().astype(str).value_counts()
+        if 0 < len(counts) <= SUMMARY_CLASSES:
+            summary["class_balance"] = {str(k): int(v) for k, v in counts.items()}
+    dates = [c.name for c in schema.columns if c.type == "date" and c.name in frame.columns]
+    if dates:
+        values = pd.to_datetime(frame[dates[0]], errors="coerce").dropna()
+        if len(values):
+            summary["period"] = {"column": dates[0], "from": values.min().date().isoformat(),
+                                 "to": values.max().date().isoformat()}
+    return summary
+
+
 def load_and_validate(files: ProjectFiles, *, schema: BatchSchema, execution_id: str,
                       run: StageRun) -> LoadedData:
     """Validate every training batch file (the bad ones are archived with their reasons) and
@@ -472,7 +495,8 @@ def load_and_validate(files: ProjectFiles, *, schema: BatchSchema, execution_id:
                 f"{len(intake.good)} files.", stage="loading")
         fingerprint = {"files": [{"name": b.name, "sha256": b.sha256, "rows": len(b.frame)}
                                  for b in intake.good],
-                       "rows": len(frame), "columns": int(frame.shape[1])}
+                       "rows": len(frame), "columns": int(frame.shape[1]),
+                       **data_summary(frame, schema)}
     return LoadedData(frame=frame, fingerprint=fingerprint, reports=intake.reports)
 
 

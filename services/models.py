@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from entity.base import utcnow
+from entity.catalog import refresh_listings
 from entity.execution import Execution
 from entity.model_version import ModelVersion
 from entity.project import Project
@@ -49,6 +50,7 @@ def promote(ctx: Context, project: Project, number) -> ModelVersion:
         return challengers.approve(ctx, project, version.version)
     verify_version_files(ctx.platform.resolver.files(project), version)
     ctx.db.projects.set_versions(project.id, active_version=version.version)
+    refresh_listings(ctx.db, project.id)  # listings following the active version
     ctx.audit("model.promote", project.slug, details={"version": version.version})
     return version
 
@@ -66,6 +68,7 @@ def rollback(ctx: Context, project: Project) -> ModelVersion:
     target = older[0]
     verify_version_files(ctx.platform.resolver.files(project), target)
     ctx.db.projects.set_versions(project.id, active_version=target.version)
+    refresh_listings(ctx.db, project.id)
     ctx.audit("model.rollback", project.slug, details={"from": project.active_version,
                                                     "to": target.version})
     return target
@@ -78,6 +81,9 @@ def delete(ctx: Context, project: Project, number) -> None:
         raise Conflict("This is the active model: promote another version first.")
     if project.active_execution_id:
         raise Conflict("Model versions cannot be deleted while an execution runs.")
+    if any(listing.pinned_version == version.version
+           for listing in ctx.db.listings.for_project(project.id)):
+        raise Conflict("A catalog listing pins this version: pin another one first.")
     ctx.platform.resolver.files(project).delete_folder(version.folder)
     ctx.db.model_versions.delete(project.id, version.version)
     ctx.platform.model_server.forget(project.id, version.version)

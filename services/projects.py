@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from entity.catalog import forget_project_listings
 from entity.project import ALGORITHMS, METRICS, PROBLEM_TYPES, BatchSchema, Project, slugify
 from exception_layer import BadRequest, Conflict, DuplicateKey, ValidationFailed
 from integration.project_roots import delete_project_files, root_refusal
@@ -235,6 +236,7 @@ def delete(ctx: Context, project: Project) -> None:
     for repository in s.db.monitoring_repositories():  # points, rules, incidents, webhook
         repository.delete_for_project(project.id)
     s.db.retraining_schedules.delete_for_project(project.id)
+    forget_project_listings(s.db, project.id)  # its catalog listings: every key stops
     s.db.projects.delete(project.id)
     s.model_server.forget(project.id)
     ctx.audit("project.delete", project.slug)

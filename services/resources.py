@@ -541,11 +541,143 @@ class FeedbackInput(Body):
 # -- end of prediction records and feedback --
 
 
+# -- the model catalog (issue 23) --------------------------------------------------------------
+
+VISIBILITY = Literal["organisation", "teams", "public"]
+
+
+class Listing(Resource):
+    """A model version published to the catalog."""
+
+    id: Id
+    title: str
+    summary: str
+    readme: str = Field(description="the creator's Markdown (rendered on the card)")
+    visibility: VISIBILITY
+    teams: list[str] = Field(description="team ids, for visibility 'teams'")
+    template: bool = Field(description="consumers may create a project from it")
+    pinned_version: int | None = Field(description="the version that answers; null: the "
+                                                   "project's active version")
+    version: int | None = Field(description="the version answering now")
+    status: Literal["published", "unpublished"]
+    problem_type: str | None = None
+    tags: list[str] = Field(description="the listing's, the project's and the version's")
+    own_tags: list[str]
+    columns: list[str] = Field(description="input columns, lower-cased")
+    metrics: dict[str, float | None] = Field(description="held-out metrics of the version")
+    owner_name: str
+    fresh_at: Time | None = Field(description="when the answering version was trained")
+    created_at: Time
+    updated_at: Time
+    project_slug: str | None = Field(None, description="shown to the listing's owner only")
+
+
+class Card(Resource):
+    """A listing's model card: the readme rendered safely, and the generated sections."""
+
+    listing: Listing
+    readme_html: str = Field(description="sanitized HTML (no script, no raw HTML)")
+    problem_type: str
+    target: str | None
+    input_schema: list[Column]
+    example_request: dict = Field(description="json, curl and python")
+    output_format: dict
+    training_data: dict = Field(description="rows, columns, files, period, class_balance")
+    algorithm: str | None
+    hyperparameters: dict
+    metrics: dict
+    drift: dict
+    owner: dict
+    version_history: list[dict]
+
+
+class Subscription(Resource):
+    id: Id
+    listing_id: Id
+    user_id: Id
+    per_minute: int
+    per_day: int
+    status: Literal["active", "revoked"]
+    created_at: Time
+    revoked_at: Time | None = None
+    listing_title: str | None = None
+
+
+class CreatedSubscription(Subscription):
+    key: str = Field(description="the consumer key (tyc_...): shown only once")
+
+
+class ConsumerUsage(Subscription):
+    consumer: dict = Field(description="name and email of the subscriber")
+    requests: int
+    rows: int
+    errors: int
+    latency_ms: dict = Field(description="p50, p95, p99 in milliseconds")
+    last_used_at: Time | None = None
+
+
+class ConsumerUsageList(Resource):
+    consumers: list[ConsumerUsage]
+
+
+class Score(Resource):
+    model_config = ConfigDict(extra="allow")
+
+    model_version: int
+    rows: int
+    metrics: dict = Field(description="the standard metrics of the problem type on the "
+                                      "labeled rows")
+
+
+class Tags(Resource):
+    tags: list[str]
+
+
+class TagsInput(Body):
+    tags: list[Text] = Field(description="free text: trimmed, lower-cased, spaces as '-'; "
+                                         "at most 20 of at most 40 characters")
+
+
+class ListingInput(Body):
+    """What an owner publishes; title is required to publish."""
+
+    title: Line = Field(None, max_length=100)
+    summary: Text = Field(None, max_length=500)
+    readme: Text = Field(None, max_length=50_000, description="Markdown; raw HTML is shown "
+                                                              "as text")
+    visibility: VISIBILITY = None
+    teams: list[Text] = None
+    template: StrictBool = None
+    pinned_version: StrictInt | None = Field(None, ge=1)
+    tags: list[Text] = None
+    status: Literal["published", "unpublished"] = None
+
+
+class QuotaInput(Body):
+    per_minute: StrictInt = Field(None, ge=1, le=10_000)
+    per_day: StrictInt = Field(None, ge=1, le=10_000_000)
+
+
+class TemplateInput(Body):
+    name: Line = Field(max_length=100)
+    storage_connection_id: Text | None = None
+
+
+class ScoreRecords(Body):
+    records: list[dict[str, Any]] = Field(description="inputs plus the target column")
+
+
+CATALOG_MODELS: tuple[type[BaseModel], ...] = (
+    Listing, Card, Subscription, CreatedSubscription, ConsumerUsage, ConsumerUsageList, Score,
+    Tags, TagsInput, ListingInput, QuotaInput, TemplateInput, ScoreRecords)
+
+
 #: the item models that lists answer inside a ``<Name>Page`` envelope
 PAGED = {"Project": Project, "Execution": Execution, "ModelVersion": ModelVersion,
          "Member": Member, "Token": Token, "User": User, "StorageConnection": StorageConnection,
          "AuditEvent": AuditEvent, "MailMessage": MailMessage,
-         "AlertRule": AlertRule, "Incident": Incident, "WebhookDelivery": WebhookDelivery}
+         "AlertRule": AlertRule, "Incident": Incident, "WebhookDelivery": WebhookDelivery,
+         "Listing": Listing, "Subscription": Subscription}
 PAGED["PredictionRecord"] = PredictionRecord  # prediction records (issue 22)
 PAGES = {name: create_model(
     f"{name}Page", __base__=Resource, items=(list[model], ...),
@@ -932,7 +1064,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     MonitorPoint, Monitoring, AlertRule, Incident, Webhook, CreatedWebhook, WebhookDelivery,
     AlertRuleInput, WebhookInput, *PAGES.values(),
     Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
-    PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput)
+    PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput,
+    *CATALOG_MODELS)
 MODELS += TEAM_MODELS
 # prediction records and feedback (issue 22)
 MODELS += (PredictionRecord, FeedbackRejection, FeedbackResult, FeedbackLabel, FeedbackInput)

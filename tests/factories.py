@@ -72,3 +72,59 @@ def cancer_project(name: str = "Cancer screening", **overrides) -> dict:
             "schema": schema_of(frame, target="diagnosis", pattern=CANCER_PATTERN,
                                 ignored=("sample_id",)),
             **overrides}
+
+
+# -- a project with a real, small, servable model (no training run) ----------------------------
+
+NUMERIC_SCHEMA = {"filename_pattern": r"^churn_\d+\.csv$",
+                  "columns": [{"name": "tenure", "type": "float"},
+                              {"name": "spend", "type": "float"},
+                              {"name": "churned", "type": "category"}],
+                  "target": "churned", "ignored": []}
+
+
+def churn_rows(n: int, seed: int = 0) -> list[dict]:
+    """Labeled rows whose label follows tenure + spend (so a linear model gets them right)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        tenure, spend = float(rng.uniform(0, 10)), float(rng.uniform(0, 10))
+        rows.append({"tenure": round(tenure, 3), "spend": round(spend, 3),
+                     "churned": "yes" if tenure + spend < 10 else "no"})
+    return rows
+
+
+def servable_project(platform, owner, *, name: str, members: dict | None = None,
+                     metrics: dict | None = None, tags: list | None = None):
+    """A classification project owned by ``owner`` with v1 active: a LogisticRegression
+    fitted here on :func:`churn_rows`, saved with its checksums like a trained version."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from entity.model_version import ModelVersion
+    from entity.project import BatchSchema, Project, slugify
+    from project_library.model_artifacts import save_model_version
+
+    project = Project(name=name, slug=slugify(name), problem_type="classification",
+                      owner_id=owner.id, schema=BatchSchema.from_dict(NUMERIC_SCHEMA),
+                      members=dict(members or {}), description=f"{name} description",
+                      settings={"tags": list(tags or [])})
+    platform.db.projects.add(project)
+    files = platform.resolver.files(project)
+    files.ensure_layout()
+    frame = pd.DataFrame(churn_rows(200))
+    model = LogisticRegression().fit(frame[["tenure", "spend"]], frame["churned"])
+    artifacts = save_model_version(files, 1, model=model, documents={"metrics.json": {}})
+    platform.db.model_versions.add(ModelVersion(
+        project_id=project.id, version=1, execution_id="e1", algorithm="LogisticRegression",
+        metrics=metrics or {"accuracy": 0.95, "f1_macro": 0.94, "roc_auc": 0.99},
+        params={"C": 1.0}, schema=NUMERIC_SCHEMA, problem_type="classification",
+        data_fingerprint={"rows": 200, "columns": 3, "files": [{"name": "churn_1.csv"}],
+                          "class_balance": {"yes": 100, "no": 100},
+                          "period": {"column": "day", "from": "2026-01-01",
+                                     "to": "2026-03-31"}},
+        artifacts=artifacts))
+    platform.db.projects.set_versions(project.id, next_version=2, active_version=1)
+    return platform.db.projects.get(project.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from entity.base import to_iso, utcnow
+from entity.catalog import refresh_listings
 from entity.database import Database
 from entity.execution import Execution
 from entity.model_version import ModelVersion
@@ -166,6 +167,7 @@ def promote_if_better(db: Database, project: Project, result: dict,
               if current.active_version else None)
     if active is None:
         db.projects.set_versions(project.id, active_version=number)
+        refresh_listings(db, project.id)  # catalog listings that follow the active version
         logger.log(f"Model v{number} ({version.algorithm}) is now the active model.",
                    stage="saving")
         return {**result, "promoted": True}

@@ -688,6 +688,33 @@ def cmd_webhook(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    found = _client().catalog.search(
+        args.query or "", tags=args.tag, problem=args.problem, metrics=args.metric,
+        columns=args.column, owner=args.owner, team=args.team, fresh_days=args.fresh_days,
+        sort=args.sort, page=args.page, per_page=args.per_page)
+    if not found["items"]:
+        _out("No listing matches.")
+        return 0
+    for item in found["items"]:
+        metrics = ", ".join(_headline_metrics(item.get("metrics") or {}))
+        tags = " ".join(f"#{t}" for t in item.get("tags") or [])
+        _out(f"{item['id']}  {item['title']}  [{item.get('problem_type') or ''}] "
+             f"v{item.get('version')}  {metrics}  {tags}".rstrip())
+    shown = (found["page"] - 1) * found["per_page"] + len(found["items"])
+    if shown < found["total"]:
+        _out(f"({shown} of {found['total']}; --page {found['page'] + 1} for more)")
+    return 0
+
+
+def cmd_subscribe(args) -> int:
+    sub = _client().catalog.subscribe(args.listing, args.per_minute, args.per_day)
+    _out(f"Subscribed ({sub['per_minute']}/minute, {sub['per_day']}/day). Your consumer key, "
+         "shown only once:")
+    _out(sub["key"])
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -771,6 +798,25 @@ def build_parser() -> argparse.ArgumentParser:
                                     "training batch files)")
     p.add_argument("--follow", "-f", action="store_true",
                    help="print the log live and wait for the end (exit 1 on failure)")
+
+    p = command("search", cmd_search, "search the model catalog")
+    p.add_argument("query", nargs="?", default="", help="free text (name, card, columns...)")
+    p.add_argument("--tag", action="append", default=[], help="a tag (repeatable: all)")
+    p.add_argument("--problem", choices=("classification", "regression"))
+    p.add_argument("--metric", action="append", default=[],
+                   help="a metric range, e.g. 'f1>=0.9' (repeatable: all)")
+    p.add_argument("--column", action="append", default=[], help="an input column")
+    p.add_argument("--owner", help="the owner's e-mail")
+    p.add_argument("--team", help="a team of the owner (slug)")
+    p.add_argument("--fresh-days", type=int, help="trained in the last N days")
+    p.add_argument("--sort", help="relevance, fresh, title, or a metric name")
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--per-page", type=int, default=20)
+
+    p = command("subscribe", cmd_subscribe, "subscribe to a catalog listing: prints the key")
+    p.add_argument("listing", help="the listing id")
+    p.add_argument("--per-minute", type=int, help="requests per minute (default 60)")
+    p.add_argument("--per-day", type=int, help="requests per day (default 10,000)")
 
     command("teams", cmd_teams, "list the teams")
     p = command("team", cmd_team, "show a team and its members")

@@ -107,7 +107,8 @@ class Client:
         session: a ``requests.Session`` to use (a new one by default).
 
     The parts of the API are attributes: :attr:`projects`, :attr:`files`, :attr:`executions`,
-    :attr:`models`, :attr:`teams` and :attr:`monitoring`. Every error of the server raises
+    :attr:`models`, :attr:`teams`, :attr:`monitoring`
+    and :attr:`catalog`. Every error of the server raises
     :class:`~trainyard_client.ApiError`; a server that cannot be reached raises
     :class:`~trainyard_client.ConnectionFailed`.
     """
@@ -137,6 +138,7 @@ class Client:
         self.schedules = Schedules(self)
         self.monitoring = Monitoring(self)
         self.records = Records(self)
+        self.catalog = Catalog(self)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -199,6 +201,18 @@ class Client:
             page += 1
 
     # -- account -----------------------------------------------------------------------------
+
+    def consume_predict(self, listing: Ref, records: Iterable[dict]) -> dict:
+        """Predict ``records`` through a catalog listing, with the consumer key as the token
+        (``Client(url, token="tyc_...")``)."""
+        return self.call("POST", f"/consume/{quote(_id(listing, 'listing'), safe='')}/predict",
+                         json={"records": list(records)})
+
+    def consume_score(self, listing: Ref, records: Iterable[dict]) -> dict:
+        """Score labeled ``records`` (inputs plus the target) through a catalog listing:
+        answers ``{"model_version", "rows", "metrics"}``."""
+        return self.call("POST", f"/consume/{quote(_id(listing, 'listing'), safe='')}/score",
+                         json={"records": list(records)})
 
     def whoami(self) -> dict:
         """The user the token belongs to."""
@@ -817,3 +831,61 @@ class Records(_Part):
             result["accepted"] += answer["accepted"]
             result["rejected"] += [{**r, "row": r["row"] + start} for r in answer["rejected"]]
         return result
+
+
+class Catalog(_Part):
+    """The model catalog: ``client.catalog``. Search, cards, publishing, subscribing, and the
+    consumer calls a consumer key (``tyc_...``) makes (:meth:`Client.consume_predict`)."""
+
+    def search(self, q: str = "", *, tags: Iterable[str] = (), problem: str | None = None,
+               metrics: Iterable[str] = (), columns: Iterable[str] = (),
+               owner: str | None = None, team: str | None = None,
+               fresh_days: int | None = None, sort: str | None = None, page: int = 1,
+               per_page: int = 20) -> dict:
+        """One page of the listings you may see matching every filter (``metrics``: ranges
+        such as ``"f1>=0.9"``): ``{"items", "page", "per_page", "total"}``."""
+        params = {"q": q, "tag": list(tags), "problem": problem, "metric": list(metrics),
+                  "column": list(columns), "owner": owner, "team": team,
+                  "fresh_days": fresh_days, "sort": sort, "page": page, "per_page": per_page}
+        return self.client.call("GET", "/catalog", params={k: v for k, v in params.items()
+                                                           if v not in (None, "", [])})
+
+    def get(self, listing: Ref) -> dict:
+        """One listing."""
+        return self.client.call("GET", f"/catalog/{quote(_id(listing, 'listing'), safe='')}")
+
+    def card(self, listing: Ref) -> dict:
+        """A listing's model card (the readme as sanitized HTML, and the generated sections)."""
+        return self.client.call("GET",
+                                f"/catalog/{quote(_id(listing, 'listing'), safe='')}/card")
+
+    def publish(self, project: Ref, title: str, **fields) -> dict:
+        """Publish a project's model (its owner): ``summary``, ``readme``, ``visibility``
+        (organisation, teams, public), ``teams``, ``template``, ``pinned_version``, ``tags``."""
+        return self.client.call("POST", f"/projects/{_id(project)}/listings",
+                                json={"title": title, **fields})
+
+    def update(self, listing: Ref, **fields) -> dict:
+        """Change a listing (``status="unpublished"`` stops every consumer key)."""
+        return self.client.call("PATCH", f"/catalog/{quote(_id(listing, 'listing'), safe='')}",
+                                json=fields)
+
+    def subscribe(self, listing: Ref, per_minute: int | None = None,
+                  per_day: int | None = None) -> dict:
+        """Subscribe: answers the subscription with its consumer ``key`` (shown once)."""
+        body = {k: v for k, v in (("per_minute", per_minute), ("per_day", per_day))
+                if v is not None}
+        return self.client.call(
+            "POST", f"/catalog/{quote(_id(listing, 'listing'), safe='')}/subscriptions",
+            json=body)
+
+    def consumers(self, listing: Ref) -> list[dict]:
+        """Each consumer of your listing with its usage (requests, rows, errors, latency)."""
+        return self.client.call(
+            "GET", f"/catalog/{quote(_id(listing, 'listing'), safe='')}/consumers")["consumers"]
+
+    def revoke(self, listing: Ref, subscription: Ref) -> None:
+        """Revoke a consumer key (the listing's owner, or the subscriber)."""
+        sub_id = quote(_id(subscription, "subscription"), safe="")
+        self.client.call("DELETE", f"/catalog/{quote(_id(listing, 'listing'), safe='')}"
+                                   f"/consumers/{sub_id}")

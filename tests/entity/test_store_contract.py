@@ -548,3 +548,77 @@ def test_threads_opening_a_new_sqlite_file_at_once_all_get_a_connection(tmp_path
 
         with ThreadPoolExecutor(16) as pool:
             assert set(pool.map(first_connection, range(16))) == {"wal"}
+
+
+# -- list operators and text search ------------------------------------------------------------
+
+LISTINGS = [
+    {"_id": "l1", "title": "Customer churn", "text": "predicts churn of retail customers",
+     "tags": ["retail", "churn"], "score": 0.93},
+    {"_id": "l2", "title": "House prices", "text": "regression on house sales",
+     "tags": ["real-estate"], "score": 0.7},
+    {"_id": "l3", "title": "Churn for telecom", "text": "Churn churn churn of phone plans",
+     "tags": ["telecom", "churn"], "score": 0.81},
+    {"_id": "l4", "title": "Café wait times", "text": "queue lengths", "tags": [], "score": None},
+]
+
+
+@pytest.fixture
+def listings(store):
+    coll = store.collection("listings")
+    coll.insert(dict(LISTINGS[0]))
+    coll.ensure_text_index(["title", "text", "tags"])  # indexes what was there before, too
+    for doc in LISTINGS[1:]:
+        coll.insert(dict(doc))
+    return coll
+
+
+def test_contains_needs_every_value_and_overlaps_any(listings):
+    assert ids(listings.find({"tags": {"$contains": ["churn"]}}, sort=[("_id", 1)])) == \
+        ["l1", "l3"]
+    assert ids(listings.find({"tags": {"$contains": ["churn", "retail"]}})) == ["l1"]
+    assert ids(listings.find({"tags": {"$overlaps": ["retail", "telecom"]}},
+                             sort=[("_id", 1)])) == ["l1", "l3"]
+    assert listings.find({"tags": {"$overlaps": []}}) == []
+    assert listings.count({"tags": {"$contains": ["nope"]}}) == 0
+
+
+def test_search_needs_every_word_and_applies_the_filter(listings):
+    found, total = listings.search("churn")
+    assert total == 2 and sorted(ids(found)) == ["l1", "l3"]
+    found, total = listings.search("churn retail")
+    assert (ids(found), total) == (["l1"], 1)
+    found, total = listings.search("churn", {"score": {"$gte": 0.9}})
+    assert (ids(found), total) == (["l1"], 1)
+    found, total = listings.search("CAFE")  # case and accents do not matter
+    assert ids(found) == ["l4"]
+    assert listings.search("estate") == ([listings.get("l2")], 1)  # a tag's words
+    assert listings.search("nothing-like-this") == ([], 0)
+
+
+def test_search_sorts_pages_and_counts_all(listings):
+    found, total = listings.search("churn", sort=[("score", -1)], limit=1)
+    assert (ids(found), total) == (["l1"], 2)
+    found, total = listings.search("churn", sort=[("score", -1)], skip=1, limit=1)
+    assert (ids(found), total) == (["l3"], 2)
+
+
+def test_search_without_words_is_find_and_count(listings):
+    found, total = listings.search("  !! ", {"tags": {"$contains": ["churn"]}},
+                                   sort=[("_id", 1)])
+    assert (ids(found), total) == (["l1", "l3"], 2)
+
+
+def test_the_text_index_follows_updates_and_deletes(listings):
+    listings.update_one({"_id": "l2"}, {"text": "now about churn too"})
+    assert sorted(ids(listings.search("churn")[0])) == ["l1", "l2", "l3"]
+    listings.delete_many({"_id": "l1"})
+    assert sorted(ids(listings.search("churn")[0])) == ["l2", "l3"]
+    assert listings.search("sales") == ([], 0)
+
+
+def test_search_terms_are_words_never_syntax():
+    from entity.store import MAX_SEARCH_TERMS, search_terms
+
+    assert search_terms('churn" OR * NEAR(a b) -x') == ["churn", "or", "near", "a", "b", "x"]
+    assert len(search_terms(" ".join(f"w{i}" for i in range(50)))) == MAX_SEARCH_TERMS

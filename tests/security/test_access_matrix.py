@@ -67,6 +67,9 @@ class Route:
     active: bool = False  # the target project needs a queued execution
     fresh_client: bool = False  # the call ends or changes the session: use a new login
     changes: bool = True  # an allowed call changes what ``probe`` sees
+    #: what an anonymous caller gets when refused, if not the login's 401 (or redirect): a
+    #: catalog route open to anonymous callers answers 404 for a listing they may not see
+    anonymous_refused: int | None = None
 
     @property
     def api(self) -> bool:
@@ -841,6 +844,129 @@ ROUTES += SCHEDULE_ROUTES
 ROUTES += MONITORING_ROUTES
 
 
+# -- the catalog (issue 23): a listing on the target project, seen by its people only -----------
+
+def _listing_of(world: World, target, *, template: bool = False):
+    """A listing of the target project made directly, visible to the project's people alone
+    (visibility "teams" naming no team), so that roles decide as on the project."""
+    from entity.catalog import Listing, refresh_listings
+
+    target = target or world.target()  # public routes get no target: one is made
+    listing = world.db.listings.add(Listing(
+        project_id=target.id, owner_id=target.project.owner_id, title=unique("Listing "),
+        visibility="teams", teams=[], template=template))
+    refresh_listings(world.db, target.id)
+    return world.db.listings.get(listing.id)
+
+
+def _subscription_of(world: World, listing):
+    """A subscription of the bystander (a viewer of the target project) to ``listing``."""
+    from entity.catalog import Subscription
+
+    sub, _ = Subscription.issue(listing.id, world.personas["bystander"].user.id, 5, 50)
+    return world.db.subscriptions.add(sub)
+
+
+def _on_listing(path: str, method_body: dict | None = None, probe=None, *,
+                template: bool = False) -> Callable:
+    def build(world, target, persona):
+        listing = _listing_of(world, target, template=template)
+        body = dict(method_body or {})
+        if "name" in body:
+            body["name"] = unique("From template ")
+        state = probe(world, listing) if probe else None
+        return Call(path.format(lid=listing.id, t=target), {"json": body} if method_body
+                    is not None else {}, state)
+    return build
+
+
+def _on_subscription(path: str, body: dict | None, probe) -> Callable:
+    def build(world, target, persona):
+        listing = _listing_of(world, target)
+        sub = _subscription_of(world, listing)
+        return Call(path.format(lid=listing.id, sid=sub.id),
+                    {"json": body} if body is not None else {}, probe(world, sub))
+    return build
+
+
+def _listing_probe(world, listing):
+    return lambda: (lambda found: found and (found.title, found.status))(
+        world.db.listings.get(listing.id))
+
+
+def _subscriptions_probe(world, listing):
+    return lambda: len(world.db.subscriptions.for_listing(listing.id))
+
+
+def _template_probe(world, listing):
+    return lambda: len(world.db.projects.list())
+
+
+def _quota_probe(world, sub):
+    return lambda: world.db.subscriptions.get(sub.id).per_minute
+
+
+def _sub_status_probe(world, sub):
+    return lambda: world.db.subscriptions.get(sub.id).status
+
+
+def _project_listings_probe(world, target):
+    return lambda: len(world.db.listings.for_project(target.id))
+
+
+CATALOG_ROUTES: list[Route] = [
+    Route("GET", "/api/v1/catalog", "public", 200, _get("/api/v1/catalog?q=listing")),
+    Route("GET", "/catalog", "public", 200, _get("/catalog?q=listing")),
+    Route("GET", "/api/v1/openapi-consumer.json", "public", 200,
+          _get("/api/v1/openapi-consumer.json")),
+    # without a consumer key, the consumer routes answer 401 to everyone (a login is no key;
+    # what a consumer key reaches is tested route by route in tests/controllers/test_catalog)
+    Route("GET", "/api/v1/consume/<listing_id>", "public", 401,
+          _on_listing("/api/v1/consume/{lid}")),
+    Route("POST", "/api/v1/consume/<listing_id>/predict", "public", 401,
+          _on_listing("/api/v1/consume/{lid}/predict", {"records": [{"a": 1, "b": 2}]})),
+    Route("POST", "/api/v1/consume/<listing_id>/score", "public", 401,
+          _on_listing("/api/v1/consume/{lid}/score", {"records": [{"a": 1, "b": 2, "y": "x"}]})),
+    Route("GET", "/api/v1/subscriptions", "login", 200, _get("/api/v1/subscriptions")),
+    Route("PUT", "/api/v1/projects/<project_id>/tags", "editor", 200,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/tags", {"json": {"tags": [unique("t")]}},
+                               lambda: w.project(t).settings.get("tags"))),
+    Route("PUT", "/api/v1/projects/<project_id>/models/<version>/tags", "editor", 200,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/models/1/tags",
+                               {"json": {"tags": [unique("t")]}},
+                               lambda: w.db.model_versions.get(t.id, 1).tags)),
+    Route("GET", "/api/v1/projects/<project_id>/listings", "owner", 200,
+          _get("/api/v1/projects/{t.id}/listings")),
+    Route("POST", "/api/v1/projects/<project_id>/listings", "owner", 201,
+          lambda w, t, p: Call(f"/api/v1/projects/{t.id}/listings",
+                               {"json": {"title": unique("Published ")}},
+                               _project_listings_probe(w, t))),
+    Route("GET", "/api/v1/catalog/<listing_id>", "viewer", 200,
+          _on_listing("/api/v1/catalog/{lid}"), anonymous_refused=404),
+    Route("GET", "/api/v1/catalog/<listing_id>/card", "viewer", 200,
+          _on_listing("/api/v1/catalog/{lid}/card"), anonymous_refused=404),
+    Route("GET", "/catalog/<listing_id>", "viewer", 200, _on_listing("/catalog/{lid}"),
+          anonymous_refused=404),
+    Route("PATCH", "/api/v1/catalog/<listing_id>", "owner", 200,
+          _on_listing("/api/v1/catalog/{lid}", {"status": "unpublished"}, _listing_probe)),
+    Route("DELETE", "/api/v1/catalog/<listing_id>", "owner", 204,
+          _on_listing("/api/v1/catalog/{lid}", None, _listing_probe)),
+    Route("GET", "/api/v1/catalog/<listing_id>/consumers", "owner", 200,
+          _on_listing("/api/v1/catalog/{lid}/consumers")),
+    Route("PATCH", "/api/v1/catalog/<listing_id>/consumers/<subscription_id>", "owner", 200,
+          _on_subscription("/api/v1/catalog/{lid}/consumers/{sid}", {"per_minute": 3},
+                           _quota_probe)),
+    Route("DELETE", "/api/v1/catalog/<listing_id>/consumers/<subscription_id>", "owner", 204,
+          _on_subscription("/api/v1/catalog/{lid}/consumers/{sid}", None, _sub_status_probe)),
+    Route("POST", "/api/v1/catalog/<listing_id>/subscriptions", "viewer", 201,
+          _on_listing("/api/v1/catalog/{lid}/subscriptions", {}, _subscriptions_probe)),
+    Route("POST", "/api/v1/catalog/<listing_id>/template", "viewer", 201,
+          _on_listing("/api/v1/catalog/{lid}/template", {"name": None}, _template_probe,
+                      template=True)),
+]
+ROUTES.extend(CATALOG_ROUTES)
+
+
 def allowed(route: Route, persona: str) -> bool:
     """Whether the table lets ``persona`` call ``route``."""
     if route.access == "public":
@@ -861,6 +987,8 @@ def expected_status(route: Route, persona: str) -> int:
     if allowed(route, persona):
         return route.ok
     if persona == "anonymous":
+        if route.anonymous_refused is not None:
+            return route.anonymous_refused
         return 401 if route.api else 302  # to the login page
     if persona in STRANGERS and route.project:
         return 404  # a project you have no role on looks absent
@@ -910,7 +1038,8 @@ def _check(world: World, route: Route, persona: str, response, expected: int, be
         if route.api or response.is_json:
             error = response.get_json()["error"]
             assert error["code"] and error["message"]
-    if persona == "anonymous" and route.access != "public" and not route.api:
+    if persona == "anonymous" and route.access != "public" and not route.api and \
+            route.anonymous_refused is None:
         location = urlsplit(response.headers["Location"])
         assert location.path == "/login", response.headers["Location"]
     if call.probe is None:

@@ -28,9 +28,10 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import PUBLIC_ENDPOINTS
+from app import CONSUMER_ENDPOINTS, PUBLIC_ENDPOINTS
 from controllers import api
 from controllers.openapi import build_document
+from entity.catalog import Listing, Subscription, refresh_listings
 from entity.monitoring import AlertRule
 from entity.storage_connection import StorageConnection
 from tests.security.conftest import unique
@@ -118,10 +119,18 @@ def _path_values(world, caller: str) -> dict[str, str]:
         secrets=world.services.box.encrypt({})))
     owner = world.user("admin" if caller == "anonymous" else caller)
     token, _ = world.issue_token(owner)
+    listing = world.db.listings.add(Listing(project_id=target.id,
+                                            owner_id=target.project.owner_id,
+                                            title=unique("Fuzzed "), template=True))
+    refresh_listings(world.db, target.id)
+    subscription, key = Subscription.issue(listing.id, owner.id, 10_000, 1_000_000)
+    world.db.subscriptions.add(subscription)
     values = {"project_id": target.id, "execution_id": target.predict_id, "version": "1",
               "user_id": world.add_user("fuzzed", password=None).id, "token_id": token.id,
               "connection_id": connection.id,
-              "team_id": world.new_team(lead=world.user("teammate")).id}
+              "team_id": world.new_team(lead=world.user("teammate")).id,
+              "listing_id": listing.id, "subscription_id": subscription.id,
+              "consumer_key": key}
     values.update(_retraining_values(world, target))
     values["rule_id"] = world.db.alert_rules.add(AlertRule(
         project_id=target.id, kind="feature_drift", threshold=0.3)).id
@@ -181,9 +190,12 @@ def test_no_body_makes_a_route_fail(world, method, rule, endpoint, caller):
     """0 5xx, and every 4xx in the error shape."""
     public = endpoint in PUBLIC_ENDPOINTS
     examples = EXAMPLES if caller != "anonymous" or public else max(2, EXAMPLES // 5)
-    url = _url(rule, _path_values(world, caller))
+    values = _path_values(world, caller)
+    url = _url(rule, values)
     persona = world.personas[caller]
     headers = {"Authorization": f"Bearer {persona.write_token}"} if persona.write_token else {}
+    if endpoint in CONSUMER_ENDPOINTS:  # what reaches them is a consumer key, whoever holds it
+        headers = {"Authorization": f"Bearer {values['consumer_key']}"}
     client = world.app.test_client()  # no cookie: the bearer token alone (or nothing)
     statuses = []
 
