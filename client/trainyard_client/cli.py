@@ -544,6 +544,25 @@ def _show_schedule(schedule: dict) -> None:
          .rstrip())
 
 
+def cmd_challengers(args) -> int:
+    """List a project's challengers, or approve or reject a waiting one."""
+    client = _client()
+    project = _project(client, args.project)
+    if args.approve is not None or args.reject is not None:
+        decided = (client.models.approve(project, args.approve) if args.approve is not None
+                   else client.models.reject(project, args.reject))
+        challenge = decided.get("challenge") or {}
+        _out(f"v{decided['version']} {challenge.get('status')}: {challenge.get('reason', '')}")
+        return 0
+    for version in client.models.challengers(project, "pending" if args.pending else None):
+        challenge = version.get("challenge") or {}
+        _out(f"v{version['version']}  {challenge.get('status')}  {challenge.get('metric')} "
+             f"{challenge.get('challenger_value')} vs v{challenge.get('champion_version')} "
+             f"{challenge.get('champion_value')} on {challenge.get('source')} "
+             f"({challenge.get('rows') or '-'} rows)")
+    return 0
+
+
 def cmd_schedule(args) -> int:
     """List, add, change or delete a project's retraining schedules."""
     client = _client()
@@ -840,6 +859,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=("viewer", "editor", "owner"), default="viewer",
                    help="the role the team's members get (default viewer)")
     p.add_argument("--remove", action="store_true", help="take the team's role off instead")
+    p = command("challengers", cmd_challengers,
+                "list a project's challengers, or approve or reject one waiting")
+    p.add_argument("project", help="project id or slug")
+    p.add_argument("--pending", action="store_true", help="only those waiting for approval")
+    p.add_argument("--approve", type=int, metavar="VERSION", help="promote this challenger")
+    p.add_argument("--reject", type=int, metavar="VERSION", help="keep the active model")
+
     p = command("schedule", cmd_schedule, "list, add, change or delete retraining schedules")
     p.add_argument("project", help="project id or slug")
     p.add_argument("action", choices=("list", "add", "set", "on", "off", "delete"))

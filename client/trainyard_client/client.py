@@ -608,6 +608,23 @@ class Models(_Part):
         return self.client.call("POST", f"/projects/{_id(project)}/models/import", data=body,
                                 headers={"Content-Type": body.content_type})
 
+    def challengers(self, project: Ref, status: str | None = None) -> list[dict]:
+        """Versions trained while another was active, with their ``challenge`` (comparison,
+        outcome, reason); ``status="pending"``: those waiting for approval."""
+        params = {"status": status} if status else None
+        return self.client.call("GET", f"/projects/{_id(project)}/challengers",
+                                params=params)["items"]
+
+    def approve(self, project: Ref, version: int) -> dict:
+        """Promote a challenger waiting for approval (ApiError 409 when it is not waiting)."""
+        return self.client.call("POST",
+                                f"/projects/{_id(project)}/models/{int(version)}/approve")
+
+    def reject(self, project: Ref, version: int) -> dict:
+        """Reject a challenger waiting for approval; the active model stays."""
+        return self.client.call("POST",
+                                f"/projects/{_id(project)}/models/{int(version)}/reject")
+
 
 class Teams(_Part):
     """Teams, and the roles teams hold on projects: ``client.teams``. A team is named by its

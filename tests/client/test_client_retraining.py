@@ -51,3 +51,30 @@ def test_schedules_through_the_client_and_the_cli(live_server, tmp_path, monkeyp
     assert code == 0
     started = client.executions.get(project, out.strip())
     assert started["trigger"]["by"] == "user" and started["trigger"]["via"] == "cli"
+
+
+def test_challengers_through_the_client_and_the_cli(live_server, monkeypatch, capsys,
+                                                   tmp_path):
+    from tests.e2e.test_browser_retraining import _seed_challenger
+
+    token = make_token(live_server.url)
+    client = Client(live_server.url, token)
+    project = client.projects.create(**cancer_project("Challenged"))
+    _seed_challenger(live_server.app, project["id"])
+    pending = client.models.challengers(project, "pending")
+    assert [v["version"] for v in pending] == [2]
+    assert pending[0]["challenge"]["source"] == "feedback"
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("TRAINYARD_URL", live_server.url)
+    monkeypatch.setenv("TRAINYARD_TOKEN", token)
+    capsys.readouterr()
+    assert main(["challengers", "challenged", "--pending"]) == 0
+    assert "v2  pending  accuracy 0.92 vs v1 0.91 on feedback (40 rows)" in \
+        capsys.readouterr().out
+    assert main(["challengers", "challenged", "--reject", "2"]) == 0
+    assert capsys.readouterr().out.startswith("v2 rejected:")
+    with pytest.raises(ApiError) as again:
+        client.models.approve(project, 2)
+    assert again.value.status == 409
+    assert client.projects.get(project["id"])["active_version"] == 1
