@@ -105,15 +105,16 @@ def generate(folder: Path, rows: int, features: int, seed: int = 0) -> str:
             if labeled[i]:
                 actual = output if right[i] else ("no" if output == "yes" else "yes")
             p_yes = float(1 / (1 + np.exp(-2 * values[i, 0])))
+            created = to_iso(DAY + timedelta(seconds=float(seconds[i])))
             docs.append({"_id": uuid.uuid4().hex, "project_id": project.id, "version": 1,
-                         "source": "realtime", "execution_id": None,
-                         "created_at": to_iso(DAY + timedelta(seconds=float(seconds[i]))),
+                         "source": "realtime", "execution_id": None, "created_at": created,
                          "inputs": {**{numeric[j]: float(values[i, j])
                                        for j in range(features)},
                                     "colour": str(colours[i]), "size": str(sizes[i])},
                          "output": output, "probabilities": {"no": 1 - p_yes, "yes": p_yes},
                          "latency_ms": float(latency[i]), "actual": actual,
-                         "labeled_at": None, "shadow": None})
+                         "labeled_at": created if actual is not None else None,
+                         "shadow": None})
         db.prediction_records.add_many(docs)
     db.close()
     return project.id
@@ -165,7 +166,8 @@ def main() -> int:
             print(child.stderr, file=sys.stderr)
             return 1
         found = json.loads(child.stdout.strip().splitlines()[-1])
-    ok = found["seconds"] < TARGET_SECONDS and found["rows"] == args.rows
+    ok = found["seconds"] < TARGET_SECONDS and found["rows"] == args.rows and \
+        found["labeled"] > 0
     print()
     print(f"{'measure':<34} {'value':>12}  target")
     print(f"{'records of the day':<34} {found['rows']:>12,}  {args.rows:,}")
@@ -175,8 +177,9 @@ def main() -> int:
     print(f"{'records per second':<34} {found['rows'] / found['seconds']:>12,.0f}")
     print(f"{'peak memory of the process (MB)':<34} {found['peak_rss_mb']:>12,.0f}  "
           f"(the day's documents: {found['database_mb']:,.0f} MB in the database)")
+    accuracy = "-" if found["accuracy"] is None else f"{found['accuracy']:.4f}"
     print(f"{'labeled rows / accuracy':<34} {found['labeled']:>12,}  "
-          f"{found['accuracy']:.4f} (0.85 by construction)")
+          f"{accuracy} (0.85 by construction)")
     print(f"{'largest feature PSI / drifted':<34} {found['max_psi']:>12.4f}  "
           f"{', '.join(found['drifted']) or '-'}")
     print(f"{'latency p95 (ms)':<34} {found['p95_ms']:>12}")

@@ -34,6 +34,7 @@ from entity.monitoring import AlertRule, Incident
 from entity.project import Project, lower_is_better
 from entity.security import AuditEvent
 from entity.webhook import Delivery
+from exception_layer import PlatformError
 from integration.credentials import SecretBox
 from integration.notifications import Notifier
 from thread_layer.promotion import metric_value
@@ -231,6 +232,8 @@ class Alerts:
         if rule.retrain and self.retrain is not None:
             try:
                 incident.retraining = self.retrain(project, incident)
+            except PlatformError as exc:  # refused, e.g. no training files: say why
+                incident.retraining = {"started": False, "reason": exc.message}
             except Exception:  # noqa: BLE001 - the incident stands even if retraining fails
                 log.exception("Retraining for incident %s could not start", incident.id)
                 incident.retraining = {"error": "The retraining could not start."}

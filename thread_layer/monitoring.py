@@ -231,7 +231,7 @@ class Monitor:
                  every_seconds: float = 900, window_hours: int = 24, clock: Clock = utcnow,
                  context: Callable[[], contextlib.AbstractContextManager]
                  = contextlib.nullcontext, first_delay: float = 60,
-                 check_seconds: float = 5, batch: int = 5000):
+                 check_seconds: float = 10, batch: int = 5000):
         self.db, self.resolver, self.alerts = db, resolver, alerts
         self.every = timedelta(seconds=every_seconds)
         self.window_hours, self.clock, self.context = window_hours, clock, context

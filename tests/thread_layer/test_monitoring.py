@@ -264,3 +264,22 @@ def test_webhook_posts_a_signed_body_and_retries_after_a_500(platform, project, 
     assert [a["attempt"] for a in attempts] == [1, 2]
     assert from_iso(attempts[1]["at"]) == NOW + timedelta(seconds=31)
     assert secret not in json.dumps(platform.db.store.collection("webhooks").find())
+
+
+def test_the_real_retraining_hook_is_asked_with_the_alert_trigger(platform, project):
+    """thread_layer.triggers queues a training whose trigger names the incident, and the
+    incident records it."""
+    from entity.monitoring import AlertRule
+    from thread_layer.alerts import retrainer
+
+    platform.db.alert_rules.for_project(project.id, lambda: [
+        AlertRule(project_id=project.id, kind="feature_drift", threshold=0.2, retrain=True)])
+    monitor = monitor_of(platform, retrain=retrainer(platform.db, platform.runner))
+    insert_records(platform.db, records(project, 200, start=NOW - timedelta(hours=1),
+                                        shift=3))
+    monitor.compute(NOW)
+    incident = platform.db.incidents.list(project.id)[0][0]
+    assert incident.retraining["started"] is True
+    execution = platform.db.executions.get(incident.retraining["execution_id"])
+    assert execution.kind == "train" and execution.trigger["by"] == "alert"
+    assert execution.trigger["incident_id"] == incident.id
