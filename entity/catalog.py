@@ -34,6 +34,9 @@ VISIBILITIES = ("organisation", "teams", "public")
 LISTING_STATUSES = ("published", "unpublished")
 #: the text a search matches (the database's own full-text index covers these fields)
 TEXT_FIELDS = ("title", "summary", "readme", "project_name", "columns", "tags")
+#: the fields search filters on by value, indexed beside the text (see Collection.search)
+KEYWORD_FIELDS = ("status", "audience", "tags", "columns", "problem_type", "owner_id",
+                  "owner_teams")
 #: quota bounds: requests per minute and per day of one consumer
 MAX_PER_MINUTE = 10_000
 MAX_PER_DAY = 10_000_000
@@ -156,7 +159,7 @@ class ListingRepository:
     def ensure_indexes(self) -> None:
         self.collection.ensure_index(["project_id"])
         self.collection.ensure_index(["status", "fresh_at"])
-        self.collection.ensure_text_index(TEXT_FIELDS)
+        self.collection.ensure_text_index(TEXT_FIELDS, keywords=KEYWORD_FIELDS)
 
     def add(self, listing: Listing) -> Listing:
         self.collection.insert(listing.to_document())

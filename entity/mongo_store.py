@@ -144,10 +144,14 @@ class MongoCollection(Collection):
     def ensure_index(self, fields: Sequence[str], *, unique: bool = False) -> None:
         self._coll.create_index([(f, 1) for f in fields], unique=unique)
 
-    def ensure_text_index(self, fields: Sequence[str]) -> None:
-        # MongoDB allows one text index per collection: it covers every declared field.
+    def ensure_text_index(self, fields: Sequence[str], *,
+                          keywords: Sequence[str] = ()) -> None:
+        # MongoDB allows one text index per collection: it covers every declared field; each
+        # keyword field gets an ordinary (multikey, for lists) index.
         from pymongo.errors import OperationFailure
 
+        for name in keywords:
+            self._coll.create_index([(name, 1)])
         self.store.text_fields[self.name] = tuple(fields)
         try:
             self._coll.create_index([(f, "text") for f in fields], name=f"text_{self.name}")

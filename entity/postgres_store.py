@@ -266,7 +266,8 @@ class PostgresCollection(Collection):
         _, count = self._run(f"DELETE FROM {self.table}{where.sql}", where.params)
         return count
 
-    def ensure_text_index(self, fields: Sequence[str]) -> None:
+    def ensure_text_index(self, fields: Sequence[str], *,
+                          keywords: Sequence[str] = ()) -> None:
         """A GIN index on the ``tsvector`` of ``fields`` (text, or lists of text: their JSON
         text, whose words the parser finds), with the 'simple' configuration (no stemming, no
         stop words, as the other backends) and accents folded by ``unaccent`` where the
@@ -276,6 +277,10 @@ class PostgresCollection(Collection):
         self.store.text_vectors[self.name] = vector
         self.store.create(f"CREATE INDEX IF NOT EXISTS {_index_name(self.name, ['text'])} "
                           f"ON {self.table} USING GIN ({vector})")
+        for name in keywords:  # GIN serves @> ($contains) and ?| ($overlaps) on the field
+            self.store.create(f"CREATE INDEX IF NOT EXISTS "
+                              f"{_index_name(self.name, ['gin', name])} ON {self.table} "
+                              f"USING GIN ({_field(name)})")
 
     def search(self, text, filter=None, *, sort=None, skip=0, limit=0):
         terms = search_terms(text)

@@ -237,51 +237,93 @@ class SqliteCollection(Collection):
         where, params = _where(filter)
         return self._conn().execute(f"DELETE FROM {self.name}{where}", params).rowcount
 
-    def ensure_text_index(self, fields: Sequence[str]) -> None:
-        """An FTS5 table ``<name>_fts`` beside the collection, one row per document (same
-        rowid) holding the text of ``fields``, kept in step by triggers on the collection's
-        table, so every write path (inserts, conditional updates, deletes) updates it."""
-        text = " || ' ' || ".join(f"coalesce({_field(f).replace('doc', 'new.doc', 1)}, '')"
-                                  for f in fields)
-        fts = f"{self.name}_fts"
+    def ensure_text_index(self, fields: Sequence[str], *,
+                          keywords: Sequence[str] = ()) -> None:
+        """An FTS5 table ``<name>_search`` beside the collection, one row per document (same
+        rowid): column ``body`` holds the text of ``fields``, column ``keys`` one token per
+        text value of the ``keywords`` fields (``k<field number>x<hex of the value>``: never
+        split, never a word of the text). Triggers on the collection's table keep it in step,
+        so every write path (inserts, conditional updates, deletes) updates it."""
+        text = " || ' ' || ".join(f"coalesce({_field(f)}, '')" for f in fields)
+        keys = " || ' ' || ".join(
+            f"coalesce((SELECT group_concat('k{i}x' || lower(hex(value)), ' ') FROM "
+            f"json_each(doc, '$.{f}') WHERE type = 'text'), '')"
+            for i, f in enumerate(keywords) if _NAME.match(f)) or "''"
+        fts = f"{self.name}_search"
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(body, "
+            conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(body, keys, "
                          "tokenize = 'unicode61 remove_diacritics 2')")
+            row = f"{text}, {keys}"
+            new_row = re.sub(r"\bdoc\b", "new.doc", row)
             conn.execute(f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON "
-                         f"{self.name} BEGIN INSERT INTO {fts} (rowid, body) VALUES "
-                         f"(new.rowid, {text}); END")
+                         f"{self.name} BEGIN INSERT INTO {fts} (rowid, body, keys) VALUES "
+                         f"(new.rowid, {new_row}); END")
             conn.execute(f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE ON "
                          f"{self.name} BEGIN DELETE FROM {fts} WHERE rowid = old.rowid; "
-                         f"INSERT INTO {fts} (rowid, body) VALUES (new.rowid, {text}); END")
+                         f"INSERT INTO {fts} (rowid, body, keys) VALUES (new.rowid, {new_row}); "
+                         "END")
             conn.execute(f"CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON "
                          f"{self.name} BEGIN DELETE FROM {fts} WHERE rowid = old.rowid; END")
             # documents written before the index existed
-            conn.execute(f"INSERT INTO {fts} (rowid, body) SELECT rowid, "
-                         f"{text.replace('new.doc', 'doc')} FROM {self.name} "
-                         f"WHERE rowid NOT IN (SELECT rowid FROM {fts})")
+            conn.execute(f"INSERT INTO {fts} (rowid, body, keys) SELECT rowid, {row} FROM "
+                         f"{self.name} WHERE rowid NOT IN (SELECT rowid FROM {fts})")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self.store.text_indexed.add(self.name)
+        self.store.text_indexed[self.name] = tuple(keywords)
+
+    def _keyword_match(self, filter: dict) -> tuple[list[str], dict]:
+        """The parts of ``filter`` the ``keys`` column answers (equality, ``$in``,
+        ``$contains``, ``$overlaps`` on keyword fields, with text values), as FTS5 queries,
+        and the rest of the filter."""
+        keywords = self.store.text_indexed.get(self.name, ())
+        matches, rest = [], {}
+
+        def token(field: str, value: str) -> str:
+            return f"k{keywords.index(field)}x{value.encode('utf-8').hex()}"
+
+        for name, cond in (filter or {}).items():
+            if name not in keywords:
+                rest[name] = cond
+                continue
+            if isinstance(cond, str):
+                matches.append(f"keys : {token(name, cond)}")
+                continue
+            if isinstance(cond, dict) and len(cond) == 1:
+                (op, values), = cond.items()
+                values = list(values) if op in ("$in", "$contains", "$overlaps") else None
+                if values and all(isinstance(v, str) for v in values):
+                    tokens = [token(name, v) for v in values]
+                    joiner = " AND " if op == "$contains" else " OR "
+                    matches.append(f"keys : ({joiner.join(tokens)})")
+                    continue
+            rest[name] = cond
+        return matches, rest
 
     def search(self, text, filter=None, *, sort=None, skip=0, limit=0):
-        terms = search_terms(text)
-        if not terms:
-            return self.find(filter, sort=sort, skip=skip, limit=limit), self.count(filter)
         if self.name not in self.store.text_indexed:
             raise ValueError(f"Collection {self.name} has no text index")
-        fts = f"{self.name}_fts"
-        where, params = _where(filter)
+        terms = search_terms(text)
+        keyed, rest = self._keyword_match(filter or {})
+        if not terms and not keyed:
+            return self.find(filter, sort=sort, skip=skip, limit=limit), self.count(filter)
+        fts = f"{self.name}_search"
+        where, params = _where(rest)
         # every word, each also as a prefix ("chur" finds "churn"); words hold no quotes
-        match = " ".join(f'"{term}"*' for term in terms)
-        base = (f"FROM {self.name} JOIN {fts} ON {fts}.rowid = {self.name}.rowid "
+        parts = ([f"body : ({' '.join(f'{chr(34)}{t}{chr(34)}*' for t in terms)})"]
+                 if terms else []) + keyed
+        match = " AND ".join(parts)
+        # CROSS JOIN keeps the full-text index as the outer loop (SQLite's planner would
+        # otherwise walk the collection and probe the index once per document)
+        base = (f"FROM {fts} CROSS JOIN {self.name} ON {self.name}.rowid = {fts}.rowid "
                 f"WHERE {fts} MATCH ?" + (" AND " + where[len(" WHERE "):] if where else ""))
         conn = self._conn()
         total = conn.execute(f"SELECT COUNT(*) {base}", [match, *params]).fetchone()[0]
-        order = _order(sort) if sort else f" ORDER BY {fts}.rank"
+        order = _order(sort) if sort else (f" ORDER BY {fts}.rank" if terms else
+                                           f" ORDER BY {self.name}.rowid")
         sql = f"SELECT doc {base}{order}"
         page = [match, *params]
         if limit or skip:
@@ -314,8 +356,9 @@ class SqliteStore(DocumentStore):
         self.path = os.path.abspath(path)
         self._local = threading.local()
         self._tables: set[str] = set()
-        #: collections whose text index exists (declared by ensure_text_index in this process)
-        self.text_indexed: set[str] = set()
+        #: collections whose text index exists (declared by ensure_text_index in this
+        #: process), with their keyword fields
+        self.text_indexed: dict[str, tuple[str, ...]] = {}  # name -> its keyword fields
         self._lock = threading.Lock()
         self._pid = os.getpid()
 

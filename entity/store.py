@@ -134,9 +134,13 @@ class Collection(ABC):
                 return
 
     @abstractmethod
-    def ensure_text_index(self, fields: Sequence[str]) -> None:
+    def ensure_text_index(self, fields: Sequence[str], *,
+                          keywords: Sequence[str] = ()) -> None:
         """Index the text of ``fields`` (text, or lists of text) for :meth:`search`; kept up to
-        date by the database itself on every insert, update and delete."""
+        date by the database itself on every insert, update and delete. ``keywords``: fields
+        (text, or lists of text) that :meth:`search`'s filters often name (equality, ``$in``,
+        ``$contains``, ``$overlaps``), indexed so that the database answers those filters from
+        an index too (the results are the same without)."""
 
     @abstractmethod
     def search(self, text: str, filter: dict | None = None, *, sort: Sort | None = None,

@@ -369,3 +369,58 @@ def test_the_consumer_openapi_document_holds_the_consumer_routes_only(catalog_ap
     operation = document["paths"]["/consume/{listing_id}/predict"]["post"]
     assert operation["security"] == [{"consumerKey": []}]
     assert "429" in operation["responses"]
+
+
+def test_a_consumer_key_is_refused_by_every_route_of_the_app_but_its_own(published, catalog_app):
+    """Each (method, rule) of the URL map, its arguments filled with real ids, called with a
+    consumer key: 401 everywhere except the key's own consumer routes (and the routes anyone
+    may call without logging in, which the key does not make any wider)."""
+    import re
+
+    from app import CONSUMER_ENDPOINTS, PUBLIC_ENDPOINTS
+
+    bob, project = published["bob"], published["churn"]
+    listing_id = published["listing"]["id"]
+    key = bob.post(f"/catalog/{listing_id}/subscriptions", json={}).get_json()["key"]
+    values = {"project_id": project.id, "slug": project.slug, "listing_id": listing_id,
+              "version": "1", "execution_id": "x", "subscription_id": "x", "token_id": "x",
+              "user_id": "x", "connection_id": "x", "team_id": "x", "slug_or_id": "x",
+              "secret": "x", "token": "x", "filename": "js/csrf.js", "kind": "train"}
+    client = catalog_app.test_client()
+    checked = 0
+    for rule in catalog_app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            url = re.sub(r"<(?:[a-z_]+(?:\([^)]*\))?:)?([a-z_]+)>",
+                         lambda m: values.get(m.group(1), "x"), rule.rule)
+            answer = client.open(url, method=method, json={},
+                                 headers={"Authorization": f"Bearer {key}"})
+            checked += 1
+            if rule.endpoint in CONSUMER_ENDPOINTS:
+                assert answer.status_code != 401, (method, url)
+            elif rule.endpoint in PUBLIC_ENDPOINTS or rule.endpoint == "static":
+                assert answer.status_code == 401 or answer.status_code < 500, (method, url)
+            else:
+                assert answer.status_code == 401, (method, url, answer.status_code)
+    assert checked > 100
+
+
+@pytest.mark.slow  # a real server
+def test_socketio_refuses_a_consumer_key(published, catalog_app):
+    """A real Socket.IO client on a real server: the key in the auth payload is refused at
+    connect, so no project room, log line or execution reaches it."""
+    import socketio
+
+    from tests.conftest import LiveServer
+
+    bob = published["bob"]
+    listing_id = published["listing"]["id"]
+    key = bob.post(f"/catalog/{listing_id}/subscriptions", json={}).get_json()["key"]
+    server = LiveServer(catalog_app).start()
+    try:
+        sio = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            sio.connect(server.url, auth={"token": key}, transports=["websocket"],
+                        wait_timeout=5)
+        sio.disconnect()
+    finally:
+        server.stop()

@@ -554,7 +554,7 @@ def test_threads_opening_a_new_sqlite_file_at_once_all_get_a_connection(tmp_path
 
 LISTINGS = [
     {"_id": "l1", "title": "Customer churn", "text": "predicts churn of retail customers",
-     "tags": ["retail", "churn"], "score": 0.93},
+     "tags": ["retail", "churn"], "score": 0.93, "kind": "team:a b"},
     {"_id": "l2", "title": "House prices", "text": "regression on house sales",
      "tags": ["real-estate"], "score": 0.7},
     {"_id": "l3", "title": "Churn for telecom", "text": "Churn churn churn of phone plans",
@@ -567,7 +567,8 @@ LISTINGS = [
 def listings(store):
     coll = store.collection("listings")
     coll.insert(dict(LISTINGS[0]))
-    coll.ensure_text_index(["title", "text", "tags"])  # indexes what was there before, too
+    # indexes what was there before, too
+    coll.ensure_text_index(["title", "text", "tags"], keywords=["tags", "kind"])
     for doc in LISTINGS[1:]:
         coll.insert(dict(doc))
     return coll
@@ -601,6 +602,18 @@ def test_search_sorts_pages_and_counts_all(listings):
     assert (ids(found), total) == (["l1"], 2)
     found, total = listings.search("churn", sort=[("score", -1)], skip=1, limit=1)
     assert (ids(found), total) == (["l3"], 2)
+
+
+def test_search_filters_keyword_fields_like_find(listings):
+    for filter in ({"tags": {"$contains": ["churn", "telecom"]}}, {"kind": "team:a b"},
+                   {"tags": {"$overlaps": ["real-estate", "retail"]}},
+                   {"kind": {"$in": ["team:a b", "x"]}}, {"tags": {"$contains": ["nope"]}},
+                   {"kind": None}, {"tags": {"$overlaps": []}}):
+        expected = ids(listings.find(filter, sort=[("_id", 1)]))
+        found, total = listings.search("", filter, sort=[("_id", 1)])
+        assert (ids(found), total) == (expected, len(expected)), filter
+        with_text, _ = listings.search("churn", filter, sort=[("_id", 1)])
+        assert ids(with_text) == [i for i in expected if i in ("l1", "l3")], filter
 
 
 def test_search_without_words_is_find_and_count(listings):
