@@ -95,8 +95,16 @@ OVERWRITE = query("overwrite", {"type": "boolean", "default": False},
 #: the largest JSON body taken (real-time predictions have their own, larger, limit)
 MAX_JSON_BYTES = 1024 * 1024
 #: the answer of a route that answers a resource without its own component
-SCHEMA_ANSWER = {"type": "object", "required": ["schema"],
-                 "properties": {"schema": ref("BatchSchema")}}
+SCHEMA_ANSWER = {"type": "object", "required": ["schema", "target_proposals"],
+                 "properties": {"schema": ref("BatchSchema"), "target_proposals": {
+                     "type": "array", "description": "the columns that could be the target, "
+                     "most likely first; the schema's target is null until the user chooses",
+                     "items": {"type": "object", "required": ["column", "problem_type",
+                                                              "reasons"],
+                               "properties": {"column": {"type": "string"},
+                                              "problem_type": {"type": "string"},
+                                              "reasons": {"type": "array",
+                                                          "items": {"type": "string"}}}}}}}
 
 
 def _json(limit: int | None = MAX_JSON_BYTES):
@@ -243,11 +251,11 @@ def delete_project(project_id):
 @bp.post("/schema/infer")
 @spec("Projects", request=multipart(sample=FILE), responses={200: SCHEMA_ANSWER}, errors=(413, 422))
 def infer_schema():
-    """Infer a batch-file schema from a sample CSV (multipart field ``sample``)."""
+    """Infer a batch-file schema from sample CSVs (multipart field ``sample``, once per file;
+    every row of every file decides the types) with a ranked proposal of targets."""
     require_user()
-    sample = request.files.get("sample")
-    return jsonify({"schema": projects.infer_schema(sample and sample.stream,
-                                                    sample and sample.filename)})
+    return jsonify(projects.infer_schema(
+        [(sample.stream, sample.filename) for sample in request.files.getlist("sample")]))
 
 
 # -- files -------------------------------------------------------------------------------

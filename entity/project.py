@@ -14,13 +14,14 @@ from exception_layer import ValidationFailed
 PROBLEM_TYPES = ("classification", "regression")
 COLUMN_TYPES = ("integer", "float", "category", "boolean", "date")
 PROJECT_ROLES = ("viewer", "editor", "owner")  # in increasing order of power
+#: the selection metrics a project may choose, the default first (``f1`` is macro F1)
 METRICS = {
-    "classification": ("accuracy", "f1", "roc_auc"),
-    "regression": ("rmse", "mae", "r2"),
+    "classification": ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
 }
 #: the metrics that are better lower (errors); every other metric is better higher. The one
 #: table of metric directions: the model search, its leaderboard and promotion all read it.
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "baseline_rmse"})
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "baseline_rmse", "log_loss", "mape"})
 #: the algorithms the model search may try; a project may restrict it to some of them
 ALGORITHMS = {
     "classification": ("LogisticRegression", "RandomForestClassifier",
@@ -248,6 +249,8 @@ class Project:
     def to_public(self) -> dict:
         doc = self.to_document()
         doc["id"] = doc.pop("_id")
+        # the metric the project uses, never null: the problem type's default when none chosen
+        doc["metric"] = self.selection_metric if self.problem_type in METRICS else self.metric
         return doc
 
 

@@ -55,6 +55,15 @@ def _repeats(frame: pd.DataFrame, name: str, seen: dict) -> dict[str, int]:
     return earlier
 
 
+def add_to_validation_report(files: ProjectFiles, execution_id: str, key: str, value) -> None:
+    """Add ``key`` (what a later stage found about the data, e.g. the column warnings of
+    training) to the execution's ``validation_report.json``."""
+    path = f"{archive_folder(execution_id)}validation_report.json"
+    report = json.loads(files.read_bytes(path))
+    report[key] = value
+    files.upload_bytes(path, json.dumps(report, indent=2).encode("utf-8"))
+
+
 def archive_folder(execution_id: str) -> str:
     """``archive/<execution_id>/``."""
     return f"{ARCHIVE}{execution_id}/"

@@ -17,11 +17,21 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from entity.project import BatchSchema
+from project_library.values import parse_dates
 
 #: categorical columns with at most this many distinct values are one-hot encoded
 MAX_ONE_HOT_CATEGORIES = 20
 DATE_PARTS = ("year", "month", "day", "dayofweek")
 _DATE_ATTRIBUTES = {"year": "year", "month": "month", "day": "day", "dayofweek": "day_of_week"}
+#: a text column is date-like when at least this share of its values read as dates
+DATE_LIKE_SHARE = 0.95
+#: rows are in time order when at least this share of consecutive time stamps do not go back
+TIME_ORDER_SHARE = 0.95
+#: ... and at least this share of the rows have one, with at least this many distinct values
+TIME_ORDER_PRESENT = 0.9
+TIME_ORDER_DISTINCT = 10
+_DATE_HINT = r"[-/:.]|\d{4}|[A-Za-z]{3}"
+_PLAIN_NUMBER = r"^[+-]?\d+(\.\d*)?$"
 
 
 class SelectColumns(BaseEstimator, TransformerMixin):
@@ -78,6 +88,54 @@ def to_text(X):  # noqa: N803
     return frame.astype(object).where(frame.notna(), np.nan)
 
 
+def as_dates(values: pd.Series) -> pd.Series | None:
+    """The values of a text column read as dates when the column is date-like (at least 95 %
+    of its values written as dates, none a plain number), else None."""
+    present = values.dropna().astype(str).str.strip()
+    present = present[present != ""]
+    if present.empty or not present.str.contains(_DATE_HINT).all() or \
+            present.str.match(_PLAIN_NUMBER).any():
+        return None
+    parsed = parse_dates(values.astype(object).where(values.notna(), np.nan))
+    if parsed.notna().sum() < DATE_LIKE_SHARE * len(present):
+        return None
+    return parsed
+
+
+def time_order_column(frame: pd.DataFrame, schema: BatchSchema
+                      ) -> tuple[str, np.ndarray] | None:
+    """The column that puts the rows in time order, with its time stamps (float nanoseconds,
+    NaN where missing), or None.
+
+    A column counts when it is typed ``date`` or is a date-like text column (:func:`as_dates`),
+    at least 90 % of the rows have a value, it has at least 10 distinct ones, and at least 95 %
+    of consecutive values in row order do not go back in time: the rows are a log or a series
+    (a birth-date column in a customer list is not). The target is never the column.
+    """
+    for spec in schema.columns:
+        if spec.name == schema.target or spec.name not in frame:
+            continue
+        values = frame[spec.name]
+        if spec.type == "date":
+            stamps = pd.to_datetime(values, errors="coerce")
+        elif spec.type == "category":
+            stamps = as_dates(values)
+            if stamps is None:
+                continue
+        else:
+            continue
+        present = stamps.dropna()
+        if len(present) < TIME_ORDER_PRESENT * len(frame) or \
+                present.nunique() < TIME_ORDER_DISTINCT:
+            continue
+        steps = np.diff(present.to_numpy().astype("datetime64[ns]").astype("int64"))
+        if len(steps) and np.mean(steps >= 0) >= TIME_ORDER_SHARE:
+            numbers = stamps.to_numpy().astype("datetime64[ns]").astype("int64").astype(float)
+            numbers[stamps.isna().to_numpy()] = np.nan
+            return spec.name, numbers
+    return None
+
+
 @dataclass
 class FeaturePlan:
     """Which columns feed the model, how, and which were dropped (with the reason)."""
@@ -88,6 +146,8 @@ class FeaturePlan:
     ordinal: list[str] = field(default_factory=list)
     dates: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
+    #: columns typed otherwise that look like dates -> the proposal to retype them
+    retype: dict[str, str] = field(default_factory=dict)
 
     @property
     def used(self) -> list[str]:
@@ -114,8 +174,17 @@ def plan_features(frame: pd.DataFrame, schema: BatchSchema) -> FeaturePlan:
         if distinct == 1:
             plan.dropped[spec.name] = "it has the same value in every row that has one"
             continue
+        looks_dated = spec.type == "category" and as_dates(values) is not None
+        if looks_dated:
+            plan.retype[spec.name] = (
+                "its values look like dates but it is typed 'category': retype it as 'date' "
+                "in the schema, and the model gets its calendar features (year, month, day, "
+                "day of week)")
         if spec.type == "category" and rows >= 20 and distinct == rows:
-            plan.dropped[spec.name] = "it looks like an identifier (a different value in every row)"
+            plan.dropped[spec.name] = (
+                "it looks like a date typed 'category' with a different value in every row; "
+                "retype it as 'date' in the schema to use it" if looks_dated else
+                "it looks like an identifier (a different value in every row)")
             continue
         if spec.type in ("integer", "float"):
             plan.numeric.append(spec.name)

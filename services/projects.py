@@ -62,8 +62,15 @@ def _project_fields(ctx: Context, data: dict, *, creating: bool, strict: bool) -
     """Check the editable fields of a project against :class:`ProjectInput` (types, shapes)
     and the rules that depend on other fields or the database; returns them, or raises
     ValidationFailed."""
+    # unknown keys are refused (the resource model forbids them), but not the fields of the
+    # project as it is read (sent back whole; the rules below say which may change) nor the
+    # service's own "_" keys
+    shown = set(resources.known_keys(resources.Project)) - set(resources.known_keys(ProjectInput))
     declared = resources.check(ProjectInput, {k: v for k, v in data.items()
-                                              if v is not None and v != ""}, strict=strict)
+                                              if v is not None and v != ""
+                                              and not k.startswith("_")
+                                              and k not in shown},
+                               strict=strict)
     data = {k: v for k, v in data.items() if k not in declared}
     errors: dict[str, str] = {}
     fields: dict = {}
@@ -242,15 +249,22 @@ def delete(ctx: Context, project: Project) -> None:
     ctx.audit("project.delete", project.slug)
 
 
-def infer_schema(stream, filename: str | None) -> dict:
-    """Infer a schema from a sample CSV (its first 8 MB), named ``filename``.
+def infer_schema(samples) -> dict:
+    """Infer a schema from sample CSVs (each its first 8 MB), ``samples`` being
+    ``(stream, filename)`` pairs; every row of every sample decides the types.
+
+    Returns:
+        ``{"schema", "target_proposals"}``: the schema's target is None (the user chooses it,
+        from the ranked proposals).
 
     Raises:
         BadRequest: no file was given.
-        ValidationFailed: the sample cannot be read as a CSV.
+        ValidationFailed: a sample cannot be read as a CSV, or the samples differ in columns.
     """
-    from project_library.schema_inference import infer_schema as infer
+    from project_library.schema_inference import infer_from_samples
 
-    if stream is None or not filename:
+    given = [(stream, name) for stream, name in samples if stream is not None and name]
+    if not given:
         raise BadRequest("Choose a sample CSV file.")
-    return infer(stream.read(8 * 1024 * 1024), filename).to_dict()
+    return infer_from_samples([(stream.read(8 * 1024 * 1024), name)
+                               for stream, name in given]).to_dict()

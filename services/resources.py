@@ -12,6 +12,7 @@ same models), shown in the answers and described in the OpenAPI document.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -28,6 +29,7 @@ from pydantic import (
     create_model,
 )
 from pydantic.json_schema import models_json_schema
+from pydantic_core import PydanticCustomError
 
 from entity.execution import ACTIVE_STATUSES, FINAL_STATUSES
 from entity.log_record import LEVELS
@@ -72,11 +74,12 @@ class Resource(BaseModel):
 
 
 class Body(BaseModel):
-    """A request body: unknown fields are ignored (clients may send more). JSON bodies are
-    parsed strictly (``"name": 123`` is no name); page forms, whose values are all text,
-    leniently (``"3600"`` is a number there)."""
+    """A request body. JSON bodies are parsed strictly (``"name": 123`` is no name) and an
+    unknown field is refused (422, naming it and the closest known one: a misspelt setting
+    would otherwise be dropped in silence); page forms, whose values are all text, leniently
+    (``"3600"`` is a number there), and their own fields (the CSRF token...) are left out."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     #: field -> {pydantic error type, or "*" for any -> the message to show}
     messages: ClassVar[dict[str, dict[str, str]]] = {}
 
@@ -123,6 +126,35 @@ class BatchSchema(Resource):
     target: str | None = Field(description="the column to predict")
     ignored: list[str] = Field(default_factory=list,
                                description="columns the model does not learn from (ids...)")
+
+
+def suggestion(name: str, known) -> str:
+    """``"Unknown field 'x'"`` with ``"; did you mean 'y'?"`` for the closest of ``known``."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else \
+        f"; known: {', '.join(sorted(map(str, known)))}."
+    return f"Unknown field '{echo(str(name), 40)}'{hint}"
+
+
+def known_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a body or resource of ``model`` has (aliases where declared)."""
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _schema_keys(value):
+    """Refuse unknown keys of a batch-file schema and of its columns (``file_name_pattern``),
+    naming the closest known key; the schema's other rules are ``BatchSchema.validate``'s."""
+    if isinstance(value, dict):
+        for key in value:
+            if key not in BatchSchema.model_fields:
+                raise PydanticCustomError("unknown_key", suggestion(key, BatchSchema.model_fields))
+        columns = value.get("columns")
+        for index, column in enumerate(columns if isinstance(columns, list) else []):
+            for key in column if isinstance(column, dict) else ():
+                if key not in Column.model_fields:
+                    raise PydanticCustomError(
+                        "unknown_key", f"columns.{index}: " + suggestion(key, Column.model_fields))
+    return value
 
 
 class ProjectSettings(BaseModel):
@@ -716,7 +748,7 @@ class ProjectInput(ProjectSettings, Body):
         "schema": {"*": "Describe the columns of the batch files."},
     }
 
-    model_config = ConfigDict(extra="ignore", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
         "description": "The fields of a project; creating needs name, problem_type and schema. "
                        "Metrics and algorithms by problem type: " + "; ".join(
                            f"{problem}: {', '.join(METRICS[problem])} / "
@@ -735,7 +767,8 @@ class ProjectInput(ProjectSettings, Body):
         "type": "string", "description": "addresses separated by commas"})] = None
     storage_connection_id: Text | None = None
     # the rules of a schema (and their messages) are BatchSchema.validate's
-    schema_: Annotated[dict, WithJsonSchema({"x-component": "BatchSchema"})] = Field(
+    schema_: Annotated[dict, BeforeValidator(_schema_keys),
+                       WithJsonSchema({"x-component": "BatchSchema"})] = Field(
         None, alias="schema")
 
 
@@ -827,7 +860,13 @@ def field_errors(model: type[BaseModel], exc: ValidationError) -> dict[str, str]
         location = [str(part) for part in error["loc"] if not str(part).startswith(
             ("list[", "str", "function-", "literal["))]
         field = location[0] if location else "body"
+        if error["type"] == "extra_forbidden" and len(location) == 1:
+            details.setdefault(field, suggestion(field, known_keys(model)))
+            continue
         field = field.rstrip("_")  # schema_ is the field of "schema"
+        if error["type"] == "unknown_key":
+            details.setdefault(field, error["msg"])
+            continue
         own = messages.get(field, {})
         message = own.get(error["type"]) or own.get("*") or error["msg"]
         message = message.removeprefix("Value error, ")
@@ -840,10 +879,17 @@ def field_errors(model: type[BaseModel], exc: ValidationError) -> dict[str, str]
 def check(model: type[BaseModel], data: dict, *, strict: bool = True) -> dict[str, str]:
     """The fields of ``data`` that ``model`` refuses, with why (empty: all fine)."""
     try:
-        model.model_validate(data, strict=strict)
+        model.model_validate(data if strict else _declared_only(model, data), strict=strict)
     except ValidationError as exc:
         return field_errors(model, exc)
     return {}
+
+
+def _declared_only(model: type[BaseModel], data: dict) -> dict:
+    """A page form's fields that ``model`` declares (a form also posts its CSRF token, its
+    buttons and helper inputs, which are no unknown fields)."""
+    known = set(known_keys(model)) | set(model.model_fields)
+    return {key: value for key, value in data.items() if key in known}
 
 
 #: pydantic error types about a value's rules rather than its type: the services check those
@@ -905,7 +951,8 @@ def parse(model: type[BaseModel], data, *, strict: bool = True):
         raise ValidationFailed("The body must be a JSON object.",
                                details={"body": "Expected an object."})
     try:
-        return model.model_validate(data, strict=strict)
+        return model.model_validate(data if strict else _declared_only(model, data),
+                                    strict=strict)
     except ValidationError as exc:
         raise ValidationFailed("Please correct the marked fields.",
                                details=field_errors(model, exc)) from None

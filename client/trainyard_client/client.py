@@ -235,13 +235,24 @@ class Client:
             raise TrainyardError(f"{path} must hold a JSON object (the project definition)")
         return self.call("POST", "/projects", json=definition)
 
-    def infer_schema(self, csv_path: str | os.PathLike) -> dict:
-        """Infer a batch-file schema from a sample CSV (``filename_pattern``, ``columns``,
-        ``target``, ``ignored``); adjust it, then pass it to :meth:`Projects.create`."""
-        body = MultipartFiles([csv_path], field="sample")
-        answer = self.call("POST", "/schema/infer", data=body,
-                           headers={"Content-Type": body.content_type})
-        return answer["schema"]
+    def infer_schema(self, csv_path: str | os.PathLike, *more: str | os.PathLike,
+                     target: str | None = None) -> dict:
+        """Infer a batch-file schema from sample CSVs (every row of each decides the types):
+        ``filename_pattern``, ``columns``, ``target``, ``ignored``. The target is not guessed:
+        it is ``target`` when given, else None (see :meth:`propose_schema` for the ranked
+        proposals); set it, adjust the rest, then pass it to :meth:`Projects.create`."""
+        schema = self.propose_schema(csv_path, *more)["schema"]
+        if target is not None:
+            schema["target"] = target
+            schema["ignored"] = [c for c in schema.get("ignored", []) if c != target]
+        return schema
+
+    def propose_schema(self, csv_path: str | os.PathLike, *more: str | os.PathLike) -> dict:
+        """The server's whole answer: ``{"schema", "target_proposals"}``, the proposals being
+        ``{"column", "problem_type", "reasons"}``, most likely target first."""
+        body = MultipartFiles([csv_path, *more], field="sample")
+        return self.call("POST", "/schema/infer", data=body,
+                         headers={"Content-Type": body.content_type})
 
     # -- predictions ---------------------------------------------------------------------------
 

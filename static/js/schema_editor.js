@@ -230,11 +230,42 @@
     return field ? field.value : "";
   }
 
+  function chooseTarget(name) {
+    tbody.querySelectorAll("tr").forEach(function (row) {
+      var nameInput = row.querySelector('[data-role="name"]');
+      var radio = row.querySelector('[data-role="target"]');
+      if (nameInput && radio) radio.checked = nameInput.value === name;
+    });
+  }
+
+  function showProposals(proposals) {
+    var box = document.getElementById("schema-target-proposals");
+    if (!box) return;
+    var list = box.querySelector("[data-proposals]");
+    list.replaceChildren();
+    (Array.isArray(proposals) ? proposals : []).forEach(function (proposal) {
+      var item = document.createElement("li");
+      var use = button("Use " + proposal.column, "Make " + proposal.column + " the target", "use-target");
+      use.addEventListener("click", function () {
+        chooseTarget(proposal.column);
+      });
+      var why = document.createElement("span");
+      why.className = "text-muted ms-2";
+      why.textContent = proposal.problem_type + ": " + (proposal.reasons || []).join("; ");
+      item.appendChild(use);
+      item.appendChild(why);
+      list.appendChild(item);
+    });
+    box.hidden = !list.children.length;
+  }
+
   async function inferFrom(input) {
-    var file = input.files && input.files[0];
-    if (!file) return;
+    var chosen = input.files ? Array.prototype.slice.call(input.files) : [];
+    if (!chosen.length) return;
     var data = new FormData();
-    data.append("sample", file, file.name);
+    chosen.forEach(function (file) {
+      data.append("sample", file, file.name);
+    });
     showInferError("");
     input.disabled = true;
     try {
@@ -257,6 +288,7 @@
       var schema = body && (body.schema || (body.data && body.data.schema));
       if (!schema) throw new Error("The server answered without a schema.");
       render(Object.assign({}, baseSchema, schema));
+      showProposals(body.target_proposals);
     } catch (error) {
       showInferError(error.message);
     } finally {

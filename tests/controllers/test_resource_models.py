@@ -143,3 +143,46 @@ def test_the_page_forms_validate_through_the_same_models(admin_client, api):
     assert response.status_code == 422
     assert api.post("/users", json={"email": "new@example.com", "name": "New\nLine"}
                     ).status_code == 422
+
+
+def test_an_unknown_key_is_a_422_naming_it_and_the_closest_known_one(api, project):
+    """Issue 26: `file_name_pattern` for `filename_pattern` was dropped in silence."""
+    schema = cancer_project()["schema"]
+    misspelt = {k: v for k, v in schema.items() if k != "filename_pattern"}
+    misspelt["file_name_pattern"] = schema["filename_pattern"]
+    created = api.post("/projects", json={**cancer_project(), "name": "Other",
+                                          "schema": misspelt})
+    assert created.status_code == 422
+    assert created.get_json()["error"]["details"]["schema"] == \
+        "Unknown field 'file_name_pattern'; did you mean 'filename_pattern'?"
+    changed = api.patch(f"/projects/{project['id']}", json={"time_budget_second": 60})
+    assert changed.status_code == 422
+    assert changed.get_json()["error"]["details"]["time_budget_second"] == \
+        "Unknown field 'time_budget_second'; did you mean 'time_budget_seconds'?"
+    assert api.get(f"/projects/{project['id']}").get_json()["time_budget_seconds"] is None
+    token = api.post("/tokens", json={"name": "ci", "scope": "read", "scopes": "x"})
+    assert token.status_code == 422
+    assert "did you mean 'scope'" in token.get_json()["error"]["details"]["scopes"]
+
+
+def test_a_project_without_a_metric_answers_the_default_metric(api, project):
+    """Issue 26: a project created without a metric answered `"metric": null`."""
+    assert api.get(f"/projects/{project['id']}").get_json()["metric"] == "accuracy"
+
+
+def test_schema_inference_reads_every_sample_and_proposes_targets(api):
+    """Issue 26: types from one sample, and the last column taken as the target."""
+    import io
+
+    first = b"weather,amount,wind\nrain,1,3\nsun,2,4\nrain,3,5\n"
+    second = b"weather,amount,wind\nsun,999999.375,6\nfog,5,7\n"
+    answer = api.client.post(
+        "/api/v1/schema/infer", headers={"X-CSRFToken": api.client.csrf_token},
+        data={"sample": [(io.BytesIO(first), "w_1.csv"), (io.BytesIO(second), "w_2.csv")]},
+        content_type="multipart/form-data")
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["schema"]["target"] is None
+    types = {c["name"]: c["type"] for c in body["schema"]["columns"]}
+    assert types["amount"] == "float"  # from the second file
+    assert body["target_proposals"][0]["column"] == "weather"

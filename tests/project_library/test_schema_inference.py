@@ -7,7 +7,11 @@ import re
 import pytest
 
 from exception_layer import ValidationFailed
-from project_library.schema_inference import filename_pattern, infer_schema
+from project_library.schema_inference import (
+    filename_pattern,
+    infer_from_samples,
+    infer_schema,
+)
 
 SAMPLE = "\n".join(
     [",customer_id,age,income,city,member,signup,churned"]
@@ -18,7 +22,7 @@ SAMPLE = "\n".join(
 
 
 def test_infers_types_target_ignored_and_pattern():
-    schema = infer_schema(SAMPLE.encode(), "customers_20240101_093000.csv")
+    schema = infer_schema(SAMPLE.encode(), "customers_20240101_093000.csv")  # best proposal
 
     types = {c.name: c.type for c in schema.columns}
     assert types == {"Unnamed: 0": "integer", "customer_id": "category", "age": "integer",
@@ -57,3 +61,35 @@ def test_refuses_what_is_not_a_csv_sample(data, words):
     with pytest.raises(ValidationFailed) as caught:
         infer_schema(data, "sample.csv")
     assert words in caught.value.message
+
+
+def test_the_target_is_never_defaulted_and_the_proposal_is_ranked():
+    """Issue 26: the last column was taken as the target (wrong on 6 of 9 datasets). Here the
+    last column is a measurement and the class sits in the middle."""
+    rows = "\n".join(f"{i},{['rain', 'sun', 'fog'][i % 3]},{i % 2},{10 + i * 0.37:.2f},"
+                     f"{(i * 13) % 7}" for i in range(40))
+    inferred = infer_from_samples([(f"id,weather,flag,temp_max,wind\n{rows}\n".encode(),
+                                    "w.csv")])
+    assert inferred.schema.target is None
+    columns = [p["column"] for p in inferred.target_proposals]
+    assert columns[0] == "weather" and "id" not in columns
+    assert inferred.target_proposals[0]["problem_type"] == "classification"
+    assert any("name" in why for why in inferred.target_proposals[0]["reasons"])
+    assert inferred.to_dict()["schema"]["target"] is None
+
+
+def test_types_are_read_from_every_sample_file():
+    """Issue 26: a column inferred as integer from one sample refused 2 of 4 training files
+    over one value 999999.375; every value of every sample now decides."""
+    first = "amount,label\n" + "\n".join(f"{i},{i % 2}" for i in range(30)) + "\n"
+    second = "amount,label\n1,0\n999999.375,1\n"
+    assert infer_from_samples([(first.encode(), "a.csv")]).schema.column("amount").type == \
+        "integer"
+    both = infer_from_samples([(first.encode(), "a.csv"), (second.encode(), "b.csv")])
+    assert both.schema.column("amount").type == "float"
+
+
+def test_samples_with_other_columns_are_refused_by_name():
+    with pytest.raises(ValidationFailed) as caught:
+        infer_from_samples([(b"a,b\n1,2\n", "one.csv"), (b"a,c\n1,2\n", "two.csv")])
+    assert "two.csv" in caught.value.message and "lacks b" in caught.value.message

@@ -70,7 +70,8 @@ def payload(runner, execution, project) -> dict:
 def finalize(runner, execution, project, result: dict, logger) -> dict:
     version = promotion.register_version(runner.db, execution, project, result)
     kept = {"version": version.version, "algorithm": version.algorithm,
-            "metrics": version.metrics, "validation": result.get("validation", [])}
+            "metrics": version.metrics, "validation": result.get("validation", []),
+            "column_warnings": result.get("column_warnings", [])}
     if "comparison" in result:
         kept["comparison"] = result["comparison"]
     return kept
