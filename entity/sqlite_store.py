@@ -185,17 +185,19 @@ class SqliteCollection(Collection):
         given = [p for p, _ in inside] * (1 if len(inside) > 1 else 2)
         rest = [tail for _, tail in inside]
         cursor = self._conn().execute(sql, [*given, *params])
-        loads, width = json.loads, len(paths)
+        loads = json.loads
         try:
             while True:
                 rows = cursor.fetchmany(batch)
                 if not rows:
                     return
-                values = [loads(r[0]) for r in rows]
+                # one parse for the whole batch: the rows' arrays joined into one
+                values = loads("[" + ",".join(r[0] for r in rows) + "]")
                 if any(rest):
                     values = [[_dig(v, tail) for v, tail in zip(row, rest, strict=False)]
                               for row in values]
-                yield [tuple(v[:width]) for v in values]
+                yield ([tuple(v) for v in values] if len(inside) > 1 else
+                       [(v[0],) for v in values])
         finally:
             cursor.close()
 
