@@ -47,6 +47,8 @@ _RANGE = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 POOL_SIZE = 10
 #: seconds to wait for a connection (at start-up: for the server to answer)
 CONNECT_TIMEOUT = 10
+#: the advisory lock key under which a database gets its unaccent function (any fixed number)
+_UNACCENT_LOCK = 0x7472_6169_6E79
 #: PostgreSQL's longest identifier
 _MAX_IDENTIFIER = 63
 #: MongoDB's order of types; null and missing fields rank 0
@@ -358,11 +360,19 @@ class PostgresStore(DocumentStore):
         return f"to_tsvector('simple'::regconfig, {text})"
 
     def _install_unaccent(self) -> bool:
+        """Make ``trainyard_unaccent`` usable, once per database at a time: processes starting
+        together on a new database (web processes, workers) each took a failed race for
+        "not available" and built a different text expression, which the index did not serve.
+        Under an advisory lock, an existing function is used as it is."""
         from psycopg import errors
 
         try:
-            self.create("CREATE EXTENSION IF NOT EXISTS unaccent")
-            with self.pool().connection() as conn:
+            with self.pool().connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_UNACCENT_LOCK,))
+                if conn.execute("SELECT to_regprocedure('trainyard_unaccent(text)')"
+                                ).fetchone()[0] is not None:
+                    return True
+                conn.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
                 found = conn.execute(
                     "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON "
                     "n.oid = e.extnamespace WHERE e.extname = 'unaccent'").fetchone()

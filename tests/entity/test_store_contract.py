@@ -3,9 +3,11 @@
 Each test runs on SQLite, on a real PostgreSQL server, on a real MongoDB wire server and on
 mongomock (see ``conftest.py``). The MongoDB server is SecantusDB, started by the tests, unless
 ``TEST_MONGODB_URI`` names a real ``mongod``. SecantusDB is single-node only: it lacks replica
-sets, sharding and transactions across nodes, none of which the store uses; every test here
-passes on it, so MongoDB's own atomicity (single-document updates raced by threads and by
-processes, unique indexes) is exercised over the wire.
+sets, sharding and transactions across nodes, none of which the store uses, and text indexes
+(the search tests pass there through ``MongoStore``'s word matching, so ``$text`` itself runs
+only with ``TEST_MONGODB_URI``); every test here passes on it, so MongoDB's own atomicity
+(single-document updates raced by threads and by processes, unique indexes) is exercised over
+the wire.
 
 mongomock stays for what no server here shows: the store's serialising ``MongoStore.write_lock``
 (the concurrency tests show that mongomock, whose updates are not atomic, honours the contract
@@ -628,6 +630,27 @@ def test_the_text_index_follows_updates_and_deletes(listings):
     listings.delete_many({"_id": "l1"})
     assert sorted(ids(listings.search("churn")[0])) == ["l2", "l3"]
     assert listings.search("sales") == ([], 0)
+
+
+def test_text_indexes_declared_by_processes_starting_together_all_serve_search(backend):
+    """Web processes and workers starting at once on a new database each declare the text
+    index; on PostgreSQL, those that lost the race to create its accent folding used to
+    search without it (accents mattered, and the index did not serve their expression)."""
+    stores = [open_store(backend.url) for _ in range(8)]
+    stores[0].collection("listings").insert({"_id": "c", "title": "Café du coin"})
+    barrier = threading.Barrier(8)
+
+    def start(store) -> list:
+        barrier.wait(timeout=30)
+        store.collection("listings").ensure_text_index(["title"])
+        return ids(store.collection("listings").search("cafe")[0])
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(start, stores)) == [["c"]] * 8
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_search_terms_are_words_never_syntax():
