@@ -363,7 +363,14 @@ class ExecutionRunner:
             self._publish_execution(execution)
             self.notifier.execution_event("started", project, execution, starter_email, kind)
             logger.log(f"Started on {self.identity['host']}.", stage="validating")
-            status, detail = self._run_worker(kind, execution, project, logger)
+            # beats until what the execution produced is saved: the worker process's end
+            # and the saving can outlast a heartbeat
+            with self._beating(execution_id):
+                status, detail = self._run_worker(kind, execution, project, logger)
+                if status == "succeeded":
+                    result = kind.finalize(self, execution, project, detail, logger)
+                    if kind.promote is not None:
+                        result = kind.promote(self.db, project, result, logger)
             if status == "handed_back":
                 kind.discard(self, execution, project, logger)
                 handed_back = self._give_back(kind, execution, logger)
@@ -372,9 +379,6 @@ class ExecutionRunner:
                                               error="Cancelled on request.")
                 return
             if status == "succeeded":
-                result = kind.finalize(self, execution, project, detail, logger)
-                if kind.promote is not None:
-                    result = kind.promote(self.db, project, result, logger)
                 self.db.executions.finish(execution_id, "succeeded", result=result)
                 logger.log("Finished successfully.", stage="done")
             else:
@@ -416,6 +420,31 @@ class ExecutionRunner:
         self.dispatch(execution.id, kind.queue)
         return True
 
+    @contextlib.contextmanager
+    def _beating(self, execution_id: str):
+        """Heartbeat ``execution_id`` from a thread of its own while the block runs: while its
+        worker process runs, while it exits, and while the supervisor saves and registers what
+        it produced, however long a loaded machine or a slow storage makes each step (a beat
+        only between two messages of the worker process let a healthy execution look dead
+        to the sweepers once the last message was in)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat_seconds):
+                try:
+                    self.db.executions.update(execution_id, heartbeat_at=utcnow())
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                    log.exception("Could not heartbeat execution %s", execution_id)
+
+        beater = threading.Thread(target=beat, name=f"trainyard-beat-{execution_id}",
+                                  daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beater.join()
+
     def _payload(self, kind: ExecutionKind, execution: Execution, project: Project) -> dict:
         uri, credentials = self.resolver.location(project)
         payload = {"kind": execution.kind, "execution_id": execution.id,
@@ -452,8 +481,7 @@ class ExecutionRunner:
                         break
                     outcome = self._handle(message, execution, logger)
                 if utcnow() - last_beat >= timedelta(seconds=self.heartbeat_seconds):
-                    last_beat = utcnow()
-                    self.db.executions.update(execution.id, heartbeat_at=last_beat)
+                    last_beat = utcnow()  # the beats themselves: _beating, from a thread
                     current = self.db.executions.get(execution.id)
                     if current is not None and current.cancel_requested:
                         cancel.set()
