@@ -6,6 +6,10 @@ flask-limiter's storage: in memory by default (one web process), in Redis when
 ``RATELIMIT_STORAGE_URI`` is set, or else when the Socket.IO message queue or the Celery broker
 is a Redis server, so that every web process shares them. A breach answers 429 in the
 platform's error shape with ``Retry-After`` (seconds) and the ``X-RateLimit-*`` headers.
+
+The limiter is one object per process (its route limits are declared where the views are), and
+``init_app`` points its storage at the settings of the app created last: one app per process, as
+gunicorn and the workers run it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from entity.security import ApiToken
 from entity.team import Team, TeamMembership
 from entity.user import User
 from tests.factories import churn_rows, servable_project
+from tests.thread_layer.test_celery import redis_url  # noqa: F401 (the fixture)
 
 XSS = ("# Churn model\n\n<script>alert(1)</script>\n\n"
        "[click](javascript:alert(2)) [data](data:text/html;base64,PHNjcmlwdD4=)\n\n"
@@ -424,3 +425,42 @@ def test_socketio_refuses_a_consumer_key(published, catalog_app):
         sio.disconnect()
     finally:
         server.stop()
+
+
+def test_quotas_are_counted_in_redis_when_it_is_configured(tmp_path, redis_url):  # noqa: F811
+    """A real redis-server (started by the fixture on a free port): with RATELIMIT_STORAGE_URI
+    the consumer's counts live in Redis (what several web processes share), and the quota
+    holds there."""
+    import redis
+
+    from tests.factories import servable_project as make
+
+    application = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data"),
+                              "INSTANCE_DIR": str(tmp_path / "instance"),
+                              "LOG_LEVEL": "WARNING", "RATELIMIT_STORAGE_URI": f"{redis_url}/3"},
+                             start_runner=False)
+    try:
+        platform = application.extensions["trainyard"]
+        owner = platform.db.users.add(User(email="o@example.com", name="O", password_hash="!"))
+        token, clear = ApiToken.issue(owner.id, "t", "write")
+        platform.db.api_tokens.add(token)
+        caller = Caller(application.test_client(), clear)
+        project = make(platform, owner, name="Redis churn")
+        listing = caller.post(f"/projects/{project.id}/listings",
+                              json={"title": "Redis churn"}).get_json()
+        key = caller.post(f"/catalog/{listing['id']}/subscriptions",
+                          json={"per_minute": 2}).get_json()["key"]
+        consumer = Caller(application.test_client(), key)
+        assert [consumer.get(f"/consume/{listing['id']}").status_code for _ in range(3)] == \
+            [200, 200, 429]
+        stored = redis.Redis.from_url(f"{redis_url}/3").keys("*")
+        assert any(b"consumer" in name for name in stored), stored
+    finally:
+        # the limiter is one per process (see controllers.quotas): back to memory storage
+        # before the redis-server stops, for the apps of later tests in this process
+        from controllers.quotas import limiter
+
+        application.config["RATELIMIT_STORAGE_URI"] = "memory://"
+        limiter.init_app(application)
+        application.extensions["trainyard"].runner.shutdown()
+        application.extensions["trainyard"].db.close()
