@@ -43,6 +43,7 @@ from thread_layer.monitoring import Monitor
 from thread_layer.prediction_recorder import PredictionRecorder
 from thread_layer.runner import ExecutionRunner
 from thread_layer.scheduler import RetrainingScheduler
+from thread_layer.sandbox import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in
@@ -129,7 +130,11 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
         max_workers=settings["MAX_CONCURRENT_EXECUTIONS"], threads=settings["EXECUTION_THREADS"],
         heartbeat_seconds=settings["HEARTBEAT_SECONDS"],
         stale_after_seconds=settings["STALE_AFTER_SECONDS"],
-        dispatch=_broker_dispatch(settings["CELERY_BROKER_URL"]))
+        dispatch=_broker_dispatch(settings["CELERY_BROKER_URL"]),
+        limits=Limits.from_settings(settings), ceiling=Limits.ceiling_from_settings(settings),
+        scratch_root=settings["SCRATCH_DIR"],
+        memory_budget_mb=settings["EXECUTION_MEMORY_BUDGET_MB"] or None,
+        sandbox_mode=settings["SANDBOX"], sandbox_bwrap=settings["SANDBOX_BWRAP"])
     model_server = ModelServer(db, resolver, settings["EXECUTION_THREADS"],
                                flush_seconds=settings["USAGE_FLUSH_SECONDS"],
                                recorder=PredictionRecorder(
@@ -184,6 +189,7 @@ def create_app(config: dict[str, Any] | None = None, *, start_runner: bool = Tru
                                     context=app.app_context)
     app.extensions["scheduler"] = scheduler
     if start_runner:
+        runner.sandbox_report  # noqa: B018 - detected (and logged) at start-up
         runner.start()
         housekeeper.start()
         monitor.start()

@@ -214,6 +214,37 @@ SETTINGS.update({
 })
 
 
+# -- Limits and isolation of executions (thread_layer/sandbox.py) -----------------------------
+def _limit_settings() -> dict[str, tuple[Callable[[str], Any], Any, str]]:
+    from thread_layer.sandbox import LIMIT_SPECS
+
+    found: dict[str, tuple[Callable[[str], Any], Any, str]] = {
+        "SANDBOX": (_choice("auto", "strict", "off"), "auto",
+                    "Isolation of executions: auto uses what the machine allows and says so; "
+                    "strict refuses to run executions without network, file and user "
+                    "isolation; off runs them with limits only."),
+        "SANDBOX_BWRAP": (_bool, True, "Use bubblewrap (bwrap) when installed; false forces the "
+                                       "fallback (unshare -n, setuid) path."),
+        "SCRATCH_DIR": (_text, None, "Folder of executions' scratch folders "
+                                     "(default: DATA_DIR/scratch)."),
+        "EXECUTION_MEMORY_BUDGET_MB": (_int(0, 1 << 30), 0,
+                                       "Sum of running executions' memory limits admitted at "
+                                       "once; more wait queued (0: the machine's memory "
+                                       "less 1 GB)."),
+    }
+    for spec in LIMIT_SPECS:
+        unit = f" ({spec.unit})" if spec.unit else ""
+        found[spec.setting] = (_int(spec.minimum, spec.ceiling * 16), spec.default,
+                               f"Default limit per execution{unit}: {spec.words}; "
+                               f"enforced by {spec.enforced_by}.")
+        found[spec.ceiling_setting] = (_int(spec.minimum, spec.ceiling * 16), spec.ceiling,
+                                       f"Highest {spec.setting} a project may be given{unit}.")
+    return found
+
+
+SETTINGS.update(_limit_settings())
+
+
 def load_config(environ: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Parse every setting from ``environ`` (default: ``os.environ``), then apply ``overrides``.
@@ -250,6 +281,14 @@ def load_config(environ: Mapping[str, str] | None = None,
         shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
         config["PUBLIC_URL"] = f"http://{shown}:{config['TRAINYARD_PORT']}"
     config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
+    if not config["SCRATCH_DIR"]:
+        config["SCRATCH_DIR"] = str(data_dir / "scratch")
+    from thread_layer.sandbox import LIMIT_SPECS
+
+    for spec in LIMIT_SPECS:
+        if config[spec.setting] > config[spec.ceiling_setting]:
+            raise ConfigError(f"{spec.setting}={config[spec.setting]} is above its ceiling "
+                              f"{spec.ceiling_setting}={config[spec.ceiling_setting]}.")
     if config["CELERY_BROKER_URL"] and not config["SOCKETIO_MESSAGE_QUEUE"]:
         raise ConfigError("CELERY_BROKER_URL needs SOCKETIO_MESSAGE_QUEUE as well, so that "
                           "workers can publish live logs (e.g. the same redis:// URL).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from entity.catalog import ConsumerCallRepository, ListingRepository, SubscriptionRepository
 from entity.execution import ExecutionRepository
+from entity.execution_limits import ExecutionLimitsRepository
 from entity.job_schedule import JobScheduleRepository
 from entity.log_record import LogRepository
 from entity.mail_message import MailRepository
@@ -66,6 +67,7 @@ class Database:
         self.listings = ListingRepository(store.collection("catalog_listings"))
         self.subscriptions = SubscriptionRepository(store.collection("catalog_subscriptions"))
         self.consumer_calls = ConsumerCallRepository(store.collection("consumer_calls"))
+        self.execution_limits = ExecutionLimitsRepository(store.collection("execution_limits"))
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -76,7 +78,7 @@ class Database:
                 self.mail, self.api_tokens, self.one_time_tokens, self.audit,
                 self.login_failures, self.settings, self.storage_connections, self.sessions,
                 self.prediction_usage, self.job_schedule, self.prediction_records,
-                self.teams, *self.monitoring_repositories(),
+                self.teams, self.execution_limits, *self.monitoring_repositories(),
                 self.retraining_schedules, self.listings, self.subscriptions,
                 self.consumer_calls]
 

@@ -43,6 +43,12 @@ class Execution:
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
     cancel_requested: bool = False
+    #: what the execution used (thread_layer.sandbox): peak_memory_mb, cpu_seconds,
+    #: wall_seconds, written_mb, processes; and the limits it ran under
+    usage: dict = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)
+    #: why a queued execution is still waiting (admission control, a strict sandbox)
+    waiting_reason: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -64,6 +70,7 @@ class Execution:
             "created_at": to_iso(self.created_at), "started_at": to_iso(self.started_at),
             "finished_at": to_iso(self.finished_at), "heartbeat_at": to_iso(self.heartbeat_at),
             "cancel_requested": self.cancel_requested,
+            "usage": self.usage, "limits": self.limits, "waiting_reason": self.waiting_reason,
         }
 
     @classmethod
@@ -81,6 +88,8 @@ class Execution:
             finished_at=from_iso(doc.get("finished_at")),
             heartbeat_at=from_iso(doc.get("heartbeat_at")),
             cancel_requested=doc.get("cancel_requested", False),
+            usage=doc.get("usage") or {}, limits=doc.get("limits") or {},
+            waiting_reason=doc.get("waiting_reason"),
         )
 
     def to_public(self) -> dict:

@@ -421,6 +421,12 @@ class StageRun:
         """One log line of the execution stage ``stage``."""
         self.reporter.log(message, stage=stage, level=level)
 
+    def doing(self, what: str) -> None:
+        """Tell the reporter what runs now (a sandbox limit that stops it names it)."""
+        note = getattr(self.reporter, "doing", None)
+        if note is not None:
+            note(what)
+
     @contextmanager
     def timed(self, name: str, stage: str):
         """Time the named stage ``name`` (one of :data:`STAGE_NAMES`), which reports under the
@@ -703,6 +709,7 @@ def search(data: PreparedData, *, problem_type: str, metric: str, run: StageRun,
             preprocessor = build_preprocessor(data.plan, scale=candidate.needs_scaling)
             pipeline = Pipeline([("preprocess", preprocessor),
                                  ("model", clone(candidate.estimator))])
+            run.doing(f"fitting {candidate.name}")
             began = time.monotonic()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -294,6 +294,11 @@ class Execution(Resource):
     heartbeat_at: Time | None = None
     cancel_requested: bool
     duration_seconds: float | None = None
+    usage: dict = Field(default_factory=dict, description=(
+        "what it used: peak_memory_mb, cpu_seconds, wall_seconds, written_mb, processes"))
+    limits: dict = Field(default_factory=dict, description="the limits it ran under")
+    waiting_reason: str | None = Field(default=None, description=(
+        "why a queued execution has not started yet"))
 
 
 class LogRecord(Resource):

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import queue
+import shutil
 import socket
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from entity.base import utcnow
 from entity.database import Database
@@ -30,7 +33,7 @@ from exception_layer import Conflict, ExecutionInProgress, NotFound
 from integration.notifications import Notifier
 from integration.storage_bridge import StorageResolver
 from logging_layer.execution_logger import ExecutionLogger, Publisher, project_room
-from thread_layer import worker
+from thread_layer import sandbox, staging, worker
 from thread_layer.kinds import ExecutionKind, find_kind, get_kind
 
 log = logging.getLogger("trainyard.runner")
@@ -61,6 +64,33 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _machine_memory_mb() -> int:
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 1 << 20
+
+
+#: the worker's error codes (thread_layer.worker) that mean a limit was hit
+_LIMIT_CODES = {"memory": "memory_mb", "processes": "processes", "open_files": "open_files",
+                "written": "written_mb"}
+
+
+def _breach_of_code(code: str, limits, usage: dict):
+    name = _LIMIT_CODES.get(code)
+    if name is None:
+        return None
+    if name == "memory_mb" and usage.get("peak_memory_mb", 0) < 0.9 * limits.memory_mb:
+        name = "address_space_mb"  # the allocation failed at RLIMIT_AS first
+    measured = {"memory_mb": usage.get("peak_memory_mb", 0),
+                "written_mb": usage.get("written_mb", 0)}.get(name, 0)
+    return sandbox.Breach(name, getattr(limits, name), measured)
+
+
 def _runner_alive(runner: dict) -> bool:
     pid = runner.get("pid")
     if not isinstance(pid, int) or pid == os.getpid():
@@ -87,14 +117,34 @@ class ExecutionRunner:
         dispatch: ``dispatch(execution_id, queue)`` queues an execution on its kind's queue
             elsewhere (a Celery broker) instead of running it in this process; None runs
             executions here.
+        sandbox_report: what isolation the worker processes get (:func:`sandbox.detect`;
+            None: detected when the first execution starts).
+        limits, ceiling: the default limits of an execution and the install-wide ceiling a
+            project's override cannot exceed (:class:`sandbox.Limits`).
+        scratch_root: where each execution's scratch folder is made.
+        memory_budget_mb: the sum of running executions' memory limits this runner admits
+            (None: the machine's memory less 1 GB for the web process).
     """
 
     def __init__(self, *, db: Database, resolver: StorageResolver, notifier: Notifier,
                  publish: Publisher, context: Callable[[], contextlib.AbstractContextManager]
                  = contextlib.nullcontext, max_workers: int = 2, threads: int = 1,
                  heartbeat_seconds: float = 5, stale_after_seconds: float = 60,
-                 dispatch: Callable[[str, str], None] | None = None):
+                 dispatch: Callable[[str, str], None] | None = None,
+                 sandbox_report: sandbox.SandboxReport | None = None,
+                 limits: sandbox.Limits | None = None, ceiling: sandbox.Limits | None = None,
+                 scratch_root: str | None = None, memory_budget_mb: int | None = None,
+                 sandbox_mode: str = "auto", sandbox_bwrap: bool = True):
         self.db, self.resolver, self.notifier = db, resolver, notifier
+        self._sandbox_report = sandbox_report
+        self.sandbox_mode, self.sandbox_bwrap = sandbox_mode, sandbox_bwrap
+        self.default_limits = limits or sandbox.Limits()
+        self.ceiling = ceiling or sandbox.Limits(
+            **{spec.name: spec.ceiling for spec in sandbox.LIMIT_SPECS})
+        self.scratch_root = Path(scratch_root or "/tmp/trainyard-scratch")
+        self.memory_budget_mb = memory_budget_mb or _machine_memory_mb() - 1024
+        self._running_memory: dict[str, int] = {}
+        self._uids: dict[str, int] = {}
         self.publish, self.context = publish, context
         self.max_workers, self.threads = max_workers, threads
         self.heartbeat_seconds, self.stale_after_seconds = heartbeat_seconds, stale_after_seconds
@@ -105,11 +155,27 @@ class ExecutionRunner:
         self._queue: queue.Queue = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._cancel: dict[str, threading.Event] = {}
-        self._procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._procs: dict[str, sandbox.Sandboxed] = {}
         self._stopping = threading.Event()
         self._handing_back = threading.Event()
         self._lock = threading.Lock()
-        self._mp = multiprocessing.get_context("spawn")
+
+    @property
+    def sandbox_report(self) -> sandbox.SandboxReport:
+        """What isolation executions get here, detected once (and logged)."""
+        with self._lock:
+            if self._sandbox_report is None:
+                self._sandbox_report = sandbox.detect(self.sandbox_mode, bwrap=self.sandbox_bwrap)
+                log.info("%s", self._sandbox_report.summary())
+                for note in self._sandbox_report.notes:
+                    log.info("Sandbox: %s", note)
+            return self._sandbox_report
+
+    def limits_of(self, project: Project) -> sandbox.Limits:
+        """The limits of ``project``'s executions: the defaults, its administrator-set
+        overrides, capped at the install's ceiling."""
+        overrides = self.db.execution_limits.get(project.id)
+        return self.default_limits.with_overrides(overrides).capped(self.ceiling)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -148,9 +214,9 @@ class ExecutionRunner:
         self._stopping.set()
         for _ in range(self.max_workers):
             self._queue.put(_STOP)
-        for execution_id, proc in list(self._procs.items()):
+        for execution_id, box in list(self._procs.items()):
             with contextlib.suppress(Exception):
-                proc.kill()
+                box.kill()
             self._cancel.setdefault(execution_id, threading.Event())
         with self.context():
             for execution in self.db.executions.list_active():
@@ -355,9 +421,14 @@ class ExecutionRunner:
         if self._handing_back.is_set() and self.dispatch:
             self.dispatch(execution_id, kind.queue)  # a stopping worker starts nothing more
             return
+        limits = self.limits_of(project)
+        if not self._admit(execution, kind, limits, logger):
+            return
         if not self.db.executions.start(execution_id, dict(self.identity)):
+            self._running_memory.pop(execution_id, None)
             return  # cancelled meanwhile, or another worker took it (a broker redelivery)
         handed_back = False
+        self.db.executions.update(execution_id, limits=limits.to_dict(), waiting_reason=None)
         try:
             execution = self.db.executions.get(execution_id)
             self._publish_execution(execution)
@@ -366,7 +437,8 @@ class ExecutionRunner:
             # beats until what the execution produced is saved: the worker process's end
             # and the saving can outlast a heartbeat
             with self._beating(execution_id):
-                status, detail = self._run_worker(kind, execution, project, logger)
+                status, detail = self._run_worker(kind, execution, project, logger,
+                                                 limits)
                 if status == "succeeded":
                     result = kind.finalize(self, execution, project, detail, logger)
                     if kind.promote is not None:
@@ -394,6 +466,7 @@ class ExecutionRunner:
             with contextlib.suppress(Exception):
                 logger.log(message, stage="done", level="ERROR")
         finally:
+            self._running_memory.pop(execution_id, None)
             if not handed_back:
                 self._conclude(project, execution_id, starter_email, kind)
 
@@ -445,65 +518,206 @@ class ExecutionRunner:
             done.set()
             beater.join()
 
+    def _admit(self, execution: Execution, kind: ExecutionKind, limits: sandbox.Limits,
+               logger: ExecutionLogger) -> bool:
+        """Wait (``queued``, with the reason) until the execution may start: the sandbox
+        isolates as ``SANDBOX=strict`` demands, and its memory limit fits beside the running
+        executions' in the budget. False: it is no longer queued (cancelled), or can never
+        start (then it is failed with the reason)."""
+        told = None
+        while True:
+            reason = None
+            refusal = None if kind.direct_storage else self.sandbox_report.refusal()
+            if limits.memory_mb > self.memory_budget_mb:
+                message = (f"Its memory limit ({sandbox.size_words(limits.memory_mb)}) is more "
+                           f"than this server admits for executions "
+                           f"({sandbox.size_words(self.memory_budget_mb)}); lower the project's "
+                           "memory limit.")
+                if self.db.executions.finish(execution.id, "failed", error=message):
+                    logger.log(message, stage="queued", level="ERROR")
+                return False
+            with self._lock:
+                used = sum(self._running_memory.values())
+                if refusal:
+                    reason = refusal
+                elif used + limits.memory_mb > self.memory_budget_mb:
+                    reason = (f"Waiting for memory: its limit of "
+                              f"{sandbox.size_words(limits.memory_mb)} and the running "
+                              f"executions' {sandbox.size_words(used)} exceed the "
+                              f"{sandbox.size_words(self.memory_budget_mb)} this server "
+                              "admits.")
+                else:
+                    self._running_memory[execution.id] = limits.memory_mb
+                    return True
+            if reason != told:
+                told = reason
+                self.db.executions.update(execution.id, waiting_reason=reason)
+                logger.log(reason, stage="queued", level="WARNING")
+                self._publish_execution(self.db.executions.get(execution.id))
+            if self._stopping.wait(0.5):
+                return False
+            if self._handing_back.is_set() and self.dispatch:
+                self.dispatch(execution.id, kind.queue)  # another worker may have room
+                return False
+            current = self.db.executions.get(execution.id)
+            if current is None or current.status != "queued":
+                return False
+
     def _payload(self, kind: ExecutionKind, execution: Execution, project: Project) -> dict:
         uri, credentials = self.resolver.location(project)
         payload = {"kind": execution.kind, "execution_id": execution.id,
                    "project": project.to_document(), "options": execution.options,
                    "storage_uri": uri, "credentials": credentials, "threads": self.threads}
         payload.update(kind.payload(self, execution, project))
+        payload["run"] = f"{kind.run.__module__}:{kind.run.__qualname__}"
+        payload["sys_path"] = [entry for entry in sys.path if entry]
         return payload
 
     def _run_worker(self, kind: ExecutionKind, execution: Execution, project: Project,
-                    logger: ExecutionLogger) -> tuple[str, object]:
-        """Run the worker process to its end; returns (status, result dict or message)."""
+                    logger: ExecutionLogger, limits: sandbox.Limits) -> tuple[str, object]:
+        """Run the sandboxed worker process to its end; returns (status, result dict or
+        message). Its files are staged in before and out after (unless the kind reaches the
+        storage itself), and the watchdog stops it at the first limit it goes over."""
         payload = self._payload(kind, execution, project)
-        receiver, sender = self._mp.Pipe(duplex=False)
-        proc = self._mp.Process(target=worker.run, args=(kind.run, payload, sender), daemon=True,
-                                name=f"trainyard-{execution.kind}-{execution.id}")
+        report = self.sandbox_report
+        isolate = report.mode != "off" and not kind.direct_storage
+        scratch = self.scratch_root / execution.id
+        shutil.rmtree(scratch, ignore_errors=True)
+        staged = real = local = None
+        if isolate:
+            real = self.resolver.files(project)
+            local_uri = (scratch / "storage").as_uri()
+            (scratch / "storage").mkdir(parents=True, exist_ok=True)
+            local = self.resolver.files_in(local_uri, None, project.slug)
+            reads, writes = kind.staged(payload)
+            staged = staging.stage_in(real, local, reads, writes)
+            payload.update(storage_uri=local_uri, credentials={})
+            for key in [k for k in payload if k.endswith("_credentials")]:
+                payload[key] = {}
         cancel = self._cancel.setdefault(execution.id, threading.Event())
-        proc.start()
-        sender.close()
-        self._procs[execution.id] = proc
+        box_report = report if isolate else sandbox.SandboxReport(mode="off")
+        try:
+            box = sandbox.launch("thread_layer.sandbox_worker", payload, limits=limits,
+                                 report=box_report, scratch=scratch, threads=self.threads,
+                                 taken_uids=set(self._uids.values()))
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        if box.uid is not None:
+            self._uids[execution.id] = box.uid
+        self._procs[execution.id] = box
+        watchdog = sandbox.Watchdog(box)
         outcome: tuple[str, object] | None = None
+        breach: sandbox.Breach | None = None
+        doing: list[str] = []
         last_beat = utcnow()
         try:
             while outcome is None:
                 if cancel.is_set() or self._stopping.is_set():
-                    proc.kill()
+                    box.kill()
                     return "cancelled", "Cancelled on request."
                 if self._handing_back.is_set():
-                    proc.kill()
+                    box.kill()
                     return "handed_back", "The worker was stopped."
-                if receiver.poll(0.5):
-                    try:
-                        message = receiver.recv()
-                    except EOFError:
+                try:
+                    messages = box.messages(0.1)
+                except ValueError as exc:
+                    box.kill()
+                    outcome = ("failed", f"Stopped: {exc}")
+                    break
+                if messages is None:
+                    break
+                for message in messages:
+                    outcome = self._handle(message, execution, logger, doing)
+                    if outcome is not None:
                         break
-                    outcome = self._handle(message, execution, logger)
+                breach = watchdog.check() if outcome is None else None
+                if breach is not None:
+                    box.kill()
+                    break
                 if utcnow() - last_beat >= timedelta(seconds=self.heartbeat_seconds):
                     last_beat = utcnow()  # the beats themselves: _beating, from a thread
+                    self.db.executions.update(execution.id, usage=dict(box.usage))
                     current = self.db.executions.get(execution.id)
                     if current is not None and current.cancel_requested:
                         cancel.set()
+            deadline = time.monotonic() + 30
+            while box.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if box.proc.poll() is None:
+                box.kill()
         finally:
-            receiver.close()
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        if outcome is None and self.dispatch and -proc.exitcode in worker.SUPERVISOR_SIGNALS:
-            # A stop of the worker's whole process group reached the process while it was
-            # starting, before it could leave the signal to this supervisor: not a failure.
-            return "handed_back", "The worker was stopped."
-        if outcome is None:
-            return "failed", (f"The worker process stopped unexpectedly (exit code "
-                              f"{proc.exitcode}); the machine may have run out of memory.")
-        return outcome
+            box.kill() if box.proc.poll() is None else None
+            box.close()
+            usage = watchdog.final()
+            self.db.executions.update(execution.id, usage=usage)
+            self._uids.pop(execution.id, None)
+        try:
+            if breach is None and outcome is None:
+                breach = sandbox.exit_breach(box.proc.returncode, limits, usage)
+            if breach is None and outcome is not None and outcome[0] == "failed" \
+                    and len(outcome) > 2:
+                breach = _breach_of_code(outcome[2], limits, usage)
+            if breach is not None:
+                return "failed", self._limit_message(breach, execution, kind, doing)
+            if outcome is not None and outcome[0] == "failed" and len(outcome) > 2 \
+                    and outcome[2] == "network" and box_report.network:
+                return "failed", ("Stopped: it tried to open a network connection, and "
+                                  "executions have no network (the sandbox's network "
+                                  "namespace); the server stages the files it needs.")
+            if outcome is None and self.dispatch and box.proc.returncode is not None \
+                    and -box.proc.returncode in worker.SUPERVISOR_SIGNALS:
+                return "handed_back", "The worker was stopped."
+            if outcome is None:
+                return "failed", (f"The worker process stopped unexpectedly (exit code "
+                                  f"{box.proc.returncode}); the machine may have run out of "
+                                  "memory.")
+            if staged is not None:
+                uploaded, deleted = staging.stage_out(real, local, staged)
+                logger.log(f"Stored {uploaded} files from the sandbox"
+                           + (f", removed {deleted}" if deleted else "") + ".",
+                           stage=self.db.executions.get(execution.id).stage)
+            return outcome[0], outcome[1]
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-    def _handle(self, message: tuple, execution: Execution,
-                logger: ExecutionLogger) -> tuple[str, object] | None:
+    def _limit_message(self, breach: sandbox.Breach, execution: Execution,
+                       kind: ExecutionKind, doing: list[str]) -> str:
+        """The plain-words reason of an execution a limit stopped."""
+        stage = (self.db.executions.get(execution.id) or execution).stage
+        where = f" while {doing[-1]}" if doing else (
+            f" while {stage}" if stage and stage not in ("queued", "done") else "")
+        spec = sandbox.SPEC_OF[breach.limit]
+        advice = {
+            "memory_mb": ("lower the candidate set or raise the project's memory limit"
+                          if kind.name == "train" else
+                          "use smaller batch files or raise the project's memory limit"),
+            "address_space_mb": "raise the project's address-space limit",
+            "cpu_seconds": "set a shorter time budget or raise the project's CPU time limit",
+            "wall_seconds": "set a shorter time budget or raise the project's wall-clock limit",
+            "processes": "raise the project's process limit",
+            "open_files": "raise the project's open-files limit",
+            "written_mb": "write less or raise the project's written-bytes limit",
+        }[breach.limit]
+        unit = f" {spec.unit}" if spec.unit else ""
+        return (f"Stopped: {breach.words()}{where}; {advice} "
+                f"({breach.limit} = {breach.value}{unit}).")
+
+    def _handle(self, message: tuple, execution: Execution, logger: ExecutionLogger,
+                doing: list[str] | None = None) -> tuple | None:
+        """One message of the worker (JSON, so anything malformed is ignored)."""
+        try:
+            return self._handle_one(message, execution, logger, doing)
+        except (ValueError, TypeError, IndexError):
+            log.warning("Ignored a malformed message of execution %s", execution.id)
+            return None
+
+    def _handle_one(self, message: tuple, execution: Execution, logger: ExecutionLogger,
+                    doing: list[str] | None) -> tuple | None:
         tag = message[0]
-        if tag == "log":
+        if tag == "doing" and doing is not None:
+            doing.append(str(message[1])[:200])
+        elif tag == "log":
             _, level, stage, text = message
             logger.log(text, stage=stage, level=level)
         elif tag == "progress":
@@ -514,9 +728,9 @@ class ExecutionRunner:
         elif tag == "records":  # prediction records from a batch prediction, in chunks
             self.db.prediction_records.add_many(message[1])
         elif tag == "result":
-            return "succeeded", message[1]
+            return "succeeded", message[1] if isinstance(message[1], dict) else {}
         elif tag == "error":
-            return "failed", message[2]
+            return "failed", str(message[2]), str(message[1])
         return None
 
     # -- helpers ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import traceback
 
@@ -39,6 +40,37 @@ class PipeReporter:
     def records(self, docs: list[dict]) -> None:
         """Prediction records for the supervisor to write (``entity.prediction_record``)."""
         self.conn.send(("records", docs))
+
+    def doing(self, what: str) -> None:
+        """What it does now ("fitting RandomForest"), named if a limit stops it."""
+        self.conn.send(("doing", str(what)))
+
+
+def limit_code(exc: BaseException) -> str | None:
+    """The limit an exception (or one it was raised from) says was hit: ``memory``,
+    ``processes``, ``open_files`` or ``written``; None for any other error."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 10:
+        seen += 1
+        if isinstance(exc, MemoryError):
+            return "memory"
+        if isinstance(exc, OSError):
+            if exc.errno == errno.EFBIG:
+                return "written"
+            if exc.errno == errno.EMFILE:
+                return "open_files"
+            if exc.errno == errno.EAGAIN and "fork" in str(exc).lower() or \
+                    isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN:
+                return "processes"
+        if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+            return "processes"
+        if isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or isinstance(
+                exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _die_with_parent() -> None:
@@ -87,7 +119,12 @@ def run(execute, payload: dict, conn) -> None:
     except BaseException as exc:  # noqa: BLE001 - the boundary of a background execution
         from exception_layer import PlatformError
 
-        if isinstance(exc, PlatformError):
+        code = limit_code(exc)
+        if code is not None:
+            what = ("A network connection failed" if code == "network" else
+                    "A limit stopped the execution")
+            conn.send(("error", code, f"{what} ({type(exc).__name__}: {exc})."))
+        elif isinstance(exc, PlatformError):
             conn.send(("error", exc.code, exc.message))
         else:
             traceback.print_exc()

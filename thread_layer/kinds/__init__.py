@@ -81,6 +81,10 @@ def _no_lines(result: dict) -> list[str]:
     return []
 
 
+def _no_files(payload: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return (), ()
+
+
 @dataclass(frozen=True)
 class ExecutionKind:
     """The declaration of one kind of execution.
@@ -118,6 +122,14 @@ class ExecutionKind:
         queue: the broker queue its executions wait in when a broker runs them (one of
             :data:`thread_layer.celery_queue.QUEUES`), so that workers can be dedicated to
             trainings or to predictions, and a long training never delays a prediction.
+        staged: ``staged(payload) -> (reads, writes)``: the project folders its sandboxed
+            worker needs. The supervisor copies both into the worker's scratch storage before
+            it starts, and afterwards makes the project's ``writes`` folders match the scratch
+            copy (new and changed files uploaded, removed ones deleted); nothing else of the
+            scratch storage goes back (:mod:`thread_layer.staging`).
+        direct_storage: its worker reaches the project's storage itself (it needs the network
+            and the credentials, e.g. a move between two storages): it runs under the limits
+            but without isolation. Only for platform code that runs nothing of the user's.
     """
 
     name: str
@@ -142,6 +154,8 @@ class ExecutionKind:
         _nothing_to_discard
     success_lines: Callable[[dict], list[str]] = _no_lines
     queue: str = "train"
+    staged: Callable[[dict], tuple[tuple[str, ...], tuple[str, ...]]] = _no_files
+    direct_storage: bool = False
 
     def parse_options(self, raw: dict, db: Database, user=None) -> dict:
         """The options of a start request (``raw``: the body or form) by ``user``, parsed and

@@ -91,4 +91,4 @@ KIND = ExecutionKind(
                         parse=parse_target, keep_empty=True, storage_connection=True),),
     stages=("validating", "copying"), produces=STORAGE_SWITCH,
     check=check, payload=payload, finalize=finalize, discard=discard,
-    success_lines=success_lines)
+    success_lines=success_lines, direct_storage=True)

@@ -43,6 +43,13 @@ def discard(runner, execution, project, logger) -> None:
     runner.db.prediction_records.delete_for_execution(project.id, execution.id)
 
 
+def staged(payload: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """It reads its model version; it archives the prediction files and writes its output."""
+    execution_id = payload["execution_id"]
+    return ((f"models/v{payload['model_version']['version']}/",),
+            (PREDICTION, f"archive/{execution_id}/", f"prediction_output/{execution_id}/"))
+
+
 def success_lines(result: dict) -> list[str]:
     lines: list[str] = []
     if result.get("rows") is not None:
@@ -60,4 +67,4 @@ KIND = ExecutionKind(
                         "predict: the model version (default: active)", parse=parse_version),),
     stages=("validating", "loading", "predicting", "saving"), produces=PREDICTION_OUTPUT,
     button="Predict", button_class="btn-success", start_form="executions/start_predict.html",
-    payload=payload, discard=discard, success_lines=success_lines)
+    payload=payload, discard=discard, success_lines=success_lines, staged=staged)

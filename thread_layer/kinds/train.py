@@ -85,6 +85,12 @@ def discard(runner, execution, project, logger) -> None:
             runner.resolver.files(project).delete_folder(f"models/v{number}/")
 
 
+def staged(payload: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """It reads the training files; it archives them (bad ones move out) and saves a version."""
+    return (), (TRAINING, f"models/v{payload['version']}/",
+                f"archive/{payload['execution_id']}/")
+
+
 def success_lines(result: dict) -> list[str]:
     lines: list[str] = []
     if result.get("version"):
@@ -107,4 +113,5 @@ KIND = ExecutionKind(
     stages=("validating", "loading", "preprocessing", "training", "evaluating", "saving"),
     produces=MODEL_VERSION, promote=promotion.promote_if_better,
     button="Train", button_class="btn-primary",
-    payload=payload, finalize=finalize, discard=discard, success_lines=success_lines)
+    payload=payload, finalize=finalize, discard=discard, success_lines=success_lines,
+    staged=staged)
