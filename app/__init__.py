@@ -42,8 +42,8 @@ from thread_layer.model_server import ModelServer
 from thread_layer.monitoring import Monitor
 from thread_layer.prediction_recorder import PredictionRecorder
 from thread_layer.runner import ExecutionRunner
-from thread_layer.scheduler import RetrainingScheduler
 from thread_layer.sandbox import Limits
+from thread_layer.scheduler import RetrainingScheduler
 
 ROOT = Path(__file__).resolve().parent.parent
 #: endpoints reachable without logging in

@@ -12,7 +12,7 @@ from controllers.services import context
 from entity.user import PLATFORM_ROLES
 from exception_layer import BadRequest, PlatformError, ValidationFailed
 from integration.credentials import MASK, storage_kinds
-from services import accounts, administration, teams
+from services import accounts, administration, limits, teams
 from services import storage_connections as sc
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -93,6 +93,15 @@ def audit_log():
     return render_template("admin/audit.html", events=events, page=page,
                            pages=max(1, -(-total // AUDIT_PAGE)), filters=args,
                            filter_args=filter_args)
+
+
+# -- the sandbox (thread_layer/sandbox.py) -----------------------------------------------------
+
+@bp.get("/sandbox")
+def sandbox():
+    """What isolation executions get on this server, and their limits."""
+    require_admin()
+    return render_template("admin/sandbox.html", status=limits.sandbox_status(context()))
 
 
 # -- storage connections -------------------------------------------------------------------

@@ -61,6 +61,7 @@ from services import (
     challengers,
     executions,
     files,
+    limits,
     members,
     models,
     monitoring,
@@ -238,6 +239,26 @@ def update_project(project_id):
     project = load_project(project_id=project_id, need="editor")
     changed = projects.update(context(), project, _body())
     return jsonify(_show(resources.Project, changed.to_public()))
+
+
+# -- execution limits (thread_layer/sandbox.py) ---------------------------------------------
+
+@bp.get("/projects/<project_id>/limits")
+@spec("Projects", responses={200: "ExecutionLimits"})
+def get_project_limits(project_id):
+    """The limits a project's executions run under (its members)."""
+    return jsonify(_show(resources.ExecutionLimits, limits.project_limits(context(), project_id)))
+
+
+@bp.put("/projects/<project_id>/limits")
+@spec("Projects", request="ExecutionLimitsInput", responses={200: "ExecutionLimits"},
+      errors=(422,))
+def set_project_limits(project_id):
+    """Raise or lower a project's execution limits, up to the install's ceiling (site
+    administrators only)."""
+    changed = limits.set_project_limits(context(), project_id,
+                                        _body(resources.ExecutionLimitsInput))
+    return jsonify(_show(resources.ExecutionLimits, changed))
 
 
 @bp.delete("/projects/<project_id>")

@@ -9,8 +9,8 @@
 #
 # Each step keeps a stamp (sha256 of its input files) and does nothing, without touching the
 # network, while the stamp matches. Missing system packages (python3-venv, npm, chromium,
-# postgresql) are installed with apt-get when running as root; otherwise the script says what
-# to install.
+# postgresql, bubblewrap) are installed with apt-get when running as root; otherwise the script
+# says what to install (bubblewrap, for the sandbox of executions, with the python and dev steps).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,7 +76,22 @@ pip_install() {
     echo "$sum" > "$stamp"
 }
 
+# bubblewrap isolates executions (thread_layer/sandbox.py); without it they run with limits and
+# a network namespace only (the admin page's Sandbox says what is active).
+ensure_bwrap() {
+    if command -v bwrap >/dev/null 2>&1; then
+        say "bubblewrap is installed ($(command -v bwrap))"
+        return
+    fi
+    if [[ "$(id -u)" -ne 0 ]]; then
+        say "bubblewrap is missing: run 'sudo apt-get install -y bubblewrap' to isolate executions"
+        return
+    fi
+    apt_install bubblewrap
+}
+
 step_python() {
+    ensure_bwrap
     pip_install requirements requirements.txt
 }
 
@@ -90,6 +105,7 @@ ensure_postgres_binaries() {
 
 step_dev() {
     ensure_postgres_binaries
+    ensure_bwrap
     pip_install requirements-dev requirements-dev.txt requirements.txt
     # The dev set includes requirements.txt: the runtime set is installed too.
     fingerprint requirements.txt > "$VENV/.trainyard-requirements.sha256"

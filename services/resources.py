@@ -301,6 +301,40 @@ class Execution(Resource):
         "why a queued execution has not started yet"))
 
 
+# -- execution limits (thread_layer/sandbox.py) ---------------------------------------------
+
+class LimitValues(Resource):
+    """One value per execution limit (see the README's "Limits and isolation")."""
+
+    memory_mb: int = Field(description="resident memory of all its processes, MB")
+    address_space_mb: int = Field(description="address space of each process, MB")
+    cpu_seconds: int = Field(description="CPU time of all its processes, s")
+    wall_seconds: int = Field(description="wall-clock time, s")
+    processes: int = Field(description="processes and threads at once")
+    open_files: int = Field(description="open files per process")
+    written_mb: int = Field(description="bytes written to its scratch folder, MB")
+
+
+class ExecutionLimits(Resource):
+    project_id: Id
+    overrides: dict[str, int] = Field(description="what administrators set for this project")
+    effective: LimitValues = Field(description="what its executions run under")
+    defaults: LimitValues
+    ceiling: LimitValues = Field(description="the install's highest values")
+
+
+class ExecutionLimitsInput(Body):
+    """Administrators only; ``null`` returns a limit to the install's default."""
+
+    memory_mb: int | None = None
+    address_space_mb: int | None = None
+    cpu_seconds: int | None = None
+    wall_seconds: int | None = None
+    processes: int | None = None
+    open_files: int | None = None
+    written_mb: int | None = None
+
+
 class LogRecord(Resource):
     execution_id: Id
     project_id: Id
@@ -1117,7 +1151,9 @@ MODELS: tuple[type[BaseModel], ...] = (
     AlertRuleInput, WebhookInput, *PAGES.values(),
     Credentials, SetupInput, ProjectInput, MoveInput, FolderInput,
     PredictionRecords, MemberInput, EmailInput, TokenInput, InviteInput, UserInput,
-    *CATALOG_MODELS)
+    *CATALOG_MODELS,
+    # execution limits (thread_layer/sandbox.py)
+    LimitValues, ExecutionLimits, ExecutionLimitsInput)
 MODELS += TEAM_MODELS
 # prediction records and feedback (issue 22)
 MODELS += (PredictionRecord, FeedbackRejection, FeedbackResult, FeedbackLabel, FeedbackInput)

@@ -557,6 +557,14 @@ MONITORING_ROUTES: list[Route] = [
 ]
 
 
+def _limits_call(world, target, persona):
+    """Site administrators only (a project's owner included is refused): no target is given
+    to admin routes, so it makes one."""
+    target = target or world.target()
+    return Call(f"/api/v1/projects/{target.id}/limits", {"json": {"memory_mb": 1024}},
+                lambda: world.db.execution_limits.get(target.id))
+
+
 ROUTES: list[Route] = [
     # -- public ------------------------------------------------------------------------------
     Route("GET", "/login", "public", 200, _get("/login")),
@@ -629,6 +637,11 @@ ROUTES: list[Route] = [
     Route("POST", "/admin/users", "admin", 303, _deactivate_call("/admin/users", api=False)),
     Route("GET", "/admin/audit", "admin", 200, _get("/admin/audit")),
     Route("GET", "/admin/outbox", "admin", 200, _get("/admin/outbox")),
+    # -- the sandbox and execution limits (thread_layer/sandbox.py) ----------------------------
+    Route("GET", "/admin/sandbox", "admin", 200, _get("/admin/sandbox")),
+    Route("GET", "/api/v1/projects/<project_id>/limits", "viewer", 200,
+          _get("/api/v1/projects/{t.id}/limits")),
+    Route("PUT", "/api/v1/projects/<project_id>/limits", "admin", 200, _limits_call),
     Route("GET", "/api/v1/users", "admin", 200, _get("/api/v1/users")),
     Route("POST", "/api/v1/users", "admin", 201, _invite_call),
     Route("PATCH", "/api/v1/users/<user_id>", "admin", 200,

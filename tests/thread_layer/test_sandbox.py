@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -248,3 +247,55 @@ def test_admission_control_keeps_an_execution_queued_until_memory_is_free(hostil
         assert api.wait_final(second["id"], queued["id"], timeout=60)["status"] == "succeeded"
     finally:
         _close(app)
+
+
+def test_only_administrators_set_a_projects_limits_up_to_the_ceiling(api, app, auth):
+    project = api.create_project(cancer_project())
+    shown = api.get(f"/projects/{project['id']}/limits").get_json()
+    assert shown["effective"]["memory_mb"] == 200 and shown["overrides"] == {}
+    too_high = api.client.put(f"/api/v1/projects/{project['id']}/limits",
+                              json={"memory_mb": 10 ** 6}, headers=api._headers())
+    assert too_high.status_code == 422
+    assert "memory_mb" in too_high.get_json()["error"]["details"], too_high.get_json()
+    assert "MAX_EXECUTION_MEMORY_MB" in str(too_high.get_json())
+    changed = api.client.put(f"/api/v1/projects/{project['id']}/limits",
+                             json={"memory_mb": 300, "wall_seconds": 5},
+                             headers=api._headers())
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json()["effective"]["memory_mb"] == 300
+    runner = app.extensions["trainyard"].runner
+    with app.app_context():
+        assert runner.limits_of(runner.db.projects.get(project["id"])).wall_seconds == 5
+
+
+def test_the_execution_page_shows_what_it_used(hostile_kind, api, admin_client):
+    project = api.create_project(cancer_project())
+    started = api.start(project["id"], "hostile", payload="quiet").get_json()
+    done = api.wait_final(project["id"], started["id"], timeout=60)
+    assert done["status"] == "succeeded" and done["usage"]["wall_seconds"] > 0
+    page = admin_client.get(f"/projects/{project['slug']}/executions/{done['id']}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="execution-usage"' in html and "of 200 MB" in html
+
+
+def test_a_real_csv_above_the_memory_limit_fails_with_the_memory_reason(api, live_server):
+    import pandas as pd
+
+    from tests.factories import cancer_frame, csv_bytes
+
+    project = api.create_project(cancer_project())
+    assert api.client.put(f"/api/v1/projects/{project['id']}/limits",
+                          json={"memory_mb": 260, "wall_seconds": 120},
+                          headers=api._headers()).status_code == 200
+    big = pd.concat([cancer_frame()] * 400, ignore_index=True)  # 227,600 rows, ~45 MB
+    upload = api.upload(project["id"], "training_batch_files/",
+                        [("cancer_20260101_120000.csv", csv_bytes(big))])
+    assert upload.status_code == 201, upload.get_json()
+    with Pinger(f"{live_server.url}/healthz") as pinger:
+        started = api.start(project["id"], "train").get_json()
+        done = api.wait_final(project["id"], started["id"], timeout=120)
+    assert pinger.failures == []
+    assert done["status"] == "failed", done
+    assert "of memory" in done["error"] and "memory" in done["error"], done["error"]
+    assert "(memory_mb = 260 MB)" in done["error"] or "address_space_mb" in done["error"]
+    assert api.get(f"/projects/{project['id']}").get_json()["active_execution_id"] is None
