@@ -563,6 +563,97 @@ def compare(names: list[str], splits: int, repeats: int, rev: str) -> int:
     return 0
 
 
+# -- the sandbox on and off (--sandbox) -------------------------------------------------------
+
+def sandboxed_training(payload: dict, reporter) -> dict:
+    """In a worker process started by ``thread_layer.sandbox.launch``: write the batch files
+    into its scratch storage and train, as a training execution does."""
+    project = Project.from_document(payload["project"])
+    files = ProjectFiles(open_storage(payload["storage_uri"]), project.slug)
+    files.ensure_layout()
+    for name, text in payload["batches"].items():
+        files.upload_bytes(TRAINING + name, text.encode("utf-8"))
+    began, cpu = time.perf_counter(), time.process_time()
+    result = train_project(files, project=project, execution_id="benchmark", version=1,
+                           reporter=reporter)
+    return {"seconds": time.perf_counter() - began, "cpu": time.process_time() - cpu,
+            "algorithm": result["algorithm"]}
+
+
+def run_in_worker(report, project: Project, batches: dict[str, bytes]) -> dict:
+    """One training in a worker process under ``report``'s isolation; (wall of the whole
+    process, training seconds inside)."""
+    from thread_layer import sandbox
+
+    payload = {"run": "model_quality:sandboxed_training", "sys_path": sys.path,
+               "project": project.to_document(), "threads": THREADS,
+               "batches": {name: data.decode("utf-8") for name, data in batches.items()}}
+    with tempfile.TemporaryDirectory(prefix="trainyard-bench-") as folder:
+        scratch = Path(folder) / "scratch"
+        payload["storage_uri"] = (scratch / "storage").as_uri()
+        began = time.perf_counter()
+        box = sandbox.launch("thread_layer.sandbox_worker", payload, limits=sandbox.Limits(),
+                             report=report, scratch=scratch, threads=THREADS)
+        outcome = None
+        try:
+            while outcome is None:
+                messages = box.messages(0.05)
+                if messages is None:
+                    break
+                for message in messages:
+                    if message[0] in ("result", "error"):
+                        outcome = message
+        finally:
+            box.close()
+        wall = time.perf_counter() - began
+    if outcome is None or outcome[0] != "result":
+        raise RuntimeError(f"the sandboxed training failed: {outcome}")
+    return {"wall": wall, **outcome[1]}
+
+
+def compare_sandbox(names: list[str], splits: int, repeats: int) -> int:
+    """The same trainings in a worker process with the sandbox off and on, side by side."""
+    from thread_layer import sandbox
+
+    on = sandbox.detect("auto")
+    off = sandbox.SandboxReport(mode="off")
+    print(on.summary())
+    rows = []
+    for name in names:
+        _loader, problem_type, metric = DATASETS[name]
+        frame = dataset_frame(name)
+        project = project_for(frame, problem_type, metric)
+        # per side: the sum over the splits of the best of the repeats
+        best = {"off": {"wall": 0.0, "seconds": 0.0}, "on": {"wall": 0.0, "seconds": 0.0}}
+        for split in range(splits):
+            batches = batch_files(frame, seed=split)
+            runs: dict[str, list[dict]] = {"off": [], "on": []}
+            for repeat in range(repeats):
+                order = [("off", off), ("on", on)]
+                if (split + repeat) % 2:
+                    order.reverse()  # alternate which side goes first
+                for side, report in order:
+                    runs[side].append(run_in_worker(report, project, batches))
+            for side, got in runs.items():
+                best[side]["wall"] += min(g["wall"] for g in got)
+                best[side]["seconds"] += min(g["seconds"] for g in got)
+        rows.append((name, best))
+        print(f"measured {name}", file=sys.stderr)
+    print(f"\n{'dataset':<14}{'off train s':>12}{'on train s':>12}{'ratio':>8}"
+          f"{'off wall s':>12}{'on wall s':>12}{'ratio':>8}")
+    worst = 0.0
+    for name, best in rows:
+        off_s, on_s = best["off"]["seconds"], best["on"]["seconds"]
+        off_w, on_w = best["off"]["wall"], best["on"]["wall"]
+        ratio, wall_ratio = on_s / off_s, on_w / off_w
+        worst = max(worst, ratio)
+        print(f"{name:<14}{off_s:>12.2f}{on_s:>12.2f}{ratio:>8.3f}{off_w:>12.2f}{on_w:>12.2f}"
+              f"{wall_ratio:>8.3f}")
+    print(f"\nTarget: training time with the sandbox on / off <= 1.05 (worst {worst:.3f}); "
+          "wall includes each worker's start (bwrap, imports).")
+    return 0 if worst <= 1.05 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS),
@@ -575,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-commit", metavar="REV",
                         help="compare the platform's training with that of commit REV, "
                              "side by side, instead of with HGB and bare scikit-learn")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="compare the training in a worker process with the sandbox "
+                             "(bwrap, no network, own uid, limits) off and on, side by side")
     parser.add_argument("--serve-trainings", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_trainings:
@@ -585,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown datasets {unknown}; choose among {', '.join(DATASETS)}")
     if args.repeats < 1 or args.splits < 1:
         parser.error("--splits and --repeats must be at least 1")
+    if args.sandbox:
+        return compare_sandbox(names, args.splits, args.repeats)
     if args.baseline_commit:
         return compare(names, args.splits, args.repeats, args.baseline_commit)
     began = time.perf_counter()

@@ -84,7 +84,7 @@ LIMIT_SPECS: tuple[LimitSpec, ...] = (
     LimitSpec("open_files", "", 1024, 65536, 64, "open files of each of its processes",
               "RLIMIT_NOFILE"),
     LimitSpec("written_mb", "MB", 10240, 1048576, 1,
-              "bytes written to its scratch folder (outputs included)",
+              "bytes written to its scratch folder beyond its staged inputs",
               "RLIMIT_FSIZE per file, watchdog over the scratch folder"),
 )
 SPEC_OF = {spec.name: spec for spec in LIMIT_SPECS}
@@ -415,6 +415,7 @@ class Sandboxed:
     cgroup: Path | None
     uid: int | None
     started: float
+    staged_mb: float = 0.0  # what was in the scratch folder before it started (its inputs)
     buffer: bytes = b""
     usage: dict = field(default_factory=lambda: {"peak_memory_mb": 0.0, "cpu_seconds": 0.0,
                                                  "wall_seconds": 0.0, "written_mb": 0.0,
@@ -557,6 +558,7 @@ def launch(module: str, payload: dict, *, limits: Limits, report: SandboxReport,
     it ``payload`` (JSON) on the socket FD."""
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "tmp").mkdir(exist_ok=True)
+    staged_mb = folder_mb(scratch)
     root = os.geteuid() == 0
     uid = pick_uid(taken_uids or set()) if report.user and report.user.startswith("uid") \
         and report.mode != "off" else None
@@ -613,7 +615,7 @@ def launch(module: str, payload: dict, *, limits: Limits, report: SandboxReport,
     child.close()
     started = time.monotonic()
     sandboxed = Sandboxed(proc=proc, sock=parent, scratch=scratch, limits=limits, cgroup=cgroup,
-                          uid=uid, started=started)
+                          uid=uid, started=started, staged_mb=staged_mb)
     try:
         parent.sendall(json.dumps(payload, default=str).encode() + b"\n")
     except OSError:
@@ -677,7 +679,8 @@ class Watchdog:
         usage["processes"] = max(usage["processes"], threads)
         if now - self._last_disk >= self.disk_every:
             self._last_disk = now
-            usage["written_mb"] = round(max(usage["written_mb"], folder_mb(box.scratch)), 2)
+            written = folder_mb(box.scratch) - box.staged_mb
+            usage["written_mb"] = round(max(usage["written_mb"], written), 2)
         if threads > limits.processes + 4:
             return Breach("processes", limits.processes, threads)
         if rss > limits.memory_mb:
@@ -700,7 +703,7 @@ class Watchdog:
         box.usage["wall_seconds"] = round(time.monotonic() - box.started, 2)
         with contextlib.suppress(OSError):
             box.usage["written_mb"] = round(max(box.usage["written_mb"],
-                                                folder_mb(box.scratch)), 2)
+                                                folder_mb(box.scratch) - box.staged_mb), 2)
         return dict(box.usage)
 
 
