@@ -726,7 +726,10 @@ class ExecutionRunner:
                                       progress=max(0, min(100, int(percent))))
             self._publish_execution(self.db.executions.get(execution.id))
         elif tag == "records":  # prediction records from a batch prediction, in chunks
-            self.db.prediction_records.add_many(message[1])
+            # the worker is not trusted: its records can only be of its own execution
+            self.db.prediction_records.add_many([
+                {**doc, "project_id": execution.project_id, "execution_id": execution.id,
+                 "source": "batch"} for doc in message[1] if isinstance(doc, dict)])
         elif tag == "result":
             return "succeeded", message[1] if isinstance(message[1], dict) else {}
         elif tag == "error":
