@@ -589,7 +589,7 @@ class ExecutionRunner:
             local_uri = (scratch / "storage").as_uri()
             (scratch / "storage").mkdir(parents=True, exist_ok=True)
             local = self.resolver.files_in(local_uri, None, project.slug)
-            reads, writes = kind.staged(payload)
+            reads, writes = kind.sandbox_folders(payload)
             staged = staging.stage_in(real, local, reads, writes)
             payload.update(storage_uri=local_uri, credentials={})
             for key in [k for k in payload if k.endswith("_credentials")]:

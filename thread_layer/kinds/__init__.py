@@ -123,10 +123,11 @@ class ExecutionKind:
             :data:`thread_layer.celery_queue.QUEUES`), so that workers can be dedicated to
             trainings or to predictions, and a long training never delays a prediction.
         staged: ``staged(payload) -> (reads, writes)``: the project folders its sandboxed
-            worker needs. The supervisor copies both into the worker's scratch storage before
-            it starts, and afterwards makes the project's ``writes`` folders match the scratch
-            copy (new and changed files uploaded, removed ones deleted); nothing else of the
-            scratch storage goes back (:mod:`thread_layer.staging`).
+            worker needs (default: its ``needs_folder`` and its archive folder, written). The
+            supervisor copies both into the worker's scratch storage before it starts, and
+            afterwards makes the project's ``writes`` folders match the scratch copy (new and
+            changed files uploaded, removed ones deleted); nothing else of the scratch storage
+            goes back (:mod:`thread_layer.staging`).
         direct_storage: its worker reaches the project's storage itself (it needs the network
             and the credentials, e.g. a move between two storages): it runs under the limits
             but without isolation. Only for platform code that runs nothing of the user's.
@@ -156,6 +157,15 @@ class ExecutionKind:
     queue: str = "train"
     staged: Callable[[dict], tuple[tuple[str, ...], tuple[str, ...]]] = _no_files
     direct_storage: bool = False
+
+    def sandbox_folders(self, payload: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(reads, writes) of its sandboxed worker: :attr:`staged`'s, or by default its batch
+        folder (whose bad files it moves out) and its archive folder."""
+        if self.staged is not _no_files:
+            return self.staged(payload)
+        if self.needs_folder:
+            return (), (self.needs_folder, f"archive/{payload['execution_id']}/")
+        return (), ()
 
     def parse_options(self, raw: dict, db: Database, user=None) -> dict:
         """The options of a start request (``raw``: the body or form) by ``user``, parsed and

@@ -86,8 +86,10 @@ def discard(runner, execution, project, logger) -> None:
 
 
 def staged(payload: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """It reads the training files; it archives them (bad ones move out) and saves a version."""
-    return (), (TRAINING, f"models/v{payload['version']}/",
+    """It reads the active version (the challenger comparison); it archives the training files
+    (bad ones move out) and saves a version."""
+    active = payload["project"].get("active_version")
+    return ((f"models/v{active}/",) if active else ()), (TRAINING, f"models/v{payload['version']}/",
                 f"archive/{payload['execution_id']}/")
 
 
