@@ -35,10 +35,19 @@ class Staged:
 
 def stage_in(real: ProjectFiles, scratch: ProjectFiles, reads: tuple[str, ...],
              writes: tuple[str, ...]) -> Staged:
-    """Copy every file below ``reads`` and ``writes`` from ``real`` into ``scratch``."""
+    """Copy every file below ``reads`` and ``writes`` from ``real`` into ``scratch`` (a path
+    not ending in ``/`` is one file, read only)."""
     scratch.ensure_layout()
     staged = Staged(writes=tuple(writes))
     for folder in dict.fromkeys((*reads, *writes)):
+        if not folder.endswith("/"):  # a single file
+            if real.exists(folder):
+                info = real.stat(folder)
+                with real.open_read(folder) as stream:
+                    scratch.upload(folder, stream, size=info.size)
+                staged.files_in += 1
+                staged.bytes_in += info.size
+            continue
         scratch.make_folder(folder)
         if not real.folder_exists(folder):
             continue
@@ -61,7 +70,7 @@ def stage_out(real: ProjectFiles, scratch: ProjectFiles, staged: Staged) -> tupl
     uploaded = deleted = 0
     present: set[str] = set()
     for folder in staged.writes:
-        if not scratch.folder_exists(folder):
+        if not folder.endswith("/") or not scratch.folder_exists(folder):
             continue
         for info in scratch.list_files(folder):
             if info.key.endswith("/"):

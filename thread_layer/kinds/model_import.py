@@ -84,6 +84,13 @@ def promote_if_first(db, project, result: dict, logger) -> dict:
     return {**result, "promoted": promoted}
 
 
+def staged(payload: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """In the sandbox it reads the uploaded model and its sample rows, and writes its version."""
+    options = payload["options"]
+    return ((options["model_file"], options.get("sample_file") or TRAINING),
+            (f"models/v{payload['version']}/",))
+
+
 KIND = ExecutionKind(
     name="import", label="Model import", run=run,
     options=(KindOption("model_file", {"type": "string"},
@@ -95,4 +102,4 @@ KIND = ExecutionKind(
                         parse=_project_path("sample_file", folder_allowed=True))),
     stages=("validating", "evaluating", "saving"), produces=MODEL_VERSION,
     promote=promote_if_first, check=check, payload=payload, finalize=finalize, discard=discard,
-    success_lines=success_lines)
+    success_lines=success_lines, staged=staged)
