@@ -25,8 +25,10 @@ LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "baseline_rmse", "log_loss", 
 #: the algorithms the model search may try; a project may restrict it to some of them
 ALGORITHMS = {
     "classification": ("LogisticRegression", "RandomForestClassifier",
-                       "HistGradientBoostingClassifier", "KNeighborsClassifier"),
-    "regression": ("Ridge", "RandomForestRegressor", "HistGradientBoostingRegressor"),
+                       "HistGradientBoostingClassifier", "LGBMClassifier",
+                       "KNeighborsClassifier"),
+    "regression": ("Ridge", "RandomForestRegressor", "HistGradientBoostingRegressor",
+                   "LGBMRegressor"),
 }
 _SLUG = re.compile(r"[^a-z0-9]+")
 MAX_COLUMNS = 2000

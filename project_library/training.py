@@ -117,6 +117,7 @@ def candidate_models(problem_type: str, rows: int) -> list[Candidate]:
                 n_estimators=200, n_jobs=1, random_state=RANDOM_STATE), False),
             Candidate("HistGradientBoostingClassifier", HistGradientBoostingClassifier(
                 random_state=RANDOM_STATE), False),
+            Candidate("LGBMClassifier", _lightgbm("classification"), False),
         ]
         if rows <= MAX_KNN_ROWS:
             found.append(Candidate("KNeighborsClassifier", KNeighborsClassifier(n_jobs=1), True))
@@ -127,7 +128,19 @@ def candidate_models(problem_type: str, rows: int) -> list[Candidate]:
             n_estimators=200, n_jobs=1, random_state=RANDOM_STATE), False),
         Candidate("HistGradientBoostingRegressor", HistGradientBoostingRegressor(
             random_state=RANDOM_STATE), False),
+        Candidate("LGBMRegressor", _lightgbm("regression"), False),
     ]
+
+
+def _lightgbm(problem_type: str):
+    """LightGBM with the worker's thread cap (one thread, as ``n_jobs=1`` everywhere here),
+    seeded and silent; imported here so that a process that never trains needs no LightGBM."""
+    import lightgbm
+
+    kind = lightgbm.LGBMClassifier if problem_type == "classification" else lightgbm.LGBMRegressor
+    return kind(n_estimators=200, learning_rate=0.05, num_leaves=31, subsample=0.8,
+                subsample_freq=1, colsample_bytree=0.8, n_jobs=1, random_state=RANDOM_STATE,
+                verbose=-1)
 
 
 def json_params(estimator) -> dict:

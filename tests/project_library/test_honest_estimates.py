@@ -157,3 +157,18 @@ def test_the_bootstrap_resamples_score_regressions_as_scikit_learn_does(metric):
     rows = generator.integers(0, 150, 150)
     fast = evaluation._Resampled(metric, y, predicted, None, None)(rows)
     assert fast == pytest.approx(evaluation.score(metric, y[rows], predicted[rows], None))
+
+
+def test_lightgbm_is_a_candidate_on_the_leaderboard_with_its_time():
+    """Issue 26 item 1: LightGBM joins the search, with the thread cap (one thread)."""
+    frame = _drifting(200).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    run = StageRun(ListReporter())
+    data = preprocess(frame.astype({"weather": "Int64"}), schema=_schema(frame),
+                      problem_type="classification", run=run)
+    found = search(data, problem_type="classification", metric="accuracy", run=run,
+                   candidates=["LGBMClassifier", "LogisticRegression"])
+    rows = {row["algorithm"]: row for row in found.leaderboard}
+    assert set(rows) == {"LGBMClassifier", "LogisticRegression"}
+    assert rows["LGBMClassifier"]["params"]["n_jobs"] == 1
+    assert rows["LGBMClassifier"]["fit_seconds"] >= 0 and rows["LGBMClassifier"]["cv_interval"]
+    assert any(line.startswith("LGBMClassifier: accuracy") for _, _, line in run.reporter.lines)

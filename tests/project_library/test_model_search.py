@@ -36,7 +36,7 @@ def test_wine_end_to_end(files):
     ensembles = [row["params"]["members"] for row in result["leaderboard"]
                  if row["algorithm"].startswith(ENSEMBLE_PREFIX)]
     ranked = [row["algorithm"] for row in sorted(singles, key=lambda r: -r["cv_mean"])]
-    assert len(singles) == 4 and ensembles == [ranked[:2], ranked[:3]]
+    assert len(singles) == 5 and ensembles == [ranked[:2], ranked[:3]]
     assert result["leaderboard"][0]["algorithm"] == result["algorithm"]
     assert metrics["accuracy"] >= 0.94 and metrics["n_test"] == 36
     assert metrics["split"]["stratified"] and metrics["split"]["n_test"] == 36

@@ -49,7 +49,7 @@ def test_classification_default_path_with_a_broken_file(files, reporter):
                            reporter=reporter)
 
     assert [row["algorithm"] for row in result["leaderboard"]] and \
-        len(result["leaderboard"]) == 6  # 4 candidates, the ensembles of the best 2 and 3
+        len(result["leaderboard"]) == 7  # 5 candidates, the ensembles of the best 2 and 3
     means = [row["cv_mean"] for row in result["leaderboard"]]
     assert means == sorted(means, reverse=True)
     assert result["algorithm"] == result["leaderboard"][0]["algorithm"]
@@ -79,7 +79,7 @@ def test_classification_default_path_with_a_broken_file(files, reporter):
 
     logged = [message for _, _, message in reporter.lines]
     assert any("batch_20240109_120000.csv: rejected" in m for m in logged)
-    assert sum(" ± " in m and "roc_auc" in m for m in logged) == 7  # 4 + 2 ensembles + choice
+    assert sum(" ± " in m and "roc_auc" in m for m in logged) == 8  # 5 + 2 ensembles + choice
     percents = [p for _, p in reporter.progress_updates]
     assert percents == sorted(set(percents)) and percents[-1] == 100
 
