@@ -319,7 +319,7 @@ class PostgresCollection(Collection):
 def _index_name(table: str, fields: Sequence[str]) -> str:
     name = f"ix_{table}_{'_'.join(fields)}"
     if len(name) > _MAX_IDENTIFIER:  # PostgreSQL would cut it, and two could then collide
-        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]
         name = f"{name[:_MAX_IDENTIFIER - 11]}_{digest}"
     return f'"{name}"'
 

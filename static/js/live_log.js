@@ -21,10 +21,11 @@
  *
  * Join: on every connect (the first and each reconnect) it emits
  *   "join" {project_id, execution_id (null when following), after_seq}
- * where after_seq is the last seq rendered for the followed execution (0 when following a
- * project whose followed execution has finished: the next one starts afresh), so the server
- * sends only the lines missed. Lines with seq <= the last one rendered for their execution are
- * dropped, so nothing is shown twice. Following a project (empty data-execution-id), the server applies
+ * where after_seq is the last seq up to which every line of the followed execution is rendered
+ * (0 when following a project whose followed execution has finished: the next one starts
+ * afresh), so the server sends only the lines missed. Each seq is rendered once, in seq order:
+ * a live line that overtakes the replay of earlier ones comes first, and the replayed lines
+ * take their places before it. Following a project (empty data-execution-id), the server applies
  * after_seq to the project's ACTIVE execution, so the page should render that execution's lines
  * (data-after-seq = its last seq) or none (data-after-seq = 0). data-after-seq belongs to the
  * execution named by the last server-rendered .log-line[data-execution-id] when there is one,
@@ -61,7 +62,9 @@
   var fixedExecutionId = logBox.dataset.executionId || "";
   var followedId = fixedExecutionId || null;
   var initialAfterSeq = parseInt(logBox.dataset.afterSeq || "0", 10) || 0;
-  var lastSeq = Object.create(null); // execution id -> last seq rendered
+  var lastSeq = Object.create(null); // execution id -> every seq up to this one is rendered
+  var ahead = Object.create(null); // execution id -> {seq: true} rendered beyond lastSeq
+  var maxSeq = Object.create(null); // execution id -> the highest seq rendered
   var pendingAfterSeq = null; // following, execution not known yet
   var finished = Object.create(null); // execution id -> true once its status is final
   var reloadScheduled = false;
@@ -152,7 +155,19 @@
     logBox.querySelectorAll(".log-empty").forEach(function (placeholder) {
       placeholder.remove();
     });
-    logBox.appendChild(row);
+    var seq = Number(line.seq);
+    var executionId = String(line.execution_id);
+    var later = null;
+    if (seq < (maxSeq[executionId] || 0)) {
+      // a line the replay brings after a live one overtook it: in its place, by seq
+      logBox.querySelectorAll(".log-line").forEach(function (el) {
+        if (!later && el.dataset.executionId === executionId && Number(el.dataset.seq) > seq) {
+          later = el;
+        }
+      });
+    }
+    if (later) logBox.insertBefore(row, later); else logBox.appendChild(row);
+    maxSeq[executionId] = Math.max(maxSeq[executionId] || 0, seq);
     if (follow) logBox.scrollTop = logBox.scrollHeight;
   }
 
@@ -166,8 +181,16 @@
       pendingAfterSeq = null;
     }
     if (!fixedExecutionId) followedId = executionId;
-    if (seq <= lastSeq[executionId]) return; // already rendered
-    lastSeq[executionId] = seq;
+    // A live line can overtake the replay of the lines missed before it (the socket joins the
+    // room, then the server replays): render every seq once, in seq order, and rejoin after
+    // the last seq below which nothing is missing.
+    var early = ahead[executionId] || (ahead[executionId] = Object.create(null));
+    if (seq <= lastSeq[executionId] || early[seq]) return; // already rendered
+    early[seq] = true;
+    while (early[lastSeq[executionId] + 1]) {
+      delete early[lastSeq[executionId] + 1];
+      lastSeq[executionId] += 1;
+    }
     appendLine(line);
   }
 

@@ -42,13 +42,11 @@ class Watcher:
                                "after_seq": after_seq})
 
     def seqs(self, execution_id: str) -> list[int]:
-        """Sequence numbers in arrival order, repeats dropped (as the browser does)."""
-        seen, order = set(), []
-        for line in self.lines:
-            if line["execution_id"] == execution_id and line["seq"] not in seen:
-                seen.add(line["seq"])
-                order.append(line["seq"])
-        return order
+        """Sequence numbers as the browser renders them: each once, in seq order (a live line
+        may arrive before the replay of the lines missed before it; static/js/live_log.js
+        puts each in its place)."""
+        return sorted({line["seq"] for line in self.lines
+                       if line["execution_id"] == execution_id})
 
     def close(self):
         self.sio.disconnect()

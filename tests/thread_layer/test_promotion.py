@@ -22,9 +22,9 @@ def test_every_error_a_regression_records_is_better_lower():
     y = np.array([1.0, 2.0, 3.0, 4.0])
     recorded = regression_metrics(y, y + 0.5, y)
     assert {name for name in recorded if lower_is_better(name)} == \
-        {"mse", "rmse", "mae", "baseline_rmse"}
+        {"mse", "rmse", "mae", "mape", "baseline_rmse"}
     assert not lower_is_better("r2")
-    assert not any(lower_is_better(m) for m in METRICS["classification"])
+    assert {m for m in METRICS["classification"] if lower_is_better(m)} == {"log_loss"}
 
 
 @pytest.mark.parametrize("metric", sorted(LOWER_IS_BETTER))
